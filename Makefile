@@ -1,0 +1,24 @@
+# Set-up on a fresh machine is part of each target: a virtual environment in .venv with cacflow installed.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CORES ?= 2
+
+.PHONY: demo test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed  ## run the workflow on the embedded synthetic demo cohort
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/snakemake --cores $(CORES)
+
+test: $(VENV)/.installed  ## the whole test suite (unit, real-data, end-to-end)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest
+
+bench: $(VENV)/.installed  ## stage timings on the demo cohort
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) benchmarks/preprocess_stages.py
+
+clean:
+	rm -rf results resources logs benchmarks/out .snakemake

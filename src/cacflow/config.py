@@ -1,0 +1,78 @@
+"""Configuration: load, validate against the JSON schema (filling defaults) and turn sections into records."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from cacflow.discovery.selection import SelectionRules
+from cacflow.imaging.resample import ZGrid
+
+
+def schema() -> dict:
+    """The configuration JSON schema shipped with the package."""
+    return json.loads(resources.files("cacflow").joinpath("schemas/config.schema.json").read_text(encoding="utf-8"))
+
+
+def _fill_defaults(validator_class):
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema_):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if "default" in sub and prop not in instance:
+                    instance[prop] = json.loads(json.dumps(sub["default"]))
+        yield from validate_properties(validator, properties, instance, schema_)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def validate(config: dict) -> dict:
+    """Validate ``config`` in place (defaults filled) and return it; raises ValueError naming the bad key."""
+    validator = _fill_defaults(jsonschema.Draft202012Validator)(schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"  {'/'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}" for e in errors[:10]]
+        raise ValueError("invalid cacflow configuration:\n" + "\n".join(lines))
+    # A second pass fills defaults inside objects created by the first (e.g. selection: {} -> its fields).
+    for _ in validator.iter_errors(config):
+        pass
+    return config
+
+
+def load(path: Path) -> dict:
+    """Read a YAML config file and validate it."""
+    with open(path, encoding="utf-8") as fh:
+        cfg = yaml.safe_load(fh) or {}
+    try:
+        return validate(cfg)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def selection_rules(config: dict) -> SelectionRules:
+    """The ``selection`` section as :class:`SelectionRules`."""
+    s = dict(config.get("selection", {}))
+    kw = {k: v for k, v in s.items() if k in SelectionRules.__dataclass_fields__}
+    if "pixel_spacing_range_mm" in kw:
+        kw["pixel_spacing_range_mm"] = tuple(kw["pixel_spacing_range_mm"])
+    if "kernel_preference" in kw:
+        kw["kernel_preference"] = tuple(kw["kernel_preference"])
+    return SelectionRules(**kw)
+
+
+def grids(config: dict) -> dict[str, ZGrid]:
+    """Named resampling grids."""
+    g = config.get("resample", {}).get("grids") or {"scoring": {"thickness_mm": 3.0, "increment_mm": 1.5}}
+    return {name: ZGrid(float(v["thickness_mm"]), float(v["increment_mm"])) for name, v in g.items()}
+
+
+def section_hash(*parts) -> str:
+    """A short stable hash of JSON-serialisable config parts (for fingerprints and provenance)."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

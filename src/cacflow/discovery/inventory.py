@@ -1,0 +1,73 @@
+"""Header-only inventory of a cohort root: every file, one row, read in parallel.
+
+Files are listed with ``os.scandir`` (sorted, symlinks not followed into directories), split into batches and read
+with :func:`cacflow.io.dicom.read_headers` under Dask: processes by default, since pydicom's parsing holds the GIL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import dask
+import dask.bag as db
+import pandas as pd
+
+from cacflow.io.dicom import FILE_HEADER_FIELDS, read_headers
+from cacflow.progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+def list_files(root: Path) -> list[Path]:
+    """All regular files below ``root`` in a deterministic (sorted) order; hidden files and folders skipped."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"cohort root {root} does not exist or is not a directory; fix 'root' in the config")
+    out: list[Path] = []
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError as exc:
+            log.warning("cannot list %s: %s", d, exc.strerror)
+            continue
+        subdirs = []
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            if e.is_dir(follow_symlinks=False):
+                subdirs.append(Path(e.path))
+            elif e.is_file():
+                out.append(Path(e.path))
+        stack.extend(reversed(subdirs))
+    return out
+
+
+def inventory(root: Path, workers: int = 1, batch_size: int = 256, scheduler: str | None = None) -> pd.DataFrame:
+    """Read the header of every file below ``root`` (no pixel data) into a DataFrame, one row per file.
+
+    Args:
+        root: cohort root folder.
+        workers: parallel workers.
+        batch_size: files per task.
+        scheduler: Dask scheduler ('processes', 'threads', 'synchronous'); by default processes when there are
+            several workers and enough files to amortise the worker start-up, else synchronous.
+    """
+    root = Path(root)
+    files = list_files(root)
+    log.info("inventory of %s: %d files", root.name, len(files))
+    batches = [files[i:i + batch_size] for i in range(0, len(files), batch_size)]
+    if scheduler is None:
+        scheduler = "processes" if workers > 1 and len(files) >= 4 * batch_size else "synchronous"
+    rows: list[dict] = []
+    if batches:
+        bag = db.from_sequence(batches, npartitions=len(batches)).map(read_headers, root)
+        with Progress(len(batches), "inventory"):
+            results = dask.compute(bag, scheduler=scheduler, num_workers=max(1, workers))[0]
+        for batch in results:
+            rows.extend(batch)
+    frame = pd.DataFrame(rows, columns=list(FILE_HEADER_FIELDS))
+    return frame

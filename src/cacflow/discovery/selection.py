@@ -1,0 +1,283 @@
+"""Series selection: group inventoried files into series and decide, rule by rule, which series to convert.
+
+Input is the per-file inventory (:func:`cacflow.discovery.inventory.inventory`); output is a manifest with one row
+per series, ``selected`` true or false, and ``reason`` = the first rule that excluded it (or ``"selected"``),
+plus a table of file-level exclusions. Pure functions over DataFrames: no I/O here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from cacflow.discovery.kernels import DEFAULT_KERNEL_CLASSES, kernel_class
+from cacflow.discovery.reasons import REASONS, SELECTED
+from cacflow.io.dicom import CT_IMAGE_STORAGE, SECONDARY_CAPTURE_STORAGE
+from cacflow.imaging.geometry import axial_deviation_deg, check_spacing, order_slices, stack_tilt_deg
+
+_LOCALIZER_WORDS = re.compile(r"\b(scout|topogram|surview|localizer|locator|scanogram|pilot)\b", re.IGNORECASE)
+_SCREEN_TYPES = ("SCREEN SAVE", "DOSE_INFO", "DOSE INFO", "PATIENT_INFO", "REF_SURVIEW", "RESULTS", "DOSE REPORT")
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+@dataclass(frozen=True)
+class SelectionRules:
+    """Configurable selection rules (lengths in mm, angles in degrees)."""
+
+    min_slices: int = 30
+    max_slice_thickness_mm: float = 3.0
+    pixel_spacing_range_mm: tuple[float, float] = (0.3, 1.5)
+    min_field_of_view_mm: float = 150.0
+    axial_tolerance_deg: float = 2.0
+    tilt_tolerance_deg: float = 0.5
+    spacing_tolerance: float = 0.1
+    exclude_contrast: bool = True
+    reconstructions: str = "prefer"  # "prefer": one per study by kernel order; "all": every eligible series
+    kernel_preference: tuple[str, ...] = ("soft", "unknown", "sharp")
+    kernel_classes: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_KERNEL_CLASSES))
+
+
+def series_key(series_uid: str) -> str:
+    """A file-system-safe key for a series: the UID itself when it is a well-formed UID, else a hash."""
+    if series_uid and len(series_uid) <= 64 and _UID.match(series_uid):
+        return series_uid
+    return "x" + hashlib.sha256((series_uid or "").encode()).hexdigest()[:24]
+
+
+def study_key(study_uid: str | None) -> str:
+    """A pseudonymous study key (the StudyInstanceUID itself is not an output field by default)."""
+    return "s" + hashlib.sha256((study_uid if isinstance(study_uid, str) else "").encode()).hexdigest()[:16]
+
+
+def _mode(values: pd.Series):
+    v = values.dropna()
+    if v.empty:
+        return None
+    return v.astype(str).value_counts().index[0] if v.dtype == object else v.mode().iloc[0]
+
+
+def _distinct(values: pd.Series, ndigits: int = 3) -> int:
+    out = set()
+    for v in values:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            continue
+        if isinstance(v, (list, tuple, np.ndarray)):
+            out.add(tuple(round(float(x), ndigits) for x in v))
+        else:
+            out.add(v)
+    return len(out)
+
+
+def _series_row(files: pd.DataFrame, rules: SelectionRules) -> dict:
+    """Summarise one series and apply the per-series rules in order; first failing rule wins."""
+    first = files.iloc[0]
+    modality = _mode(files["modality"])
+    image_type = _mode(files["image_type"]) or ""
+    sop = _mode(files["sop_class_uid"])
+    desc = _mode(files["series_description"]) or ""
+    kernel = _mode(files["convolution_kernel"])
+    row: dict = {
+        "series_uid": first["series_uid"],
+        "series_key": series_key(first["series_uid"]),
+        "patient_id": _mode(files["patient_id"]),
+        "study_uid": _mode(files["study_uid"]),
+        "study_date": _mode(files["study_date"]),
+        "series_number": _mode(files["series_number"]),
+        "n_files": int(len(files)),
+        "modality": modality,
+        "sop_class_uid": sop,
+        "image_type": image_type or None,
+        "manufacturer": _mode(files["manufacturer"]),
+        "model": _mode(files["model"]),
+        "kernel": kernel,
+        "kernel_class": kernel_class(kernel, rules.kernel_classes),
+        "kvp": _mode(files["kvp"]),
+        "tube_current_ma": _mode(files["tube_current_ma"]),
+        "exposure_mas": _mode(files["exposure_mas"]),
+        "ctdi_vol": _mode(files["ctdi_vol"]),
+        "slice_thickness_mm": _mode(files["slice_thickness"]),
+        "patient_position": _mode(files["patient_position"]),
+        "transfer_syntax": _mode(files["transfer_syntax"]),
+        "rows": _mode(files["rows"]),
+        "columns": _mode(files["columns"]),
+        "contrast": bool(files["contrast_agent"].dropna().map(lambda s: s.strip().upper() not in ("", "NONE", "NO"))
+                         .any()),
+        "gantry_tilt_deg": _mode(files["gantry_tilt"]),
+        "n_slices": None,
+        "increment_mm": None,
+        "z_extent_mm": None,
+        "pixel_spacing_row_mm": None,
+        "pixel_spacing_col_mm": None,
+        "axial_deviation_deg": None,
+    }
+
+    def decide(reason: str, message: str) -> dict:
+        row["reason"], row["message"] = reason, message
+        return row
+
+    name = f"series {row['series_key']}"
+    if modality is not None and modality.upper() != "CT":
+        return decide("not_ct", f"{name}: Modality is {modality}, not CT")
+    if sop == SECONDARY_CAPTURE_STORAGE or "SECONDARY" in image_type and any(t in image_type for t in _SCREEN_TYPES):
+        if any(t in image_type for t in _SCREEN_TYPES) or desc.lower().startswith(("dose", "exam summary")):
+            return decide("dose_screen", f"{name}: dose report / exam summary screen (ImageType {image_type})")
+        return decide("secondary_capture", f"{name}: secondary capture (SOP class {sop}, ImageType {image_type})")
+    if sop not in (None, "", CT_IMAGE_STORAGE):
+        return decide("not_ct_image_storage", f"{name}: SOP class {sop} is not CT Image Storage; re-export the "
+                      "series as single-frame CT images")
+    if modality is None and sop is None:
+        return decide("not_ct", f"{name}: neither Modality nor SOP class is present")
+    if "LOCALIZER" in image_type or _LOCALIZER_WORDS.search(desc):
+        return decide("localizer", f"{name}: localizer/scout image (ImageType {image_type})")
+    if any(t in image_type for t in _SCREEN_TYPES):
+        return decide("dose_screen", f"{name}: screen image (ImageType {image_type})")
+    if files["has_pixel_data"].eq(False).all():
+        return decide("no_pixel_data", f"{name}: no file has Pixel Data")
+    if (files["number_of_frames"].fillna(1) > 1).any():
+        return decide("multiframe_unsupported", f"{name}: multi-frame images; export as single-frame slices")
+    images = files[files["has_pixel_data"].ne(False)]
+    if images["ipp"].isna().any() or images["iop"].isna().any():
+        return decide("missing_geometry", f"{name}: ImagePositionPatient/ImageOrientationPatient missing in "
+                      f"{int(images['ipp'].isna().sum() + images['iop'].isna().sum())} file(s)")
+    if images["pixel_spacing"].isna().any():
+        return decide("missing_pixel_spacing", f"{name}: PixelSpacing missing in "
+                      f"{int(images['pixel_spacing'].isna().sum())} file(s)")
+    for col in ("iop", "pixel_spacing", "rows", "columns"):
+        if _distinct(images[col]) > 1:
+            return decide("inconsistent_geometry", f"{name}: slices differ in {col}")
+    iop = np.asarray(images["iop"].iloc[0], dtype=float)
+    ps = images["pixel_spacing"].iloc[0]
+    row["pixel_spacing_row_mm"], row["pixel_spacing_col_mm"] = float(ps[0]), float(ps[1])
+    stack = order_slices(np.stack(images["ipp"].map(np.asarray).to_list()), iop)
+    ipps_sorted = np.stack(images["ipp"].map(np.asarray).to_list())[stack.order]
+    row["n_slices"] = int(len(images))
+    row["axial_deviation_deg"] = axial_deviation_deg(stack.normal)
+    tilt_header = abs(float(row["gantry_tilt_deg"] or 0.0))
+    tilt_geom = stack_tilt_deg(ipps_sorted, stack.normal)
+    if tilt_header > rules.tilt_tolerance_deg or tilt_geom > rules.tilt_tolerance_deg:
+        return decide("gantry_tilt", f"{name}: gantry tilt {max(tilt_header, tilt_geom):.1f} deg (header "
+                      f"{tilt_header:.1f}, slice stack {tilt_geom:.1f}); tilt correction is not applied")
+    if row["axial_deviation_deg"] > rules.axial_tolerance_deg:
+        return decide("not_axial", f"{name}: slice normal {row['axial_deviation_deg']:.1f} deg from the head-feet axis")
+    fov = min(float(ps[0]) * float(row["rows"] or 0), float(ps[1]) * float(row["columns"] or 0))
+    if fov < rules.min_field_of_view_mm:
+        return decide("field_of_view_too_small", f"{name}: field of view {fov:.0f} mm ({row['rows']}x{row['columns']} "
+                      f"pixels of {float(ps[0]):.3f} mm) is below {rules.min_field_of_view_mm:.0f} mm; header and "
+                      "pixels may not match")
+    spacing = check_spacing(stack.positions_mm, rules.spacing_tolerance)
+    row["increment_mm"] = spacing.increment_mm
+    row["z_extent_mm"] = float(stack.positions_mm[-1] - stack.positions_mm[0]) if len(images) > 1 else 0.0
+    if spacing.reason is not None:
+        return decide(spacing.reason, f"{name}: {spacing.message}")
+    if len(images) < rules.min_slices:
+        return decide("too_few_slices", f"{name}: {len(images)} slices, at least {rules.min_slices} required")
+    thickness = row["slice_thickness_mm"]
+    thick = float(thickness) if thickness is not None else spacing.increment_mm
+    if thick > rules.max_slice_thickness_mm + 1e-6:
+        return decide("slice_too_thick", f"{name}: slice thickness {thick:.2f} mm above {rules.max_slice_thickness_mm} mm")
+    lo, hi = rules.pixel_spacing_range_mm
+    if not (lo <= float(ps[0]) <= hi and lo <= float(ps[1]) <= hi):
+        return decide("pixel_spacing_out_of_range", f"{name}: pixel spacing {float(ps[0]):.3f} mm outside {lo}-{hi} mm")
+    if rules.exclude_contrast and row["contrast"]:
+        return decide("contrast_enhanced", f"{name}: ContrastBolusAgent is recorded; not scored")
+    row["reason"], row["message"] = SELECTED, f"{name}: eligible"
+    return row
+
+
+def _prefer_reconstructions(manifest: pd.DataFrame, rules: SelectionRules) -> pd.DataFrame:
+    """Among eligible series of one study keep one: kernel class order, then thinner slices, more slices, UID."""
+    eligible = manifest["reason"] == SELECTED
+    if rules.reconstructions == "all" or not eligible.any():
+        return manifest
+    rank = {cls: i for i, cls in enumerate(rules.kernel_preference)}
+    cand = manifest[eligible].copy()
+    cand["_rank"] = cand["kernel_class"].map(lambda c: rank.get(c, len(rank)))
+    cand["_thick"] = cand["slice_thickness_mm"].fillna(99.0)
+    cand["_n"] = -cand["n_slices"].fillna(0)
+    cand = cand.sort_values(["study_uid", "_rank", "_thick", "_n", "series_uid"])
+    chosen = cand.groupby("study_uid", dropna=False, sort=False).head(1)
+    winners = dict(zip(chosen["study_uid"], chosen["series_key"]))
+    for idx in cand.index.difference(chosen.index):
+        w = winners[cand.at[idx, "study_uid"]]
+        manifest.at[idx, "reason"] = "not_preferred_reconstruction"
+        manifest.at[idx, "message"] = (f"series {manifest.at[idx, 'series_key']}: kernel {manifest.at[idx, 'kernel']} "
+                                       f"({manifest.at[idx, 'kernel_class']}); series {w} of the same study preferred")
+    return manifest
+
+
+def normalise_inventory(inventory: pd.DataFrame) -> pd.DataFrame:
+    """Flag unusable files (no series UID, truncated native pixel data) and group UID-less images by folder.
+
+    Idempotent; returns a copy.
+    """
+    inv = inventory.copy()
+    bad = inv["error"].notna()
+    # Images without SeriesInstanceUID (over-anonymised exports) are grouped by their folder instead.
+    folder_group = ~bad & inv["series_uid"].isna() & inv["has_pixel_data"].eq(True) & inv["ipp"].notna()
+    inv.loc[folder_group, "series_uid"] = inv.loc[folder_group, "path"].map(
+        lambda p: "folder:" + p.rsplit("/", 1)[0] if "/" in p else "folder:.")
+    no_uid = ~bad & inv["series_uid"].isna()
+    inv.loc[no_uid, "error"] = "missing_series_uid"
+    inv.loc[no_uid, "message"] = inv.loc[no_uid, "path"].map(lambda p: f"{p}: no SeriesInstanceUID")
+    truncated = (~bad & ~no_uid & inv["pixel_data_length"].notna() & inv["rows"].notna() & inv["columns"].notna()
+                 & inv["transfer_syntax"].isin(["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"]))
+    need = inv["rows"].fillna(0) * inv["columns"].fillna(0) * inv["bits_allocated"].fillna(16) // 8
+    truncated &= inv["pixel_data_length"].fillna(0) < need
+    inv.loc[truncated, "error"] = "pixel_data_truncated"
+    inv.loc[truncated, "message"] = inv.loc[truncated].apply(
+        lambda r: f"{r['path']}: Pixel Data holds {int(r['pixel_data_length'])} bytes, {int(need[r.name])} expected "
+                  "from Rows x Columns; the file is truncated or its header does not match its pixels", axis=1)
+    return inv
+
+
+def select_series(inventory: pd.DataFrame, rules: SelectionRules | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Group files into series and apply the selection rules.
+
+    Returns:
+        ``(manifest, file_exclusions)``: the manifest has one row per SeriesInstanceUID with ``selected``,
+        ``reason`` (a code from :data:`cacflow.discovery.reasons.REASONS` or ``"selected"``) and ``message``;
+        ``file_exclusions`` lists unusable files (``path``, ``reason``, ``message``, ``series_uid``).
+    """
+    rules = rules or SelectionRules()
+    inv = normalise_inventory(inventory)
+    file_excl = inv[inv["error"].notna()][["path", "series_uid", "error", "message"]].rename(columns={"error": "reason"})
+    good = inv[inv["error"].isna()]
+    rows = [_series_row(g, rules) for _, g in good.groupby("series_uid", sort=True)]
+    manifest = pd.DataFrame(rows)
+    if manifest.empty:
+        manifest = pd.DataFrame(columns=["series_uid", "series_key", "reason", "message", "selected"])
+    else:
+        # Duplicate SOP instances (the same image twice) make a series ambiguous.
+        dup = good[good["sop_instance_uid"].notna()].groupby("series_uid")["sop_instance_uid"].apply(
+            lambda s: int(s.duplicated().sum()))
+        for idx, r in manifest.iterrows():
+            n = int(dup.get(r["series_uid"], 0))
+            if n and r["reason"] == SELECTED:
+                manifest.at[idx, "reason"] = "duplicate_slices"
+                manifest.at[idx, "message"] = f"series {r['series_key']}: {n} file(s) repeat a SOPInstanceUID"
+        manifest = _prefer_reconstructions(manifest, rules)
+    manifest["selected"] = manifest["reason"] == SELECTED
+    unknown = set(manifest["reason"]) - set(REASONS) - {SELECTED}
+    if unknown:
+        raise AssertionError(f"selection produced undocumented reason codes {unknown}")
+    manifest["study_key"] = manifest.get("study_uid", pd.Series(dtype=object)).map(study_key)
+    manifest["study_year"] = manifest.get("study_date", pd.Series(dtype=object)).map(
+        lambda d: int(d[:4]) if isinstance(d, str) and d[:4].isdigit() else None)
+    return manifest.reset_index(drop=True), file_excl.reset_index(drop=True)
+
+
+def series_files(inventory: pd.DataFrame, manifest: pd.DataFrame) -> dict[str, list[str]]:
+    """Relative paths of the image files of each selected series (key: series_key), files with errors left out."""
+    sel = manifest[manifest["selected"]]
+    uid_to_key = dict(zip(sel["series_uid"], sel["series_key"]))
+    inventory = normalise_inventory(inventory)
+    inv = inventory[inventory["error"].isna() & inventory["series_uid"].isin(uid_to_key)]
+    inv = inv[inv["has_pixel_data"].ne(False)]
+    out: dict[str, list[str]] = {}
+    for uid, g in inv.groupby("series_uid", sort=True):
+        out[uid_to_key[uid]] = sorted(g["path"].tolist())
+    return out

@@ -1,0 +1,57 @@
+"""Where a cohort's files live under the results folder (one function per kind of path)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class CohortLayout:
+    """Paths of one cohort's outputs under ``<results>/<cohort>/``."""
+
+    results: Path
+    cohort: str
+
+    @property
+    def base(self) -> Path:
+        return Path(self.results) / self.cohort
+
+    @property
+    def manifest(self) -> Path:
+        """Public series manifest (one row per series, selected or excluded)."""
+        return self.base / "manifest" / "series.parquet"
+
+    @property
+    def discover_exclusions(self) -> Path:
+        """Public file- and series-level exclusions found by discovery."""
+        return self.base / "manifest" / "exclusions.parquet"
+
+    @property
+    def shard_index(self) -> Path:
+        """JSON list of shard ids (the discovery checkpoint's hand-off)."""
+        return self.base / "work" / "shards.json"
+
+    def shard_tasks(self, shard: str) -> Path:
+        """Internal per-shard task table (series, files, sizes, mtimes)."""
+        return self.base / "work" / "shards" / f"{shard}.parquet"
+
+    def shard_status(self, shard: str) -> Path:
+        """Per-series status rows written by a preprocessing shard job."""
+        return self.base / "shards" / "preprocess" / f"{shard}.parquet"
+
+    def volume(self, series_key: str, grid: str = "native") -> Path:
+        """Zarr store of a series on a grid ('native' or a named resampling grid)."""
+        return self.base / "volumes" / grid / f"{series_key}.zarr"
+
+    def scan_status(self, series_key: str) -> Path:
+        """Per-scan status JSON: the completion record of each stage with its input fingerprint."""
+        return self.base / "status" / f"{series_key}.json"
+
+    @property
+    def status_table(self) -> Path:
+        return self.base / "preprocess_status.parquet"
+
+    @property
+    def exclusions(self) -> Path:
+        return self.base / "exclusions.parquet"

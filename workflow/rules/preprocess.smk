@@ -1,0 +1,37 @@
+rule preprocess:
+    """One shard of many series: DICOM -> Zarr (HU, geometry) -> resampled scoring grid(s), per-scan status."""
+    input:
+        shards=f"{RESULTS}/{{cohort}}/work/shards.json",
+    output:
+        status=f"{RESULTS}/{{cohort}}/shards/preprocess/{{shard}}.parquet",
+    params:
+        root=cohort_root,
+    threads: config["sharding"]["threads"]
+    resources:
+        mem_mb=lambda wc, threads: 3000 * threads,
+        runtime=120,
+        cpus_per_task=config["sharding"]["threads"],
+    log:
+        "logs/preprocess/{cohort}/{shard}.log",
+    benchmark:
+        "benchmarks/preprocess/{cohort}/{shard}.tsv"
+    conda:
+        "../../envs/cacflow.yaml"
+    script:
+        "../scripts/preprocess.py"
+
+
+rule preprocess_status:
+    """Per-scan status of the whole cohort and every exclusion with its reason."""
+    input:
+        shards=shard_statuses,
+        manifest=f"{RESULTS}/{{cohort}}/manifest/series.parquet",
+    output:
+        status=f"{RESULTS}/{{cohort}}/preprocess_status.parquet",
+        exclusions=f"{RESULTS}/{{cohort}}/exclusions.parquet",
+    log:
+        "logs/preprocess_status/{cohort}.log",
+    conda:
+        "../../envs/cacflow.yaml"
+    script:
+        "../scripts/preprocess_status.py"

@@ -1,0 +1,20 @@
+rule synth_cohort:
+    """Generate a synthetic NLST-style cohort (DICOM tree + ground truth beside it)."""
+    output:
+        marker=f"{RESOURCES}/synthetic/{{cohort}}/truth/cohort.json",
+    params:
+        out=lambda wc: f"{RESOURCES}/synthetic/{wc.cohort}",
+        spec=lambda wc: config["cohorts"][wc.cohort]["synthetic"],
+    threads: config["sharding"]["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        cpus_per_task=config["sharding"]["threads"],
+    log:
+        "logs/synth/{cohort}.log",
+    benchmark:
+        "benchmarks/synth/{cohort}.tsv"
+    conda:
+        "../../envs/cacflow.yaml"
+    script:
+        "../scripts/synth.py"

@@ -1,0 +1,18 @@
+"""Adapter: snakemake rule preprocess -> cacflow.pipeline.shard.run_shard."""
+
+from pathlib import Path
+
+from cacflow import config as cfg, logs
+from cacflow.pipeline.layout import CohortLayout
+from cacflow.pipeline.shard import run_shard
+
+
+def main(root: str, results: str, cohort: str, shard: str, config: dict, threads: int, log_file: str) -> None:
+    logs.setup(log_file)
+    run_shard(CohortLayout(Path(results), cohort), shard, Path(root), cfg.grids(config), workers=threads,
+              scheduler=config["sharding"]["scheduler"], spacing_tolerance=config["selection"]["spacing_tolerance"])
+
+
+if "snakemake" in globals():
+    main(snakemake.params.root, snakemake.config["results"], snakemake.wildcards.cohort, snakemake.wildcards.shard,
+         snakemake.config, snakemake.threads, snakemake.log[0])
