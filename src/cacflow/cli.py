@@ -47,7 +47,8 @@ def _preprocess(args: argparse.Namespace) -> int:
     for shard in shards:
         frame = run_shard(layout, shard, root, cfg.grids(config), workers=args.workers,
                           scheduler=config["sharding"]["scheduler"],
-                          spacing_tolerance=config["selection"]["spacing_tolerance"])
+                          spacing_tolerance=config["selection"]["spacing_tolerance"],
+              show_paths="SourcePath" in config["privacy"]["allowed_fields"])
         print(shard, frame["status"].value_counts().to_dict() if len(frame) else {})
     return 0
 

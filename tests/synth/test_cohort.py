@@ -150,10 +150,11 @@ def test_dicom_tags_and_fake_identifiers(cohort: tuple[Path, dict], series: pd.D
 
 def test_storage_variants_and_instance_order(cohort: tuple[Path, dict], series: pd.DataFrame) -> None:
     out = cohort[0]
-    reps, bits, paddings, per_slice_rescale, shuffled = set(), set(), set(), False, False
+    reps, bits, paddings, per_slice_rescale, shuffled, negative = set(), set(), set(), False, False, False
     for row in series[series.kind == "axial"].itertuples():
         dss = [pydicom.dcmread(p, stop_before_pixels=True) for p in (out / "dicom" / row.series_dir).iterdir()]
         reps.add(int(dss[0].PixelRepresentation))
+        negative |= float(dss[0].SpacingBetweenSlices) < 0
         bits.add(int(dss[0].BitsStored))
         paddings.add(int(dss[0].PixelPaddingValue))
         if len({float(d.RescaleIntercept) for d in dss}) > 1:
@@ -165,7 +166,7 @@ def test_storage_variants_and_instance_order(cohort: tuple[Path, dict], series: 
             shuffled = True
         assert row.storage == ("int16" if dss[0].PixelRepresentation == 1 else "uint16")
     assert reps == {0, 1} and {12, 16} <= bits and len(paddings) >= 3
-    assert per_slice_rescale and shuffled
+    assert per_slice_rescale and shuffled and negative
 
 
 def test_hu_ranges_and_lesions(cohort: tuple[Path, dict], series: pd.DataFrame, lesions: pd.DataFrame) -> None:
@@ -192,6 +193,11 @@ def test_hu_ranges_and_lesions(cohort: tuple[Path, dict], series: pd.DataFrame, 
         assert sorted(mine.lesion_id) == present
         assert mine.ref_agatston.sum() == pytest.approx(row.ref_agatston, rel=1e-6, abs=1e-9)
         if present:
-            assert hu[ids > 0].max() >= 130
+            # a plaque that contributes to the reference score reaches 130 HU inside its own mask; a faint one
+            # (peak near 150 HU before blur and noise) may stay below it and then contributes nothing
+            for les in mine.itertuples():
+                if les.ref_agatston > 0:
+                    assert hu[ids == les.lesion_id].max() >= 130
+            assert (mine.ref_agatston > 0).any() == (row.ref_agatston > 0)
         else:
             assert row.ref_agatston == 0 and row.ref_stratum == "0"

@@ -10,7 +10,8 @@ from cacflow.pipeline.shard import run_shard
 def main(root: str, results: str, cohort: str, shard: str, config: dict, threads: int, log_file: str) -> None:
     logs.setup(log_file)
     run_shard(CohortLayout(Path(results), cohort), shard, Path(root), cfg.grids(config), workers=threads,
-              scheduler=config["sharding"]["scheduler"], spacing_tolerance=config["selection"]["spacing_tolerance"])
+              scheduler=config["sharding"]["scheduler"], spacing_tolerance=config["selection"]["spacing_tolerance"],
+              show_paths="SourcePath" in config["privacy"]["allowed_fields"])
 
 
 if "snakemake" in globals():

@@ -150,22 +150,29 @@ def _floats(value, n: int) -> list[float] | None:
     return out if len(out) == n and all(np.isfinite(out)) else None
 
 
-def _probe_pixel_data(fp, transfer_syntax: str | None) -> tuple[bool | None, int | None]:
-    """After a ``stop_before_pixels`` read, look at the next element: is it Pixel Data, and how long?"""
+def _probe_pixel_data(fp, transfer_syntax: str | None, file_size: int) -> tuple[bool | None, int | None]:
+    """After a ``stop_before_pixels`` read, look at the next element: is it Pixel Data, and how long?
+
+    The length returned is the smaller of the declared length and the bytes actually left in the file, so a file
+    cut inside its pixel data is seen as truncated from its header alone.
+    """
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
         return None, None
+    start = fp.tell()
     head = fp.read(12)
     big = transfer_syntax == ExplicitVRBigEndian
     if len(head) < 8 or head[:4] != (_PIXEL_DATA_TAG_BE if big else _PIXEL_DATA_TAG_LE):
         return False, None
     implicit = transfer_syntax == ImplicitVRLittleEndian or transfer_syntax is None and head[4:6] not in (b"OB", b"OW")
     if implicit:
-        length = struct.unpack("<I", head[4:8])[0]
+        length, header_bytes = struct.unpack("<I", head[4:8])[0], 8
     else:
         if len(head) < 12:
             return True, None
-        length = struct.unpack(">I" if big else "<I", head[8:12])[0]
-    return True, (None if length == 0xFFFFFFFF else int(length))
+        length, header_bytes = struct.unpack(">I" if big else "<I", head[8:12])[0], 12
+    if length == 0xFFFFFFFF:
+        return True, None
+    return True, int(min(length, max(0, file_size - start - header_bytes)))
 
 
 def read_header(path: Path, root: Path) -> FileHeader:
@@ -193,7 +200,7 @@ def read_header(path: Path, root: Path) -> FileHeader:
             meta = getattr(ds, "file_meta", None)
             ts = str(meta.TransferSyntaxUID) if meta is not None and "TransferSyntaxUID" in meta else None
             rec.transfer_syntax = ts
-            rec.has_pixel_data, rec.pixel_data_length = _probe_pixel_data(fp, ts)
+            rec.has_pixel_data, rec.pixel_data_length = _probe_pixel_data(fp, ts, rec.size_bytes)
             sop_class = _text(ds.get("SOPClassUID"))
             if sop_class is None and meta is not None:
                 sop_class = _text(meta.get("MediaStorageSOPClassUID"))
@@ -300,6 +307,10 @@ def read_slice(path: Path, label: str | None = None) -> DecodedSlice:
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     if rows <= 0 or cols <= 0:
         raise DicomReadError("missing_geometry", f"{name}: Rows/Columns missing")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise DicomReadError("multiframe_unsupported", f"{name}: {frames} frames; export the series as single-frame "
+                             "CT images")
     meta = getattr(ds, "file_meta", None)
     ts = str(meta.TransferSyntaxUID) if meta is not None and "TransferSyntaxUID" in meta else None
     bits = int(ds.get("BitsAllocated", 16) or 16)

@@ -9,13 +9,14 @@ import numpy as np
 from cacflow.imaging.geometry import check_spacing, order_slices
 from cacflow.imaging.volume import Volume
 from cacflow.io.dicom import DicomReadError, read_slice
+from cacflow.privacy import file_key
 
 #: Bump when the conversion output changes, so that finished scans are redone.
 CONVERTER_VERSION = 1
 
 
 def convert_series(root: Path, rel_paths: list[str], metadata: dict | None = None,
-                   spacing_tolerance: float = 0.1) -> Volume:
+                   spacing_tolerance: float = 0.1, show_paths: bool = False) -> Volume:
     """Read the slices of one series and stack them in order along the slice normal.
 
     Args:
@@ -23,13 +24,15 @@ def convert_series(root: Path, rel_paths: list[str], metadata: dict | None = Non
         rel_paths: the series' image files, in any order.
         metadata: acquisition attributes to attach to the volume.
         spacing_tolerance: allowed relative deviation of slice gaps (checked again on the decoded slices).
+        show_paths: name files by their relative path in error messages; otherwise by their ``file_key``
+            (source paths are an identifying field, see :mod:`cacflow.privacy`).
 
     Raises:
         DicomReadError: with a reason code when a slice cannot be decoded or the stack is not a regular volume.
     """
     if not rel_paths:
         raise DicomReadError("no_pixel_data", "series has no image files")
-    slices = [read_slice(Path(root) / p, label=p) for p in rel_paths]
+    slices = [read_slice(Path(root) / p, label=p if show_paths else file_key(p)) for p in rel_paths]
     shapes = {s.hu.shape for s in slices}
     if len(shapes) != 1:
         raise DicomReadError("inconsistent_geometry", f"slices have different sizes {sorted(shapes)}")

@@ -47,6 +47,7 @@ class SeriesTask:
     cohort: str
     grids: dict[str, tuple[float, float]]
     spacing_tolerance: float = 0.1
+    show_paths: bool = False  # source paths in messages only when 'SourcePath' is an allowed field
 
 
 @dataclass
@@ -96,7 +97,8 @@ def process_series(task: SeriesTask) -> dict:
             st.n_slices = prev.get("n_slices")
         else:
             t = time.perf_counter()
-            volume = convert_series(Path(task.root), task.paths, task.metadata, task.spacing_tolerance)
+            volume = convert_series(Path(task.root), task.paths, task.metadata, task.spacing_tolerance,
+                                    show_paths=task.show_paths)
             st.convert_s = time.perf_counter() - t
             t = time.perf_counter()
             write_volume(native_path, volume)
@@ -148,23 +150,23 @@ def process_series(task: SeriesTask) -> dict:
 
 
 def load_tasks(layout: CohortLayout, shard: str, root: Path, grids: dict[str, ZGrid],
-               spacing_tolerance: float) -> list[SeriesTask]:
+               spacing_tolerance: float, show_paths: bool = False) -> list[SeriesTask]:
     """The tasks of one shard, from the table written by the discover step."""
     frame = pd.read_parquet(layout.shard_tasks(shard))
     return [
         SeriesTask(series_key=r.series_key, root=str(root), paths=list(r.paths), sizes=[int(s) for s in r.sizes],
                    mtimes=[int(m) for m in r.mtimes], metadata=json.loads(r.metadata), results=str(layout.results),
                    cohort=layout.cohort, grids={k: (g.thickness_mm, g.increment_mm) for k, g in grids.items()},
-                   spacing_tolerance=spacing_tolerance)
+                   spacing_tolerance=spacing_tolerance, show_paths=show_paths)
         for r in frame.itertuples(index=False)
     ]
 
 
 def run_shard(layout: CohortLayout, shard: str, root: Path, grids: dict[str, ZGrid], workers: int = 1,
-              scheduler: str = "processes", spacing_tolerance: float = 0.1) -> pd.DataFrame:
+              scheduler: str = "processes", spacing_tolerance: float = 0.1, show_paths: bool = False) -> pd.DataFrame:
     """Process every series of ``shard`` and write its status table; returns the status rows."""
     remove_stale_temporaries(layout.base / "volumes")
-    tasks = load_tasks(layout, shard, root, grids, spacing_tolerance)
+    tasks = load_tasks(layout, shard, root, grids, spacing_tolerance, show_paths)
     log.info("%s %s: %d series, %d workers (%s)", layout.cohort, shard, len(tasks), workers, scheduler)
     t0 = time.perf_counter()
     if not tasks:

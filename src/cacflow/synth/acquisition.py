@@ -48,7 +48,6 @@ THICKNESS_INCREMENT: tuple[tuple[float, float], ...] = (
     (2.5, 1.25),
     (3.0, 3.0),
     (3.0, 1.5),
-    (3.2, 1.6),
 )
 
 
@@ -220,7 +219,8 @@ def draw_reconstructions(
         storage = Storage(storage.name + "_perslice", True, 16, storage.intercept, storage.padding, -1000.0)
     ts = TRANSFER_SYNTAX_CYCLE[participant_index % len(TRANSFER_SYNTAX_CYCLE)]
     shuffle = bool(rng.random() < 0.5) or participant_index % 3 == 1
-    negative = acq.manufacturer == "Philips" and bool(rng.random() < 0.7)
+    philips_style = acq.manufacturer == "Philips" and bool(rng.random() < 0.7)
+    negative = philips_style or participant_index % 4 == 2
     soft = make_kernel(str(rng.choice(soft_names)), "soft")
     sharp = make_kernel(str(rng.choice(sharp_names)), "sharp")
     sharp_factor = float(rng.uniform(1.5, 1.8))

@@ -9,12 +9,12 @@ contribution and halo are known exactly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from cacflow.synth.shapes import (
-    Box,
     EllipticCylinder,
     Ellipsoid,
     Shape,
@@ -285,12 +285,8 @@ def plane_hu(phantom: Phantom, x: np.ndarray, y: np.ndarray, z: float, thickness
     return hu.astype(np.float32), labels
 
 
-def lesion_box(lesion: Lesion) -> Box:
-    return lesion.shape().bbox()
-
-
 def place_lesions(rng: np.random.Generator, phantom: Phantom, n: int, diam_range: tuple[float, float],
-                  peak_range: tuple[float, float], inside: "callable") -> tuple[Lesion, ...]:
+                  peak_range: tuple[float, float], inside: Callable[[np.ndarray, float], bool]) -> tuple[Lesion, ...]:
     """Draw ``n`` plaques on the coronaries (eccentric, on the vessel wall).
 
     ``inside(point (3,), margin_mm) -> bool`` says whether a point is well inside

@@ -11,6 +11,7 @@ so the bytes written do not depend on ``workers``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +74,7 @@ def _uid(seed: int, index: int, *parts: str) -> str:
     return generate_uid(entropy_srcs=["cacflow-synth", str(seed), str(index), *parts])
 
 
-def _inside(grid: SliceGrid, thickness: float) -> "callable":
+def _inside(grid: SliceGrid, thickness: float) -> Callable[[np.ndarray, float], bool]:
     """Predicate: point (LPS mm) at least ``margin`` mm inside the imaged volume and FOV."""
     zs = grid.z()
     zlo, zhi = float(zs.min()) - 0.5 * thickness, float(zs.max()) + 0.5 * thickness
