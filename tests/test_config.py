@@ -1,0 +1,28 @@
+import pytest
+
+from cacflow import config as cfg
+
+
+def test_defaults_are_filled_and_records_built():
+    c = cfg.validate({"cohorts": {"a": {"root": "/data/a"}}})
+    assert c["selection"]["min_slices"] == 30 and c["sharding"]["shard_size"] == 200
+    assert cfg.selection_rules(c).kernel_preference == ("soft", "unknown", "sharp")
+    assert cfg.grids(c)["scoring"].thickness_mm == 3.0
+
+
+@pytest.mark.parametrize("bad, where", [
+    ({"cohorts": {"a": {"root": "/x"}}, "typo": 1}, "typo"),
+    ({"cohorts": {"a": {}}}, "cohorts/a"),
+    ({"cohorts": {"a": {"root": "/x"}}, "selection": {"reconstructions": "some"}}, "selection/reconstructions"),
+    ({"cohorts": {"1bad": {"root": "/x"}}}, "cohorts"),
+])
+def test_invalid_configs_name_the_key(bad, where):
+    with pytest.raises(ValueError, match=where.split("/")[0]):
+        cfg.validate(bad)
+
+
+def test_shipped_config_is_valid():
+    from pathlib import Path
+
+    c = cfg.load(Path(__file__).resolve().parents[1] / "config.yaml")
+    assert "demo" in c["cohorts"] and c["cohorts"]["demo"]["synthetic"]["n"] >= 5
