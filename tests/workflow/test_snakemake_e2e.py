@@ -31,6 +31,18 @@ def test_snakemake_runs_discover_convert_resample_on_a_generated_cohort(tmp_path
     for log in ("logs/discover/tiny.log", "logs/synth/tiny.log"):
         assert (tmp_path / log).is_file()
     assert list((tmp_path / "benchmarks" / "preprocess" / "tiny").glob("shard-*.tsv"))
+    # no identifying value of the input reaches results or logs
+    import pydicom
+
+    ds = pydicom.dcmread(next((tmp_path / "resources" / "synthetic" / "tiny" / "dicom").rglob("*.dcm")))
+    secrets = [str(ds.PatientName), str(ds.PatientBirthDate), str(ds.get("ReferringPhysicianName", ""))]
+    secrets = [s.encode() for s in secrets if len(s) >= 4]
+    assert secrets
+    for folder in ("results", "logs", "benchmarks"):
+        for path in (tmp_path / folder).rglob("*"):
+            if path.is_file():
+                blob = path.read_bytes()
+                assert not any(s in blob for s in secrets), f"identifier leaked into {path}"
     # a second run has nothing to do
     dry = subprocess.run(cmd + ["-n"], capture_output=True, text=True, timeout=300)
     assert "Nothing to be done" in dry.stdout + dry.stderr
