@@ -39,16 +39,12 @@ def _discover(args: argparse.Namespace) -> int:
 
 
 def _preprocess(args: argparse.Namespace) -> int:
-    from cacflow import config as cfg
-    from cacflow.pipeline.shard import run_shard
+    from cacflow.pipeline.shard import run_shard, shard_options
 
     config, root, layout = _load(args)
     shards = args.shard or json.loads(layout.shard_index.read_text())["shards"]
     for shard in shards:
-        frame = run_shard(layout, shard, root, cfg.grids(config), workers=args.workers,
-                          scheduler=config["sharding"]["scheduler"],
-                          spacing_tolerance=config["selection"]["spacing_tolerance"],
-              show_paths="SourcePath" in config["privacy"]["allowed_fields"])
+        frame = run_shard(layout, shard, root, workers=args.workers, **shard_options(config))
         print(shard, frame["status"].value_counts().to_dict() if len(frame) else {})
     return 0
 

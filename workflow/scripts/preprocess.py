@@ -2,16 +2,14 @@
 
 from pathlib import Path
 
-from cacflow import config as cfg, logs
+from cacflow import logs
 from cacflow.pipeline.layout import CohortLayout
-from cacflow.pipeline.shard import run_shard
+from cacflow.pipeline.shard import run_shard, shard_options
 
 
 def main(root: str, results: str, cohort: str, shard: str, config: dict, threads: int, log_file: str) -> None:
     logs.setup(log_file)
-    run_shard(CohortLayout(Path(results), cohort), shard, Path(root), cfg.grids(config), workers=threads,
-              scheduler=config["sharding"]["scheduler"], spacing_tolerance=config["selection"]["spacing_tolerance"],
-              show_paths="SourcePath" in config["privacy"]["allowed_fields"])
+    run_shard(CohortLayout(Path(results), cohort), shard, Path(root), workers=threads, **shard_options(config))
 
 
 if "snakemake" in globals():

@@ -234,16 +234,18 @@ def normalise_inventory(inventory: pd.DataFrame) -> pd.DataFrame:
     return inv
 
 
-def select_series(inventory: pd.DataFrame, rules: SelectionRules | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def select_series(inventory: pd.DataFrame, rules: SelectionRules | None = None,
+                  normalised: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Group files into series and apply the selection rules.
 
     Returns:
         ``(manifest, file_exclusions)``: the manifest has one row per SeriesInstanceUID with ``selected``,
         ``reason`` (a code from :data:`cacflow.discovery.reasons.REASONS` or ``"selected"``) and ``message``;
         ``file_exclusions`` lists unusable files (``path``, ``reason``, ``message``, ``series_uid``).
+        Pass ``normalised=True`` when ``inventory`` already went through :func:`normalise_inventory`.
     """
     rules = rules or SelectionRules()
-    inv = normalise_inventory(inventory)
+    inv = inventory if normalised else normalise_inventory(inventory)
     file_excl = inv[inv["error"].notna()][["path", "series_uid", "error", "message"]].rename(columns={"error": "reason"})
     good = inv[inv["error"].isna()]
     rows = [_series_row(g, rules) for _, g in good.groupby("series_uid", sort=True)]
@@ -268,16 +270,3 @@ def select_series(inventory: pd.DataFrame, rules: SelectionRules | None = None) 
     manifest["study_year"] = manifest.get("study_date", pd.Series(dtype=object)).map(
         lambda d: int(d[:4]) if isinstance(d, str) and d[:4].isdigit() else None)
     return manifest.reset_index(drop=True), file_excl.reset_index(drop=True)
-
-
-def series_files(inventory: pd.DataFrame, manifest: pd.DataFrame) -> dict[str, list[str]]:
-    """Relative paths of the image files of each selected series (key: series_key), files with errors left out."""
-    sel = manifest[manifest["selected"]]
-    uid_to_key = dict(zip(sel["series_uid"], sel["series_key"]))
-    inventory = normalise_inventory(inventory)
-    inv = inventory[inventory["error"].isna() & inventory["series_uid"].isin(uid_to_key)]
-    inv = inv[inv["has_pixel_data"].ne(False)]
-    out: dict[str, list[str]] = {}
-    for uid, g in inv.groupby("series_uid", sort=True):
-        out[uid_to_key[uid]] = sorted(g["path"].tolist())
-    return out

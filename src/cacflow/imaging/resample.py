@@ -117,8 +117,3 @@ def resample_z(
             out[k] = vol[idx].max(axis=0)
         return out, z_out
     raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
-
-
-def round_to_int16(volume: np.ndarray) -> np.ndarray:
-    """Round a float HU volume to the nearest integer (ties to even) and clip to the int16 range."""
-    return np.clip(np.rint(volume), -32768, 32767).astype(np.int16)

@@ -50,7 +50,7 @@ def run_discover(root: Path, layout: CohortLayout, config: dict, workers: int = 
     allowed = list(config.get("privacy", {}).get("allowed_fields", []))
     shard_size = int(config.get("sharding", {}).get("shard_size", 200))
     inv = normalise_inventory(inventory(Path(root), workers=workers))
-    manifest, file_excl = select_series(inv, rules)
+    manifest, file_excl = select_series(inv, rules, normalised=True)
     manifest = _anonymise_keys(manifest, allowed)
     manifest["shard"] = assign_shards(manifest, shard_size) if len(manifest) else pd.Series(dtype=object)
     provenance = {"cacflow_version": __version__, "stage": "discover",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import dask
@@ -20,10 +20,10 @@ import pandas as pd
 from dask import delayed
 
 from cacflow import __version__
-from cacflow.config import section_hash
-from cacflow.imaging.resample import RESAMPLER_VERSION, ZGrid, resample_z, round_to_int16
+from cacflow.config import grids, section_hash
+from cacflow.imaging.resample import RESAMPLER_VERSION, ZGrid, resample_z
 from cacflow.imaging.volume import Volume
-from cacflow.io.dicom import DicomReadError
+from cacflow.io.dicom import DicomReadError, hu_to_int16
 from cacflow.io.tables import read_json, write_json, write_parquet
 from cacflow.io.zarr_store import read_volume, remove_stale_temporaries, write_volume
 from cacflow.pipeline.convert import CONVERTER_VERSION, convert_series
@@ -65,7 +65,6 @@ class SeriesStatus:
     resample_s: float = 0.0
     write_s: float = 0.0
     total_s: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 def convert_fingerprint(task: SeriesTask) -> str:
@@ -119,7 +118,7 @@ def process_series(task: SeriesTask) -> dict:
             t = time.perf_counter()
             hu, z_out = resample_z(volume.hu, volume.z_positions_mm, grid, reduce="mean")
             resampled = Volume(
-                hu=round_to_int16(hu),
+                hu=hu_to_int16(hu),
                 spacing_zyx=(grid.increment_mm, volume.spacing_zyx[1], volume.spacing_zyx[2]),
                 origin=tuple(float(v) for v in np.asarray(volume.origin)
                              + volume.direction[:, 2] * (z_out[0] - volume.z_positions_mm[0])),
@@ -162,6 +161,13 @@ def load_tasks(layout: CohortLayout, shard: str, root: Path, grids: dict[str, ZG
     ]
 
 
+def shard_options(config: dict) -> dict:
+    """The keyword arguments of :func:`run_shard` that come from a validated config."""
+    return {"grids": grids(config), "scheduler": config["sharding"]["scheduler"],
+            "spacing_tolerance": config["selection"]["spacing_tolerance"],
+            "show_paths": "SourcePath" in config["privacy"]["allowed_fields"]}
+
+
 def run_shard(layout: CohortLayout, shard: str, root: Path, grids: dict[str, ZGrid], workers: int = 1,
               scheduler: str = "processes", spacing_tolerance: float = 0.1, show_paths: bool = False) -> pd.DataFrame:
     """Process every series of ``shard`` and write its status table; returns the status rows."""
@@ -178,11 +184,7 @@ def run_shard(layout: CohortLayout, shard: str, root: Path, grids: dict[str, ZGr
             rows = list(dask.compute(*[delayed(process_series)(t) for t in tasks], scheduler=scheduler,
                                      num_workers=max(1, workers)))
     frame = pd.DataFrame(rows)
-    if not frame.empty:
-        frame["extra"] = frame["extra"].map(json.dumps)
-        counts = frame["status"].value_counts().to_dict()
-    else:
-        counts = {}
+    counts = frame["status"].value_counts().to_dict() if not frame.empty else {}
     wall = time.perf_counter() - t0
     log.info("%s %s finished in %.1f s: %s", layout.cohort, shard, wall, counts)
     for r in rows:
