@@ -34,10 +34,22 @@ def assign_shards(manifest: pd.DataFrame, shard_size: int) -> pd.Series:
     return pd.Series(ids, index=sel.index, dtype=object)
 
 
+def output_series_key(series_uid, allowed: list[str]) -> str | None:
+    """The series key written to outputs: the UID-based key, or a hash when SeriesInstanceUID is not allowed."""
+    if not isinstance(series_uid, str):
+        return None
+    return series_key(series_uid) if "SeriesInstanceUID" in allowed else series_key("#" + series_uid)
+
+
 def _anonymise_keys(manifest: pd.DataFrame, allowed: list[str]) -> pd.DataFrame:
-    if "SeriesInstanceUID" not in allowed:
-        manifest = manifest.copy()
-        manifest["series_key"] = manifest["series_uid"].map(lambda u: series_key("#" + str(u)))
+    """Re-key series (and the keys quoted in messages) when SeriesInstanceUID is not an allowed field."""
+    if "SeriesInstanceUID" in allowed:
+        return manifest
+    manifest = manifest.copy()
+    new = manifest["series_uid"].map(lambda u: output_series_key(u, allowed))
+    manifest["message"] = [m.replace(old, k) if isinstance(m, str) else m
+                           for m, old, k in zip(manifest["message"], manifest["series_key"], new)]
+    manifest["series_key"] = new
     return manifest
 
 
@@ -81,8 +93,7 @@ def run_discover(root: Path, layout: CohortLayout, config: dict, workers: int = 
     series_excl = manifest[~manifest["selected"]][["series_key", "series_uid", "reason", "message"]].assign(
         level="series", stage="discover", path=None)
     file_excl = file_excl.assign(level="file", stage="discover",
-                                 series_key=file_excl["series_uid"].map(lambda u: series_key(u) if isinstance(u, str)
-                                                                         else None))
+                                 series_key=file_excl["series_uid"].map(lambda u: output_series_key(u, allowed)))
     excl = pd.concat([series_excl, file_excl], ignore_index=True)
     write_parquet(filter_columns(excl, allowed), layout.discover_exclusions, provenance)
     write_json({"cohort": layout.cohort, "shards": shard_ids}, layout.shard_index)
