@@ -2,7 +2,9 @@
 #
 # Data flow, one direction, per cohort (results/<cohort>/...):
 #   synth (demo/synthetic cohorts only) -> discover (checkpoint: manifest + shards)
-#   -> preprocess (one job per shard: DICOM -> Zarr, resample to the scoring grid) -> preprocess_status
+#   -> preprocess (one job per shard: DICOM -> Zarr, resample to the scoring grid)
+#   -> score (one job per shard: heart region, classic and reference scores, QC pictures)
+#   -> aggregate (one job per cohort: results/tables/<table>/cohort=<name>/part-0.parquet, summary)
 #
 # Run: snakemake --cores 2            (local)      snakemake --profile profiles/slurm   (cluster)
 
@@ -13,6 +15,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/synth.smk"
 include: "workflow/rules/discover.smk"
 include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/score.smk"
+include: "workflow/rules/aggregate.smk"
 
 
 rule all:

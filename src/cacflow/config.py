@@ -42,6 +42,12 @@ def validate(config: dict) -> dict:
     # A second pass fills defaults inside objects created by the first (e.g. selection: {} -> its fields).
     for _ in validator.iter_errors(config):
         pass
+    for _ in validator.iter_errors(config):
+        pass
+    grid = config["scoring"]["grid"]
+    if grid not in config["resample"]["grids"]:
+        raise ValueError(f"invalid cacflow configuration:\n  scoring/grid: {grid!r} is not one of resample/grids "
+                         f"{sorted(config['resample']['grids'])}; add it there or pick one of those")
     return config
 
 

@@ -16,6 +16,8 @@ from cacflow.discovery.reasons import REASONS
 from cacflow.io.zarr_store import read_volume
 from cacflow.pipeline.discover import run_discover
 from cacflow.pipeline.layout import CohortLayout
+from cacflow.pipeline.aggregate import TABLES, aggregate_cohort, table_path
+from cacflow.pipeline.score import run_score_shard
 from cacflow.pipeline.shard import run_shard
 from cacflow.synth.broken import FAKE_PATIENT_NAME, SELECTION_OVERRIDES, BrokenCase, generate_broken_corpus
 
@@ -43,8 +45,12 @@ def run(tmp_path_factory):
     shards = sorted(manifest["shard"].dropna().unique())
     status = pd.concat([run_shard(layout, s, corpus, cfg.grids(config), workers=1, scheduler="synchronous")
                         for s in shards], ignore_index=True)
+    for s in shards:
+        run_score_shard(layout, s, corpus, config, workers=1)
+    aggregate_cohort(layout, results / "tables", shards, config)
+    tables = {t: pd.read_parquet(table_path(results / "tables", t, "broken")) for t in TABLES}
     return {"base": base, "corpus": corpus, "results": results, "cases": cases, "layout": layout, "summary": summary,
-            "manifest": manifest, "exclusions": exclusions, "status": status, "before": before}
+            "manifest": manifest, "exclusions": exclusions, "status": status, "before": before, "tables": tables}
 
 
 def _case_ids(cases: list[BrokenCase]) -> list[str]:
@@ -212,6 +218,34 @@ def test_every_outcome_is_accounted_for(run):
     assert "conversion_failed" not in set(status["reason"].dropna()), status[["series_key", "message"]]
     n_converted = sum(c.expected[0] == "converted" or c.series_expected == ("converted", None) for c in run["cases"])
     assert int((status["status"] == "done").sum()) == n_converted
+
+
+def test_exclusions_table_lists_every_bad_input_with_its_reason(run):
+    """The cohort ``exclusions`` table (Foundation II) carries every case's reason; selected series all get a
+    classic score row, scored or null with a status, never a silent 0."""
+    from cacflow.privacy import file_key
+
+    excl, scores = run["tables"]["exclusions"], run["tables"]["scores"]
+    checked = 0
+    for case in run["cases"]:
+        if case.expected[0] != "excluded":
+            continue
+        if case.level == "file":
+            for f in case.files:
+                hit = excl[(excl["level"] == "file") & (excl["file_key"] == file_key(f))]
+                assert list(hit["reason"]) == [case.expected[1]], (case.name, hit)
+        else:
+            key = _row(run["manifest"], case.series_uid)["series_key"]
+            hit = excl[(excl["level"] == "series") & (excl["series_key"] == key)]
+            assert case.expected[1] is None or case.expected[1] in set(hit["reason"]), (case.name, hit)
+        checked += 1
+    assert checked >= 10
+    selected = set(run["manifest"].loc[run["manifest"]["selected"], "series_key"])
+    classic = scores[scores["method"] == "classic_heart_region"]
+    assert set(classic["series_key"]) == selected
+    unscored = classic[classic["status"] != "scored"]
+    assert unscored["agatston"].isna().all() and unscored["reason"].notna().all()
+    assert set(excl["reason"].dropna()) <= set(REASONS)
 
 
 def test_no_patient_name_in_any_output(run):

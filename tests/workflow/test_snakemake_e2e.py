@@ -13,6 +13,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _readme_python_blocks(heading: str) -> list[str]:
+    """The python code blocks of one README section."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+    return [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
+
+
 @pytest.mark.e2e
 def test_snakemake_runs_discover_convert_resample_on_a_generated_cohort(tmp_path):
     (tmp_path / "config.yaml").write_text(
@@ -23,14 +30,26 @@ def test_snakemake_runs_discover_convert_resample_on_a_generated_cohort(tmp_path
     cmd = [snakemake, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "2"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    status = pd.read_parquet(tmp_path / "results" / "tiny" / "preprocess_status.parquet")
-    selected = status[status["selected"]]
-    assert len(selected) >= 3 and set(selected["status"]) == {"done"}
+    tables = tmp_path / "results" / "tables"
+    series = pd.read_parquet(tables / "series" / "cohort=tiny" / "part-0.parquet")
+    selected = series[series["selected"]]
+    assert len(selected) >= 3 and set(selected["preprocess_status"]) == {"done"}
     for key in selected["series_key"]:
         assert (tmp_path / "results" / "tiny" / "volumes" / "scoring" / f"{key}.zarr" / "zarr.json").is_file()
-    for log in ("logs/discover/tiny.log", "logs/synth/tiny.log"):
+    scores = pd.read_parquet(tables / "scores")
+    assert set(scores["method"]) == {"classic_heart_region", "reference"}
+    assert len(scores) == 2 * len(selected) and (scores["status"] == "scored").all()
+    # the run ends by printing the cohort summary
+    assert "cacflow summary, cohort tiny" in proc.stdout + proc.stderr
+    for log in ("logs/discover/tiny.log", "logs/synth/tiny.log", "logs/aggregate/tiny.log"):
         assert (tmp_path / log).is_file()
-    assert list((tmp_path / "benchmarks" / "preprocess" / "tiny").glob("shard-*.tsv"))
+    for stage in ("preprocess", "score"):
+        assert list((tmp_path / "benchmarks" / stage / "tiny").glob("shard-*.tsv"))
+    # the README's query examples run as written against these tables
+    for block in _readme_python_blocks("## Querying the results"):
+        run = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert "tiny" in run.stdout
     # no identifying value of the input reaches results or logs
     import pydicom
 
@@ -43,6 +62,7 @@ def test_snakemake_runs_discover_convert_resample_on_a_generated_cohort(tmp_path
             if path.is_file():
                 blob = path.read_bytes()
                 assert not any(s in blob for s in secrets), f"identifier leaked into {path}"
+    assert list((tmp_path / "results" / "tiny" / "qc").glob("*.png"))
     # a second run has nothing to do
     dry = subprocess.run(cmd + ["-n"], capture_output=True, text=True, timeout=300)
     assert "Nothing to be done" in dry.stdout + dry.stderr

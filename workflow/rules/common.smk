@@ -12,6 +12,9 @@ min_version("9.0")
 config = cacflow.config.validate(config)
 
 RESULTS = config["results"]
+TABLES = f"{RESULTS}/tables"
+TABLE_NAMES = ["series", "scores", "vessels", "lesions", "exclusions"]
+SCORE_SHARD_TABLES = ["scores", "vessels", "lesions", "regions", "exclusions"]
 RESOURCES = config["resources"]
 COHORTS = sorted(config["cohorts"])
 
@@ -38,12 +41,41 @@ def discover_input(wildcards):
     return []
 
 
-def shard_statuses(wildcards):
-    """Status tables of every shard of a cohort, known once discovery has run."""
-    index = checkpoints.discover.get(cohort=wildcards.cohort).output.shards
-    shards = json.loads(Path(index).read_text())["shards"]
-    return expand(f"{RESULTS}/{{cohort}}/shards/preprocess/{{shard}}.parquet", cohort=wildcards.cohort, shard=shards)
+def labels_dir(wildcards):
+    """The cohort's folder of reference label maps: configured, or a synthetic cohort's generated labels, or None."""
+    c = config["cohorts"][wildcards.cohort]
+    if c.get("labels"):
+        return c["labels"]
+    return f"{RESOURCES}/synthetic/{wildcards.cohort}/truth/labels" if is_synthetic(wildcards.cohort) else None
+
+
+def cohort_shards(cohort):
+    """Shard ids of a cohort, known once its discovery checkpoint has run."""
+    index = checkpoints.discover.get(cohort=cohort).output.shards
+    return json.loads(Path(index).read_text())["shards"]
+
+
+def shard_outputs(stage):
+    """Input function: every shard's output of a stage ('preprocess' status table or 'score' tables)."""
+
+    def inputs(wildcards):
+        shards = cohort_shards(wildcards.cohort)
+        if stage == "preprocess":
+            return expand(f"{RESULTS}/{{cohort}}/shards/preprocess/{{shard}}.parquet", cohort=wildcards.cohort,
+                          shard=shards)
+        return expand(f"{RESULTS}/{{cohort}}/shards/score/{{shard}}/{{table}}.parquet", cohort=wildcards.cohort,
+                      shard=shards, table=SCORE_SHARD_TABLES)
+
+    return inputs
 
 
 def all_targets():
-    return expand(f"{RESULTS}/{{cohort}}/preprocess_status.parquet", cohort=COHORTS)
+    return expand(f"{RESULTS}/{{cohort}}/summary.txt", cohort=COHORTS)
+
+
+def print_summaries():
+    """Print each cohort's run summary (called when a run succeeds)."""
+    for cohort in COHORTS:
+        path = Path(RESULTS) / cohort / "summary.txt"
+        if path.exists():
+            print(path.read_text(), end="")

@@ -19,19 +19,3 @@ rule preprocess:
         "../../envs/cacflow.yaml"
     script:
         "../scripts/preprocess.py"
-
-
-rule preprocess_status:
-    """Per-scan status of the whole cohort and every exclusion with its reason."""
-    input:
-        shards=shard_statuses,
-        manifest=f"{RESULTS}/{{cohort}}/manifest/series.parquet",
-    output:
-        status=f"{RESULTS}/{{cohort}}/preprocess_status.parquet",
-        exclusions=f"{RESULTS}/{{cohort}}/exclusions.parquet",
-    log:
-        "logs/preprocess_status/{cohort}.log",
-    conda:
-        "../../envs/cacflow.yaml"
-    script:
-        "../scripts/preprocess_status.py"

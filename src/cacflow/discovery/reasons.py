@@ -35,6 +35,15 @@ REASONS: dict[str, str] = {
     "contrast_enhanced": "a contrast agent is recorded; calcium scores on contrast CT are not valid",
     "not_preferred_reconstruction": "another reconstruction of the same study was preferred (kernel order)",
     "conversion_failed": "the series could not be converted (see message)",
+    # scoring stage
+    "heart_not_in_field_of_view": "no heart was found (no lungs or mediastinum in the scan: abdomen, head, ...)",
+    "heart_region_implausible": "the heart region found has an implausible size or position",
+    "reference_unreadable": "the reference label map cannot be read as NIfTI",
+    "reference_geometry_mismatch": "the reference label map is not in the series' geometry",
+    "reference_labels_invalid": "the reference label map has values other than 0-4 (1 LM, 2 LAD, 3 CX, 4 RCA)",
+    "volume_unreadable": "the series' scoring volume could not be read (rerun preprocessing)",
+    "scoring_failed": "a scorer raised an error on this series (see message)",
+    "not_preprocessed": "the series has no scoring volume (see the preprocessing status)",
 }
 
 SELECTED = "selected"

@@ -117,3 +117,31 @@ def resample_z(
             out[k] = vol[idx].max(axis=0)
         return out, z_out
     raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
+
+
+def resample_volume(volume: "Volume", grid: ZGrid, name: str) -> "Volume":
+    """A volume on a slab grid: HU box mean rounded to int16, geometry moved to the first slab centre.
+
+    This is how every scoring-grid volume is made (the pipeline's resample stage and the synthetic generator's
+    reference both call it), so scores computed on it are reproducible to the bit.
+    """
+    from cacflow.imaging.volume import Volume
+    from cacflow.io.dicom import hu_to_int16
+
+    hu, z_out = resample_z(volume.hu, volume.z_positions_mm, grid, reduce="mean")
+    normal = np.asarray(volume.direction)[:, 2]
+    origin = np.asarray(volume.origin, dtype=np.float64) + normal * (z_out[0] - volume.z_positions_mm[0])
+    return Volume(
+        hu=hu_to_int16(hu),
+        spacing_zyx=(grid.increment_mm, volume.spacing_zyx[1], volume.spacing_zyx[2]),
+        origin=tuple(float(v) for v in origin),
+        direction=volume.direction,
+        z_positions_mm=z_out,
+        metadata={**volume.metadata, "grid": {"name": name, "thickness_mm": grid.thickness_mm,
+                                              "increment_mm": grid.increment_mm}},
+    )
+
+
+def resample_labels(labels: np.ndarray, z_positions_mm: np.ndarray, grid: ZGrid) -> np.ndarray:
+    """A label map (z, y, x) on a slab grid: each slab takes the maximum label of the input slices it overlaps."""
+    return resample_z(labels, z_positions_mm, grid, reduce="max")[0]

@@ -48,10 +48,19 @@ class CohortLayout:
         """Per-scan status JSON: the completion record of each stage with its input fingerprint."""
         return self.base / "status" / f"{series_key}.json"
 
-    @property
-    def status_table(self) -> Path:
-        return self.base / "preprocess_status.parquet"
+    def shard_scores(self, shard: str, table: str) -> Path:
+        """One of a scoring shard's tables (scores, vessels, lesions, regions, exclusions)."""
+        return self.base / "shards" / "score" / shard / f"{table}.parquet"
+
+    def score_cache(self, series_key: str) -> Path:
+        """Per-series scoring rows with the fingerprint they were computed under."""
+        return self.base / "scores" / f"{series_key}.json"
+
+    def qc_picture(self, series_key: str) -> Path:
+        """Quality-control PNG of a scored series."""
+        return self.base / "qc" / f"{series_key}.png"
 
     @property
-    def exclusions(self) -> Path:
-        return self.base / "exclusions.parquet"
+    def summary_text(self) -> Path:
+        """The human-readable run summary of the cohort."""
+        return self.base / "summary.txt"

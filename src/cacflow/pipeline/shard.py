@@ -15,15 +15,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import dask
-import numpy as np
 import pandas as pd
 from dask import delayed
 
 from cacflow import __version__
 from cacflow.config import grids, section_hash
-from cacflow.imaging.resample import RESAMPLER_VERSION, ZGrid, resample_z
+from cacflow.imaging.resample import RESAMPLER_VERSION, ZGrid, resample_volume
 from cacflow.imaging.volume import Volume
-from cacflow.io.dicom import DicomReadError, hu_to_int16
+from cacflow.io.dicom import DicomReadError
 from cacflow.io.tables import read_json, write_json, write_parquet
 from cacflow.io.zarr_store import read_volume, remove_stale_temporaries, write_volume
 from cacflow.pipeline.convert import CONVERTER_VERSION, convert_series
@@ -116,21 +115,12 @@ def process_series(task: SeriesTask) -> dict:
             if volume is None:
                 volume = read_volume(native_path)
             t = time.perf_counter()
-            hu, z_out = resample_z(volume.hu, volume.z_positions_mm, grid, reduce="mean")
-            resampled = Volume(
-                hu=hu_to_int16(hu),
-                spacing_zyx=(grid.increment_mm, volume.spacing_zyx[1], volume.spacing_zyx[2]),
-                origin=tuple(float(v) for v in np.asarray(volume.origin)
-                             + volume.direction[:, 2] * (z_out[0] - volume.z_positions_mm[0])),
-                direction=volume.direction,
-                z_positions_mm=z_out,
-                metadata={**volume.metadata, "grid": {"name": name, "thickness_mm": thickness, "increment_mm": increment}},
-            )
+            resampled = resample_volume(volume, grid, name)
             st.resample_s += time.perf_counter() - t
             t = time.perf_counter()
             write_volume(out, resampled)
             st.write_s += time.perf_counter() - t
-            stages[key] = {"fingerprint": fp, "status": "done", "n_slices": int(hu.shape[0])}
+            stages[key] = {"fingerprint": fp, "status": "done", "n_slices": int(resampled.hu.shape[0])}
             results.append("resampled")
         st.resample = "resampled" if "resampled" in results else ("up_to_date" if results else "not_run")
         if st.convert == "up_to_date" and st.resample in ("up_to_date", "not_run"):

@@ -38,13 +38,19 @@ from cacflow.synth.scout import scout_images
 from cacflow.synth.truth import (
     STRATA,
     ReferenceScore,
+    converter_view,
     reference_score,
+    reference_columns,
     save_npz,
+    scan_reference,
+    vessel_rows,
     write_cohort_json,
     write_tables,
 )
+from cacflow.io.labels import write_label_map
+from cacflow.scoring.scan import ScanScore
 
-GENERATOR_VERSION = f"cacflow-synth/{__version__}/1"
+GENERATOR_VERSION = f"cacflow-synth/{__version__}/2"
 
 #: Plaque plan per target stratum: (count range, diameter mm range, peak HU range).
 _PLANS: dict[str, tuple[tuple[int, int], tuple[float, float], tuple[float, float]]] = {
@@ -227,6 +233,7 @@ def generate_participant(out: Path, seed: int, index: int, small: bool) -> dict:
                                        views, None, 0))
         entry["series"].append({"series_uid": info.series_uid, "kind": "scout", "series_dir": folder.as_posix()})
         number += 1
+    vessel_out: list[dict] = []
     vessel_of = np.zeros(max([les.lesion_id for les in lesions], default=0) + 1, np.uint8)
     for les in lesions:
         vessel_of[les.lesion_id] = les.vessel
@@ -238,8 +245,13 @@ def generate_participant(out: Path, seed: int, index: int, small: bool) -> dict:
                                                     f"{acq.thickness_mm:g}{acq.kvp:g}", r_dcm)
         hu, ids = _compose(s, fov, slice(0, grid.rows), slice(0, grid.cols))
         write_axial_series(out / "dicom" / folder, hu, fov, grid, acq, rc, study, info, r_dcm)
-        ref = s.ref
-        assert ref is not None
+        assert s.ref is not None
+        # The reference a reader would give: the scoring library inside the plaque label map, computed on the
+        # volume exactly as the pipeline will see it; the label map is written for the pipeline's 'reference' method.
+        native, labels = converter_view(hu, vessel_of[ids], grid.ipp, grid.iop, grid.pixel_spacing)
+        ref = scan_reference(native, labels)
+        write_label_map(out / "truth" / "labels" / f"{info.series_uid}.nii.gz", labels, native)
+        vessel_out.extend(vessel_rows(info.series_uid, ref))
         save_npz(out / "truth" / "volumes" / f"{info.series_uid}.npz", {
             "hu": hu,
             "lesion_ids": ids,
@@ -257,19 +269,20 @@ def generate_participant(out: Path, seed: int, index: int, small: bool) -> dict:
         present = {int(i) for i in np.unique(ids) if i > 0}
         series_rows.append(_series_row(study, info.series_uid, folder, "axial", acq, rc, acquisition_id,
                                        grid.n, ref, len(present)))
+        ref_per_lesion = s.ref.per_lesion
         for les in lesions:
             if les.lesion_id in present:
                 lesion_rows.append({"series_uid": info.series_uid, "lesion_id": les.lesion_id, "vessel": les.vessel,
                                     "center_lps_mm": list(les.center), "diameter_mm": les.diameter_mm,
-                                    "peak_hu": les.peak_hu, "ref_agatston": float(ref.per_lesion.get(les.lesion_id, 0.0))})
+                                    "peak_hu": les.peak_hu, "ref_agatston": float(ref_per_lesion.get(les.lesion_id, 0.0))})
         entry["series"].append({"series_uid": info.series_uid, "kind": "axial", "series_dir": folder.as_posix(),
-                                "ref_stratum": ref.stratum, "ref_agatston": ref.agatston})
+                                "ref_stratum": ref.strata["five_class"], "ref_agatston": ref.total.agatston})
         number += 1
-    return {"series": series_rows, "lesions": lesion_rows, "entry": entry}
+    return {"series": series_rows, "lesions": lesion_rows, "vessels": vessel_out, "entry": entry}
 
 
 def _series_row(study: StudyInfo, series_uid: str, folder: Path, kind: str, acq: Acquisition,
-                rc: Reconstruction | None, acquisition_id: str, n_slices: int, ref: ReferenceScore | None,
+                rc: Reconstruction | None, acquisition_id: str, n_slices: int, ref: ScanScore | None,
                 n_lesions: int) -> dict:
     axial = rc is not None
     return {
@@ -294,9 +307,7 @@ def _series_row(study: StudyInfo, series_uid: str, folder: Path, kind: str, acq:
         "transfer_syntax": rc.transfer_syntax if axial else "1.2.840.10008.1.2.1",
         "noise_hu": rc.noise_hu if axial else float("nan"),
         "n_lesions": n_lesions,
-        "ref_agatston": ref.agatston if ref else float("nan"),
-        "ref_volume_mm3": ref.volume_mm3 if ref else float("nan"),
-        "ref_stratum": ref.stratum if ref else "",
+        **reference_columns(ref),
     }
 
 
@@ -314,7 +325,7 @@ def generate_cohort(out: Path, n: int, seed: int, small: bool = False, workers: 
         results = [generate_participant(out, seed, i, small) for i in range(n)]
     series_rows = [row for r in results for row in r["series"]]
     lesion_rows = [row for r in results for row in r["lesions"]]
-    write_tables(out / "truth", series_rows, lesion_rows)
+    write_tables(out / "truth", series_rows, lesion_rows, [row for r in results for row in r["vessels"]])
     write_cohort_json(out / "truth" / "cohort.json", {
         "generator_version": GENERATOR_VERSION,
         "seed": int(seed),

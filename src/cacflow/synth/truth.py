@@ -16,8 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cacflow.imaging.resample import ZGrid, resample_z
+from cacflow.imaging.geometry import order_slices
+from cacflow.imaging.resample import ZGrid, resample_labels, resample_volume, resample_z
+from cacflow.imaging.volume import Volume
 from cacflow.scoring.agatston import agatston_score
+from cacflow.scoring.scan import VESSELS, ScanScore, score_scan
+from cacflow.scoring.strata import SCHEMES
 
 SCORING_GRID = ZGrid(thickness_mm=3.0, increment_mm=1.5)
 STRATA: tuple[str, ...] = ("0", "1-10", "11-100", "101-400", ">400")
@@ -25,16 +29,43 @@ _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
 def stratum(score: float) -> str:
-    """Five-class risk stratum of an Agatston score."""
-    if score <= 0:
-        return "0"
-    if score <= 10:
-        return "1-10"
-    if score <= 100:
-        return "11-100"
-    if score <= 400:
-        return "101-400"
-    return ">400"
+    """Five-class risk stratum of an Agatston score (:mod:`cacflow.scoring.strata`)."""
+    return SCHEMES["five_class"].label(score)
+
+
+def ds_float(value: float) -> float:
+    """The value a DICOM reader gets back from the decimal string the writer stores."""
+    from cacflow.synth.dicom_writer import _ds_str
+
+    return float(_ds_str(float(value)))
+
+
+def converter_view(hu: np.ndarray, labels: np.ndarray, ipp: np.ndarray, iop: np.ndarray,
+                   pixel_spacing: tuple[float, float]) -> tuple[Volume, np.ndarray]:
+    """The native volume (and labels on it) exactly as the DICOM converter will build it from the written headers.
+
+    Geometry goes through the same decimal-string rounding and slice ordering as
+    :func:`cacflow.pipeline.convert.convert_series`, so scores computed on it equal the pipeline's to the bit.
+    """
+    ipp_ds = np.vectorize(ds_float)(np.asarray(ipp, dtype=np.float64))
+    iop_ds = np.array([ds_float(v) for v in np.asarray(iop).ravel()])
+    stack = order_slices(ipp_ds, iop_ds)
+    volume = Volume(hu=np.asarray(hu)[stack.order], spacing_zyx=(float(stack.increment_mm), ds_float(pixel_spacing[0]),
+                                                                 ds_float(pixel_spacing[1])),
+                    origin=tuple(float(v) for v in ipp_ds[stack.order[0]]), direction=stack.direction,
+                    z_positions_mm=stack.positions_mm.copy())
+    return volume, np.asarray(labels)[stack.order]
+
+
+def scan_reference(volume: Volume, vessel_labels: np.ndarray, grid: ZGrid = SCORING_GRID) -> ScanScore:
+    """The reference scores of a series: the scoring library inside the vessel label map, on the scoring grid.
+
+    This is what the pipeline's ``reference`` method computes from the label map the generator writes.
+    """
+    on_grid = resample_volume(volume, grid, "scoring")
+    labels = resample_labels(vessel_labels, volume.z_positions_mm, grid)
+    return score_scan(on_grid.hu, on_grid.spacing_zyx, np.asarray(on_grid.origin), on_grid.direction, labels,
+                      vessel_labels=True)
 
 
 @dataclass(frozen=True)
@@ -95,18 +126,38 @@ SERIES_COLUMNS: tuple[str, ...] = (
     "patient_id", "study_uid", "series_uid", "series_dir", "kind", "manufacturer", "kernel", "kernel_class",
     "acquisition_id", "kvp", "thickness_mm", "increment_mm", "pixel_spacing_mm", "rows", "cols", "n_slices",
     "patient_position", "storage", "transfer_syntax", "noise_hu", "n_lesions", "ref_agatston", "ref_volume_mm3",
-    "ref_stratum",
+    "ref_mass_mg", "ref_n_lesions", "ref_stratum", "ref_five_class", "ref_four_class", "ref_cac_drs",
 )
+VESSEL_COLUMNS: tuple[str, ...] = ("series_uid", "vessel", "ref_agatston", "ref_volume_mm3", "ref_mass_mg",
+                                   "ref_n_lesions")
 LESION_COLUMNS: tuple[str, ...] = ("series_uid", "lesion_id", "vessel", "center_lps_mm", "diameter_mm", "peak_hu",
                                    "ref_agatston")
 
 
-def write_tables(truth_dir: Path, series_rows: list[dict], lesion_rows: list[dict]) -> None:
-    """Write ``series.parquet`` and ``lesions.parquet`` (rows sorted, fixed column order)."""
+def reference_columns(score: ScanScore | None) -> dict:
+    """The ``ref_*`` columns of a truth series row (NaN / empty for non-axial series)."""
+    if score is None:
+        return {"ref_agatston": float("nan"), "ref_volume_mm3": float("nan"), "ref_mass_mg": float("nan"),
+                "ref_n_lesions": -1, "ref_stratum": "", "ref_five_class": "", "ref_four_class": "", "ref_cac_drs": ""}
+    return {"ref_agatston": score.total.agatston, "ref_volume_mm3": score.total.volume_mm3,
+            "ref_mass_mg": score.total.mass_mg, "ref_n_lesions": score.total.n_lesions,
+            "ref_stratum": score.strata["five_class"], "ref_five_class": score.strata["five_class"],
+            "ref_four_class": score.strata["four_class"], "ref_cac_drs": score.strata["cac_drs"]}
+
+
+def vessel_rows(series_uid: str, score: ScanScore) -> list[dict]:
+    """Per-vessel reference rows of one series (every vessel, 0 where clean)."""
+    return [{"series_uid": series_uid, "vessel": name, "ref_agatston": v.agatston, "ref_volume_mm3": v.volume_mm3,
+             "ref_mass_mg": v.mass_mg, "ref_n_lesions": v.n_lesions} for name, v in score.vessels.items()]
+
+
+def write_tables(truth_dir: Path, series_rows: list[dict], lesion_rows: list[dict],
+                 vessel_rows_: list[dict] | None = None) -> None:
+    """Write ``series.parquet``, ``lesions.parquet`` and ``vessels.parquet`` (rows sorted, fixed column order)."""
     truth_dir.mkdir(parents=True, exist_ok=True)
     series = pd.DataFrame(series_rows, columns=list(SERIES_COLUMNS))
     series = series.sort_values(["patient_id", "series_dir"], kind="stable").reset_index(drop=True)
-    for col in ("rows", "cols", "n_slices", "n_lesions"):
+    for col in ("rows", "cols", "n_slices", "n_lesions", "ref_n_lesions"):
         series[col] = series[col].astype("int64")
     series.to_parquet(truth_dir / "series.parquet", index=False)
     lesions = pd.DataFrame(lesion_rows, columns=list(LESION_COLUMNS))
@@ -115,6 +166,11 @@ def write_tables(truth_dir: Path, series_rows: list[dict], lesion_rows: list[dic
     lesions["vessel"] = lesions["vessel"].astype("int64")
     lesions["center_lps_mm"] = [list(map(float, c)) for c in lesions["center_lps_mm"]]
     lesions.to_parquet(truth_dir / "lesions.parquet", index=False)
+    vessels = pd.DataFrame(vessel_rows_ or [], columns=list(VESSEL_COLUMNS))
+    vessels["_order"] = vessels["vessel"].map({v: k for k, v in VESSELS.items()})
+    vessels = vessels.sort_values(["series_uid", "_order"], kind="stable").drop(columns="_order")
+    vessels["ref_n_lesions"] = vessels["ref_n_lesions"].astype("int64")
+    vessels.reset_index(drop=True).to_parquet(truth_dir / "vessels.parquet", index=False)
 
 
 def write_cohort_json(path: Path, payload: dict) -> None:

@@ -1,0 +1,143 @@
+"""Cohort tables: hive-partitioned Parquet under ``<results>/tables/<table>/cohort=<name>/part-0.parquet``.
+
+Tables (columns in ``docs/outputs.md``):
+
+- ``series``: the discovery manifest (selection decision, acquisition fields) with preprocessing and heart-region QC;
+- ``scores``: one row per series x method with Agatston, volume, mass, lesion count, every stratum and a status;
+- ``vessels``: per series x method x vessel (methods with vessel labels);
+- ``lesions``: per 3-D lesion;
+- ``exclusions``: every excluded file or series, with stage, reason code and message.
+
+Rerunning a cohort replaces only its own partition files, each atomically (temporary sibling + rename); other
+cohorts' files are not touched. Partition values are strings. Each file's schema metadata holds one JSON
+provenance entry under the key ``cacflow`` (format version, cacflow version, config hash, conventions, models).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from cacflow import __version__
+from cacflow.config import section_hash
+from cacflow.imaging.heart_region import HEURISTIC_VERSION
+from cacflow.io.tables import write_parquet
+from cacflow.pipeline.layout import CohortLayout
+from cacflow.pipeline.score import SCORER_VERSION, TYPES, coerce_types
+from cacflow.scoring.agatston import AgatstonConvention
+from cacflow.scoring.strata import SCHEMES
+
+log = logging.getLogger(__name__)
+
+TABLES: tuple[str, ...] = ("series", "scores", "vessels", "lesions", "exclusions")
+#: Version of the table layout; bump when a column changes meaning or type.
+TABLES_FORMAT = 1
+
+
+def table_path(tables_root: Path, table: str, cohort: str) -> Path:
+    """The partition file of one cohort in one table."""
+    return Path(tables_root) / table / f"cohort={cohort}" / "part-0.parquet"
+
+
+def provenance(config: dict, cohort: str, table: str, models: dict | None = None) -> dict:
+    """The JSON provenance entry written into every table file's schema metadata."""
+    convention = AgatstonConvention.from_dict(config["scoring"]["convention"])
+    grid_name = config["scoring"]["grid"]
+    return {
+        "format": f"cacflow.tables/{TABLES_FORMAT}",
+        "table": table,
+        "cohort": cohort,
+        "cacflow_version": __version__,
+        "config_hash": section_hash({k: v for k, v in config.items() if k != "cohorts"}, config["cohorts"][cohort]),
+        "conventions": {
+            "agatston": convention.as_dict(),
+            "convention_id": section_hash(convention.as_dict()),
+            "grid": {"name": grid_name, **config["resample"]["grids"][grid_name]},
+            "strata": {n: {"labels": list(s.labels), "bounds": list(s.bounds),
+                           "closed": "right" if s.right_closed else "left"} for n, s in SCHEMES.items()},
+        },
+        "methods": {"classic_heart_region": {"region": "heuristic", "heuristic_version": HEURISTIC_VERSION,
+                                             "scorer_version": SCORER_VERSION},
+                    "reference": {"labels": "cohort label maps", "scorer_version": SCORER_VERSION}},
+        "models": models or {},
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _concat(paths: list[Path], table: str) -> pd.DataFrame:
+    frames = [pd.read_parquet(p) for p in paths if Path(p).exists()]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return coerce_types(table, pd.DataFrame({c: pd.Series(dtype=t) for c, t in TYPES[table].items()}))
+    return coerce_types(table, pd.concat(frames, ignore_index=True))
+
+
+def _strings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Object columns of text become pandas ``string`` (Parquet UTF8), so every reader sees one type."""
+    out = frame.copy()
+    for c in out.columns:
+        if out[c].dtype != "string" and (pd.api.types.is_string_dtype(out[c]) or out[c].dtype == object) and \
+                out[c].map(lambda v: v is None or (isinstance(v, float) and v != v) or isinstance(v, str)).all():
+            out[c] = out[c].astype("string")
+    return out
+
+
+def build_tables(layout: CohortLayout, shards: list[str]) -> dict[str, pd.DataFrame]:
+    """The five cohort tables from the manifest, discovery exclusions and every shard's outputs."""
+    manifest = pd.read_parquet(layout.manifest)
+    pre = [pd.read_parquet(layout.shard_status(s)) for s in shards if layout.shard_status(s).exists()]
+    pre = pd.concat([f for f in pre if len(f)], ignore_index=True) if any(len(f) for f in pre) else \
+        pd.DataFrame(columns=["series_key", "status", "reason", "message", "n_slices"])
+    pre = pre[["series_key", "status", "reason", "message", "n_slices"]].rename(columns={
+        "status": "preprocess_status", "reason": "preprocess_reason", "message": "preprocess_message",
+        "n_slices": "native_slices"})
+    regions = _concat([layout.shard_scores(s, "regions") for s in shards], "regions")
+    series = manifest.merge(pre, on="series_key", how="left").merge(regions, on="series_key", how="left")
+    series["preprocess_status"] = series["preprocess_status"].fillna("not_selected")
+    series["native_slices"] = series["native_slices"].astype("Int64")
+    series = series.drop(columns=["shard"], errors="ignore").rename(
+        columns={"reason": "selection_reason", "message": "selection_message"})
+
+    scores = _concat([layout.shard_scores(s, "scores") for s in shards], "scores")
+    vessels = _concat([layout.shard_scores(s, "vessels") for s in shards], "vessels")
+    lesions = _concat([layout.shard_scores(s, "lesions") for s in shards], "lesions")
+
+    disc = pd.read_parquet(layout.discover_exclusions)
+    conv = pre[pre["preprocess_status"] == "excluded"][["series_key", "preprocess_reason", "preprocess_message"]]
+    conv = conv.rename(columns={"preprocess_reason": "reason", "preprocess_message": "message"}).assign(
+        level="series", stage="convert")
+    if "series_uid" in manifest.columns:
+        conv = conv.merge(manifest[["series_key", "series_uid"]], on="series_key", how="left")
+    score_excl = _concat([layout.shard_scores(s, "exclusions") for s in shards], "exclusions")
+    exclusions = pd.concat([disc.assign(method=None), conv.assign(method=None), score_excl], ignore_index=True)
+    order = ["level", "stage", "method", "series_key", "reason", "message"]
+    exclusions = exclusions[[c for c in order if c in exclusions.columns]
+                            + [c for c in exclusions.columns if c not in order]]
+
+    tables = {"series": series.sort_values("series_key", kind="stable"),
+              "scores": scores.sort_values(["series_key", "method"], kind="stable"),
+              "vessels": vessels.sort_values(["series_key", "method", "vessel"], kind="stable"),
+              "lesions": lesions.sort_values(["series_key", "method", "lesion_index"], kind="stable"),
+              "exclusions": exclusions}
+    return {k: _strings(v.reset_index(drop=True)) for k, v in tables.items()}
+
+
+def write_tables(tables_root: Path, cohort: str, tables: dict[str, pd.DataFrame], config: dict,
+                 models: dict | None = None) -> dict[str, Path]:
+    """Replace this cohort's partition of each table, atomically per file; other cohorts are untouched."""
+    paths = {}
+    for name, frame in tables.items():
+        paths[name] = write_parquet(frame, table_path(tables_root, name, cohort),
+                                    provenance(config, cohort, name, models))
+    return paths
+
+
+def aggregate_cohort(layout: CohortLayout, tables_root: Path, shards: list[str], config: dict) -> dict[str, Path]:
+    """Build and write the cohort's tables; returns their paths."""
+    tables = build_tables(layout, shards)
+    paths = write_tables(tables_root, layout.cohort, tables, config)
+    log.info("%s: tables written: %s", layout.cohort, {k: len(v) for k, v in tables.items()})
+    return paths

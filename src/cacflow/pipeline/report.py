@@ -1,0 +1,65 @@
+"""The short run summary a user reads at the end of a run (also written to ``<results>/<cohort>/summary.txt``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cacflow.pipeline.aggregate import table_path
+from cacflow.scoring.strata import SCHEMES
+
+
+def _counts(series: pd.Series) -> str:
+    vc = series.value_counts()
+    return ", ".join(f"{k} {int(v)}" for k, v in vc.items()) if len(vc) else "none"
+
+
+def cohort_summary(tables_root: Path, cohort: str) -> str:
+    """Scans found, scored, excluded by reason, counts by stratum, and the classic score's agreement with the
+    reference where both exist."""
+    read = {t: pd.read_parquet(table_path(tables_root, t, cohort)) for t in ("series", "scores", "exclusions")}
+    series, scores, excl = read["series"], read["scores"], read["exclusions"]
+    lines = [f"cacflow summary, cohort {cohort}"]
+    n_selected = int(series["selected"].sum()) if "selected" in series else 0
+    lines.append(f"  series found: {len(series)}; selected for scoring: {n_selected}")
+    series_excl = excl[excl["level"] == "series"] if len(excl) else excl
+    lines.append(f"  series excluded, by reason: {_counts(series_excl['reason']) if len(series_excl) else 'none'}")
+    file_excl = excl[excl["level"] == "file"] if len(excl) else excl
+    if len(file_excl):
+        lines.append(f"  files excluded, by reason: {_counts(file_excl['reason'])}")
+    order = list(SCHEMES["five_class"].labels)
+    for method, g in scores.groupby("method", sort=True):
+        scored = g[g["status"] == "scored"]
+        strata = scored["five_class"].value_counts().reindex(order, fill_value=0)
+        lines.append(f"  {method}: scored {len(scored)} of {len(g)}"
+                     + (f" (not scored: {_counts(g.loc[g['status'] != 'scored', 'reason'])})" if len(scored) < len(g)
+                        else ""))
+        lines.append("    five-class strata: " + ", ".join(f"{k}: {int(v)}" for k, v in strata.items()))
+    wide = scores[scores["status"] == "scored"].pivot_table(index="series_key", columns="method", values="agatston",
+                                                             aggfunc="first")
+    if {"classic_heart_region", "reference"} <= set(wide.columns):
+        both = wide[["classic_heart_region", "reference"]].dropna()
+        if len(both):
+            c, r = both["classic_heart_region"].astype(float), both["reference"].astype(float)
+            five = SCHEMES["five_class"]
+            same = sum(five.index(a) == five.index(b) for a, b in zip(c, r))
+            lines.append(f"  classic_heart_region vs reference ({len(both)} series): same five-class stratum "
+                         f"{same}/{len(both)}; median |difference| {float(np.median(np.abs(c - r))):.1f}; "
+                         f"median difference (classic - reference) {float(np.median(c - r)):+.1f}")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(tables_root: Path, cohort: str, path: Path) -> str:
+    """Write the summary text atomically and return it."""
+    from cacflow.io.tables import _tmp
+    import os
+
+    text = cohort_summary(tables_root, cohort)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp(path)
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return text

@@ -1,0 +1,362 @@
+"""One scoring job: every series of a shard scored by the classic method and, where a reader's label map exists,
+by the ``reference`` method; rows for the ``scores``, ``vessels`` and ``lesions`` tables and a QC picture each.
+
+Methods (all through :func:`cacflow.scoring.scan.score_scan` under one recorded convention):
+
+- ``classic_heart_region``: the seeds' baseline, HU >= 130 inside the heart region of
+  :mod:`cacflow.imaging.heart_region` (no weights needed). No heart found: a null score with status ``excluded``.
+- ``reference``: the same library inside a reference label map (1 LM, 2 LAD, 3 CX, 4 RCA) from the cohort's
+  ``labels`` folder, resampled onto the scoring grid with a slab maximum.
+
+A series whose volume could not be made gets null scores with status ``not_scored`` and the preprocessing reason;
+no series is ever given a 0 it did not earn. Each series' rows are cached with a fingerprint of everything they
+depend on (volume, convention, region method, label file), so a rerun rescored only what changed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import dask
+import numpy as np
+import pandas as pd
+from dask import delayed
+
+from cacflow import __version__
+from cacflow.config import section_hash
+from cacflow.imaging.heart_region import HEURISTIC_VERSION, HeartNotFound, HeartRegion, find_heart_region
+from cacflow.imaging.resample import ZGrid, resample_labels
+from cacflow.io.labels import LabelMapError, find_label_map, read_label_map
+from cacflow.io.tables import read_json, write_json, write_parquet
+from cacflow.io.zarr_store import read_volume
+from cacflow.pipeline.layout import CohortLayout
+from cacflow.progress import Progress
+from cacflow.scoring.agatston import AgatstonConvention
+from cacflow.scoring.scan import VESSELS, ScanScore, score_scan
+from cacflow.scoring.strata import SCHEMES
+
+log = logging.getLogger(__name__)
+
+#: Bump when the rows this stage writes change for the same inputs.
+SCORER_VERSION = 1
+CLASSIC = "classic_heart_region"
+REFERENCE = "reference"
+
+SCORE_COLUMNS: tuple[str, ...] = (
+    "series_key", "method", "status", "reason", "message", "agatston", "volume_mm3", "mass_mg", "n_lesions",
+    *SCHEMES, *(f"{s}_index" for s in SCHEMES), "region", "convention_id", "convention", "grid",
+)
+VESSEL_COLUMNS: tuple[str, ...] = ("series_key", "method", "vessel", "agatston", "volume_mm3", "mass_mg",
+                                   "n_lesions", "convention_id")
+LESION_COLUMNS: tuple[str, ...] = (
+    "series_key", "method", "lesion_index", "vessel", "z_first", "z_last", "n_slices", "n_voxels", "volume_mm3",
+    "peak_hu", "mean_hu", "agatston", "mass_mg", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "convention_id",
+)
+REGION_COLUMNS: tuple[str, ...] = (
+    "series_key", "heart_region_method", "heart_region_status", "heart_region_reason", "heart_box_min_x_mm",
+    "heart_box_min_y_mm", "heart_box_min_z_mm", "heart_box_max_x_mm", "heart_box_max_y_mm", "heart_box_max_z_mm",
+    "heart_region_volume_ml", "heart_region_confidence", "scoring_slices", "reference_labels", "qc_picture",
+)
+
+
+@dataclass
+class ScoreTask:
+    """One series to score (picklable for process workers)."""
+
+    series_key: str
+    results: str
+    cohort: str
+    grid_name: str
+    grid: tuple[float, float]
+    convention: dict
+    volume_fingerprint: str | None  # None: no scoring-grid volume (excluded or failed upstream)
+    upstream_reason: str | None = None
+    upstream_message: str | None = None
+    label_path: str | None = None  # the series' reference label map, if the cohort has one for it
+    label_stat: tuple[int, int] | None = None  # (size, mtime_ns) of the label map
+    qc_pictures: bool = True
+
+
+@dataclass
+class SeriesScores:
+    """Everything one series contributes to the tables."""
+
+    scores: list[dict] = field(default_factory=list)
+    vessels: list[dict] = field(default_factory=list)
+    lesions: list[dict] = field(default_factory=list)
+    region: dict = field(default_factory=dict)
+    exclusions: list[dict] = field(default_factory=list)
+
+
+def convention_id(convention: dict) -> str:
+    """Short stable id of a scoring convention (its hash), recorded in every row."""
+    return section_hash(convention)
+
+
+def score_fingerprint(task: ScoreTask) -> str:
+    """Changes when the volume, the convention, a method's code or the label map change."""
+    return section_hash(task.volume_fingerprint, task.grid, task.convention, SCORER_VERSION, HEURISTIC_VERSION,
+                        task.label_stat, task.qc_pictures)
+
+
+def _score_row(task: ScoreTask, method: str, status: str, score: ScanScore | None = None, reason: str | None = None,
+               message: str | None = None, region: str | None = None) -> dict:
+    total = score.total if score is not None else None
+    row = {
+        "series_key": task.series_key, "method": method, "status": status, "reason": reason, "message": message,
+        "agatston": total.agatston if total else None, "volume_mm3": total.volume_mm3 if total else None,
+        "mass_mg": total.mass_mg if total else None, "n_lesions": total.n_lesions if total else None,
+        "region": region, "convention_id": convention_id(task.convention),
+        "convention": json.dumps(task.convention, sort_keys=True), "grid": task.grid_name,
+    }
+    for name, scheme in SCHEMES.items():
+        value = total.agatston if total else None
+        row[name] = scheme.label(value)
+        row[f"{name}_index"] = scheme.index(value)
+    return row
+
+
+def _detail_rows(task: ScoreTask, method: str, score: ScanScore, out: SeriesScores) -> None:
+    cid = convention_id(task.convention)
+    for name, v in score.vessels.items():
+        out.vessels.append({"series_key": task.series_key, "method": method, "vessel": name, "agatston": v.agatston,
+                            "volume_mm3": v.volume_mm3, "mass_mg": v.mass_mg, "n_lesions": v.n_lesions,
+                            "convention_id": cid})
+    vessel_names = VESSELS if score.vessels else {}
+    for les in score.lesions:
+        x, y, z = les.centroid_lps_mm
+        out.lesions.append({
+            "series_key": task.series_key, "method": method, "lesion_index": les.lesion_index,
+            "vessel": vessel_names.get(les.label), "z_first": les.z_first, "z_last": les.z_last,
+            "n_slices": les.n_slices, "n_voxels": les.n_voxels, "volume_mm3": les.volume_mm3,
+            "peak_hu": les.peak_hu, "mean_hu": les.mean_hu, "agatston": les.agatston, "mass_mg": les.mass_mg,
+            "centroid_x_mm": x, "centroid_y_mm": y, "centroid_z_mm": z, "convention_id": cid})
+
+
+def _exclusion(task: ScoreTask, method: str, reason: str, message: str) -> dict:
+    return {"series_key": task.series_key, "level": "series", "stage": "score", "method": method,
+            "reason": reason, "message": message}
+
+
+def _region_row(task: ScoreTask, region: HeartRegion | None, status: str, reason: str | None,
+                n_slices: int | None, qc: str | None) -> dict:
+    row = {c: None for c in REGION_COLUMNS}
+    row.update(series_key=task.series_key, heart_region_method="heuristic", heart_region_status=status,
+               heart_region_reason=reason, scoring_slices=n_slices, reference_labels=task.label_path is not None,
+               qc_picture=qc)
+    if region is not None:
+        lo, hi = region.box_lps_mm
+        row.update(heart_box_min_x_mm=lo[0], heart_box_min_y_mm=lo[1], heart_box_min_z_mm=lo[2],
+                   heart_box_max_x_mm=hi[0], heart_box_max_y_mm=hi[1], heart_box_max_z_mm=hi[2],
+                   heart_region_volume_ml=float(region.qc.get("region_volume_ml", np.nan)),
+                   heart_region_confidence=float(region.qc.get("confidence", np.nan)))
+    return row
+
+
+def score_series(task: ScoreTask) -> SeriesScores:
+    """Score one series by every applicable method; never raises for bad input."""
+    out = SeriesScores()
+    layout = CohortLayout(Path(task.results), task.cohort)
+    if task.volume_fingerprint is None:
+        reason = task.upstream_reason or "not_preprocessed"
+        message = f"series {task.series_key}: no scoring volume ({reason})"
+        out.scores.append(_score_row(task, CLASSIC, "not_scored", reason=reason, message=message))
+        if task.label_path:
+            out.scores.append(_score_row(task, REFERENCE, "not_scored", reason=reason, message=message))
+        out.region = _region_row(task, None, "not_run", reason, None, None)
+        return out
+    convention = AgatstonConvention.from_dict(task.convention)
+    try:
+        volume = read_volume(layout.volume(task.series_key, task.grid_name))
+    except Exception as exc:
+        msg = f"series {task.series_key}: scoring volume unreadable ({type(exc).__name__}); rerun preprocessing"
+        for method in (CLASSIC, REFERENCE) if task.label_path else (CLASSIC,):
+            out.scores.append(_score_row(task, method, "failed", reason="volume_unreadable", message=msg))
+            out.exclusions.append(_exclusion(task, method, "volume_unreadable", msg))
+        out.region = _region_row(task, None, "not_run", "volume_unreadable", None, None)
+        return out
+    origin, direction = np.asarray(volume.origin), np.asarray(volume.direction)
+
+    region: HeartRegion | None = None
+    classic: ScanScore | None = None
+    try:
+        region = find_heart_region(volume.hu, volume.spacing_zyx, origin, direction)
+        classic = score_scan(volume.hu, volume.spacing_zyx, origin, direction, region.mask, convention=convention)
+        out.scores.append(_score_row(task, CLASSIC, "scored", classic, region="heuristic"))
+        _detail_rows(task, CLASSIC, classic, out)
+        region_status, region_reason = "found", None
+    except HeartNotFound as exc:
+        msg = f"series {task.series_key}: {exc.message}"
+        out.scores.append(_score_row(task, CLASSIC, "excluded", reason=exc.reason, message=msg))
+        out.exclusions.append(_exclusion(task, CLASSIC, exc.reason, msg))
+        region_status, region_reason = "not_found", exc.reason
+    except Exception as exc:  # one scan must never stop its shard
+        msg = f"series {task.series_key}: classic scoring failed: {type(exc).__name__}: {str(exc)[:200]}"
+        out.scores.append(_score_row(task, CLASSIC, "failed", reason="scoring_failed", message=msg))
+        out.exclusions.append(_exclusion(task, CLASSIC, "scoring_failed", msg))
+        region_status, region_reason = "failed", "scoring_failed"
+
+    reference: ScanScore | None = None
+    if task.label_path:
+        try:
+            native = read_volume(layout.volume(task.series_key, "native"))
+            labels = read_label_map(Path(task.label_path), native)
+            on_grid = resample_labels(labels, native.z_positions_mm, ZGrid(*task.grid))
+            if on_grid.shape != volume.hu.shape:
+                raise LabelMapError("reference_geometry_mismatch", "label map and scoring grid differ in shape")
+            reference = score_scan(volume.hu, volume.spacing_zyx, origin, direction, on_grid, vessel_labels=True,
+                                   convention=convention)
+            out.scores.append(_score_row(task, REFERENCE, "scored", reference, region="reference_labels"))
+            _detail_rows(task, REFERENCE, reference, out)
+        except LabelMapError as exc:
+            msg = f"series {task.series_key}: {exc.message}"
+            out.scores.append(_score_row(task, REFERENCE, "excluded", reason=exc.reason, message=msg))
+            out.exclusions.append(_exclusion(task, REFERENCE, exc.reason, msg))
+        except Exception as exc:
+            msg = f"series {task.series_key}: reference scoring failed: {type(exc).__name__}: {str(exc)[:200]}"
+            out.scores.append(_score_row(task, REFERENCE, "failed", reason="scoring_failed", message=msg))
+            out.exclusions.append(_exclusion(task, REFERENCE, "scoring_failed", msg))
+
+    qc_rel = None
+    if task.qc_pictures and region is not None and classic is not None:
+        try:
+            qc_rel = _write_picture(task, layout, volume.hu, volume.spacing_zyx, region, classic, reference)
+        except Exception as exc:  # a picture must never cost a score
+            log.warning("series %s: QC picture failed: %s", task.series_key, type(exc).__name__)
+    out.region = _region_row(task, region, region_status, region_reason, int(volume.hu.shape[0]), qc_rel)
+    return out
+
+
+def _write_picture(task: ScoreTask, layout: CohortLayout, hu: np.ndarray, spacing: tuple[float, float, float],
+                   region: HeartRegion, classic: ScanScore, reference: ScanScore | None) -> str:
+    from cacflow.reports.qc import render_qc, write_qc_png
+
+    title = (f"series {task.series_key} | {CLASSIC} Agatston {classic.total.agatston:.1f} "
+             f"({classic.strata['five_class']})")
+    if reference is not None:
+        title += f" | reference {reference.total.agatston:.1f} ({reference.strata['five_class']})"
+    assert classic.result is not None
+    image = render_qc(hu, spacing, region.box_zyx, classic.result.weight_map(), title, region_mask=region.mask)
+    path = layout.qc_picture(task.series_key)
+    write_qc_png(path, image)
+    return str(path.relative_to(layout.results))
+
+
+def cached_score_series(task: ScoreTask) -> dict:
+    """:func:`score_series` with a per-series cache: rows are reused while the fingerprint is unchanged."""
+    layout = CohortLayout(Path(task.results), task.cohort)
+    path = layout.score_cache(task.series_key)
+    fp = score_fingerprint(task)
+    t0 = time.perf_counter()
+    cached = read_json(path)
+    if cached and cached.get("fingerprint") == fp:
+        return {**cached["rows"], "state": "up_to_date", "seconds": time.perf_counter() - t0}
+    rows = asdict(score_series(task))
+    write_json({"fingerprint": fp, "cacflow_version": __version__, "rows": rows}, path)
+    return {**rows, "state": "scored", "seconds": time.perf_counter() - t0}
+
+
+def _series_uid_of(root: Path, rel_path: str) -> str | None:
+    """SeriesInstanceUID read from one file's header (only to find a label map; never written anywhere)."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(Path(root) / rel_path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+        return str(ds.SeriesInstanceUID)
+    except Exception:
+        return None
+
+
+def load_score_tasks(layout: CohortLayout, shard: str, root: Path, config: dict, labels_dir: Path | None
+                     ) -> list[ScoreTask]:
+    """Score tasks of one shard, from the discover step's task table and the preprocessing status records."""
+    scoring = config["scoring"]
+    grid_name = scoring["grid"]
+    g = config["resample"]["grids"][grid_name]
+    convention = AgatstonConvention.from_dict(scoring["convention"]).as_dict()
+    tasks = []
+    status = pd.read_parquet(layout.shard_status(shard)).set_index("series_key")
+    for r in pd.read_parquet(layout.shard_tasks(shard)).itertuples(index=False):
+        record = read_json(layout.scan_status(r.series_key)) or {}
+        stage = record.get("stages", {}).get(f"resample:{grid_name}", {})
+        has_volume = stage.get("status") == "done" and layout.volume(r.series_key, grid_name).exists()
+        upstream = status.loc[r.series_key] if r.series_key in status.index else None
+        label_path = label_stat = None
+        if labels_dir is not None and len(r.paths):
+            uid = _series_uid_of(root, r.paths[0])
+            found = find_label_map(labels_dir, uid) if uid else None
+            if found is not None:
+                st = found.stat()
+                label_path, label_stat = str(found), (int(st.st_size), int(st.st_mtime_ns))
+        tasks.append(ScoreTask(
+            series_key=r.series_key, results=str(layout.results), cohort=layout.cohort, grid_name=grid_name,
+            grid=(float(g["thickness_mm"]), float(g["increment_mm"])), convention=convention,
+            volume_fingerprint=stage.get("fingerprint") if has_volume else None,
+            upstream_reason=None if upstream is None or has_volume else (upstream.get("reason") or "not_preprocessed"),
+            upstream_message=None if upstream is None else upstream.get("message"),
+            label_path=label_path, label_stat=label_stat, qc_pictures=bool(scoring["qc_pictures"])))
+    return tasks
+
+
+def run_score_shard(layout: CohortLayout, shard: str, root: Path, config: dict, labels_dir: Path | None = None,
+                    workers: int = 1) -> dict[str, pd.DataFrame]:
+    """Score every series of ``shard`` and write the shard's scores/vessels/lesions/regions/exclusions tables."""
+    tasks = load_score_tasks(layout, shard, root, config, labels_dir)
+    scheduler = config["sharding"]["scheduler"]
+    if workers <= 1 or len(tasks) <= 1:
+        scheduler = "synchronous"
+    log.info("%s %s: scoring %d series (%s, %d workers)", layout.cohort, shard, len(tasks), scheduler, workers)
+    t0 = time.perf_counter()
+    with Progress(len(tasks), f"score {shard}"):
+        results = list(dask.compute(*[delayed(cached_score_series)(t) for t in tasks], scheduler=scheduler,
+                                    num_workers=max(1, workers))) if tasks else []
+    wall = time.perf_counter() - t0
+    states = pd.Series([r["state"] for r in results]).value_counts().to_dict() if results else {}
+    log.info("%s %s scored in %.1f s: %s", layout.cohort, shard, wall, states)
+    for t, r in zip(tasks, results):
+        log.info("series %s: %s in %.2f s", t.series_key, r["state"], r["seconds"])
+    frames = {
+        "scores": pd.DataFrame([row for r in results for row in r["scores"]], columns=list(SCORE_COLUMNS)),
+        "vessels": pd.DataFrame([row for r in results for row in r["vessels"]], columns=list(VESSEL_COLUMNS)),
+        "lesions": pd.DataFrame([row for r in results for row in r["lesions"]], columns=list(LESION_COLUMNS)),
+        "regions": pd.DataFrame([r["region"] for r in results], columns=list(REGION_COLUMNS)),
+        "exclusions": pd.DataFrame([row for r in results for row in r["exclusions"]],
+                                   columns=["series_key", "level", "stage", "method", "reason", "message"]),
+    }
+    frames = {k: coerce_types(k, v) for k, v in frames.items()}
+    meta = {"cacflow_version": __version__, "shard": shard, "wall_s": wall, "states": states}
+    for name, frame in frames.items():
+        write_parquet(frame, layout.shard_scores(shard, name), meta)
+    return frames
+
+
+#: Column types of the score tables (nullable where a value can be missing).
+TYPES: dict[str, dict[str, str]] = {
+    "scores": {"series_key": "string", "method": "string", "status": "string", "reason": "string",
+               "message": "string", "agatston": "Float64", "volume_mm3": "Float64", "mass_mg": "Float64",
+               "n_lesions": "Int64", **{s: "string" for s in SCHEMES}, **{f"{s}_index": "Int8" for s in SCHEMES},
+               "region": "string", "convention_id": "string", "convention": "string", "grid": "string"},
+    "vessels": {"series_key": "string", "method": "string", "vessel": "string", "agatston": "float64",
+                "volume_mm3": "float64", "mass_mg": "float64", "n_lesions": "int64", "convention_id": "string"},
+    "lesions": {"series_key": "string", "method": "string", "lesion_index": "int64", "vessel": "string",
+                "z_first": "int64", "z_last": "int64", "n_slices": "int64", "n_voxels": "int64",
+                "volume_mm3": "float64", "peak_hu": "float64", "mean_hu": "float64", "agatston": "float64",
+                "mass_mg": "float64", "centroid_x_mm": "float64", "centroid_y_mm": "float64",
+                "centroid_z_mm": "float64", "convention_id": "string"},
+    "regions": {"series_key": "string", "heart_region_method": "string", "heart_region_status": "string",
+                "heart_region_reason": "string", **{c: "Float64" for c in REGION_COLUMNS if c.startswith("heart_box")},
+                "heart_region_volume_ml": "Float64", "heart_region_confidence": "Float64",
+                "scoring_slices": "Int64", "reference_labels": "boolean", "qc_picture": "string"},
+    "exclusions": {"series_key": "string", "level": "string", "stage": "string", "method": "string",
+                   "reason": "string", "message": "string"},
+}
+
+
+def coerce_types(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """Give a score table its documented column types (empty tables keep them too)."""
+    types = TYPES[name]
+    return frame.astype({c: t for c, t in types.items() if c in frame.columns})

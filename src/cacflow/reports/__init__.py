@@ -1,0 +1,1 @@
+"""Reports: quality-control pictures of scored series."""

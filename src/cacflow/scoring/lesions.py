@@ -1,0 +1,112 @@
+"""3-D calcified lesions: connected components of the voxels an Agatston score counted.
+
+A lesion is a 26-connected component of counted voxels (voxels of kept 2-D lesions) that stays inside one region
+label (one vessel when a label map is given). Every 2-D lesion lies in exactly one 3-D lesion, because in-plane
+8-connectivity is contained in 26-connectivity; so lesion Agatston contributions sum to the scan total.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from cacflow.scoring.agatston import AgatstonResult
+
+_CONN_26 = np.ones((3, 3, 3), dtype=bool)
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """One 3-D lesion.
+
+    Attributes:
+        lesion_index: 1-based number within the scan and method, in (label, first slice, position) order.
+        label: region label (vessel code 1-4 with a label map, 1 for a plain region).
+        z_first, z_last: first and last slice index (inclusive) on the scoring grid; ``n_slices`` their count.
+        n_voxels: counted voxels; ``volume_mm3`` = n_voxels x pixel area x slice increment.
+        peak_hu, mean_hu: over the lesion's voxels (HU).
+        agatston: sum of its 2-D lesions' Agatston contributions; ``mass_mg`` its mass score.
+        centroid_lps_mm: voxel centroid in patient coordinates (LPS, mm).
+    """
+
+    lesion_index: int
+    label: int
+    z_first: int
+    z_last: int
+    n_slices: int
+    n_voxels: int
+    volume_mm3: float
+    peak_hu: float
+    mean_hu: float
+    agatston: float
+    mass_mg: float
+    centroid_lps_mm: tuple[float, float, float]
+
+
+def connect_3d(slice_labels: np.ndarray, label_values: np.ndarray) -> np.ndarray:
+    """int32 (z, y, x) 3-D lesion labels (1..n) of counted voxels, never joining different region labels.
+
+    Args:
+        slice_labels: 2-D lesion labels (0 = not counted), as in :attr:`AgatstonResult.lesion_labels`.
+        label_values: region label of each 2-D lesion (index ``label - 1``).
+    """
+    lut = np.concatenate([[0], np.asarray(label_values, dtype=np.int64)])
+    region = lut[slice_labels]
+    out = np.zeros(slice_labels.shape, dtype=np.int32)
+    n = 0
+    for value in np.unique(region[region > 0]):
+        sub, m = ndimage.label(region == value, structure=_CONN_26)
+        out[sub > 0] = sub[sub > 0] + n
+        n += m
+    return out
+
+
+def voxel_to_lps(zyx: np.ndarray, spacing_zyx_mm: tuple[float, float, float], origin_lps_mm: np.ndarray,
+                 direction: np.ndarray) -> np.ndarray:
+    """Patient coordinates (LPS, mm) of voxel indices (..., 3) in (z, y, x) order.
+
+    ``direction`` has the unit vectors of the x (column), y (row) and z (slice) axes as its columns.
+    """
+    zyx = np.asarray(zyx, dtype=np.float64)
+    dz, dy, dx = spacing_zyx_mm
+    xyz_mm = np.stack([zyx[..., 2] * dx, zyx[..., 1] * dy, zyx[..., 0] * dz], axis=-1)
+    return np.asarray(origin_lps_mm, dtype=np.float64) + xyz_mm @ np.asarray(direction, dtype=np.float64).T
+
+
+def lesions_3d(result: AgatstonResult, hu: np.ndarray, origin_lps_mm: np.ndarray, direction: np.ndarray
+               ) -> list[Lesion]:
+    """The 3-D lesions of a score, with their share of the Agatston, volume and mass scores."""
+    if result.lesion_score.size == 0:
+        return []
+    lesion3d = connect_3d(result.lesion_labels, result.lesion_label_value)
+    n = int(lesion3d.max())
+    index = np.arange(1, n + 1)
+    n2 = result.lesion_score.size
+    owner = np.asarray(ndimage.maximum(lesion3d, result.lesion_labels, np.arange(1, n2 + 1)), dtype=np.int64)
+    agatston = np.bincount(owner - 1, weights=result.lesion_score, minlength=n)
+    label = np.zeros(n, dtype=np.int64)
+    label[owner - 1] = result.lesion_label_value
+    huf = hu.astype(np.float64)
+    counts = np.bincount(lesion3d.ravel(), minlength=n + 1)[1:]
+    sums = np.asarray(ndimage.sum(huf, lesion3d, index), dtype=np.float64)
+    peaks = np.asarray(ndimage.maximum(huf, lesion3d, index), dtype=np.float64)
+    centroids = np.asarray(ndimage.center_of_mass(np.ones(hu.shape, np.uint8), lesion3d, index), dtype=np.float64)
+    lps = voxel_to_lps(centroids.reshape(n, 3), result.spacing_zyx_mm, origin_lps_mm, direction)
+    objects = ndimage.find_objects(lesion3d)
+    dz, dy, dx = result.spacing_zyx_mm
+    voxel_mm3 = dz * dy * dx
+    c_ha = result.convention.mass_calibration_mg_per_cm3_hu
+    rows = []
+    for i in range(n):
+        zs = objects[i][0]
+        rows.append(Lesion(
+            lesion_index=0, label=int(label[i]), z_first=int(zs.start), z_last=int(zs.stop - 1),
+            n_slices=int(zs.stop - zs.start), n_voxels=int(counts[i]), volume_mm3=float(counts[i] * voxel_mm3),
+            peak_hu=float(peaks[i]), mean_hu=float(sums[i] / counts[i]), agatston=float(agatston[i]),
+            mass_mg=float(c_ha * voxel_mm3 / 1000.0 * sums[i]),
+            centroid_lps_mm=(float(lps[i, 0]), float(lps[i, 1]), float(lps[i, 2])),
+        ))
+    rows.sort(key=lambda r: (r.label, r.z_first, r.centroid_lps_mm))
+    return [Lesion(**{**r.__dict__, "lesion_index": k}) for k, r in enumerate(rows, start=1)]

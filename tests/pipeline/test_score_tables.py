@@ -1,0 +1,167 @@
+"""Scoring shards and cohort tables on a generated cohort: the reference method reproduces the generator's reference
+exactly, tables have their documented types, load in DuckDB, and reruns touch only what changed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from cacflow import config as cfg
+from cacflow.pipeline.aggregate import TABLES, aggregate_cohort, table_path
+from cacflow.pipeline.discover import run_discover
+from cacflow.pipeline.layout import CohortLayout
+from cacflow.pipeline.report import cohort_summary
+from cacflow.pipeline.score import TYPES, run_score_shard
+from cacflow.pipeline.shard import run_shard, shard_options
+
+
+@pytest.fixture(scope="module")
+def scored(small_cohort, tmp_path_factory):
+    base = tmp_path_factory.mktemp("scored")
+    root = small_cohort / "dicom"
+    config = cfg.validate({"cohorts": {"c": {"root": str(root)}}, "sharding": {"shard_size": 4}})
+    layout = CohortLayout(base / "results", "c")
+    run_discover(root, layout, config, workers=2)
+    shards = json.loads(layout.shard_index.read_text())["shards"]
+    for s in shards:
+        run_shard(layout, s, root, workers=2, **shard_options(config))
+        run_score_shard(layout, s, root, config, labels_dir=small_cohort / "truth" / "labels", workers=2)
+    tables_root = base / "results" / "tables"
+    aggregate_cohort(layout, tables_root, shards, config)
+    tables = {t: pd.read_parquet(table_path(tables_root, t, "c")) for t in TABLES}
+    return {"base": base, "root": root, "config": config, "layout": layout, "shards": shards, "tables": tables,
+            "tables_root": tables_root, "truth": small_cohort / "truth"}
+
+
+def test_reference_method_reproduces_generator_reference(scored):
+    truth = pd.read_parquet(scored["truth"] / "series.parquet")
+    scores = scored["tables"]["scores"]
+    ref = scores[scores["method"] == "reference"].merge(truth, left_on="series_key", right_on="series_uid",
+                                                        suffixes=("", "_truth"))
+    selected = scored["tables"]["series"].query("selected")
+    assert len(ref) == len(selected) >= 5
+    assert (ref["status"] == "scored").all()
+    for ours, theirs in [("agatston", "ref_agatston"), ("volume_mm3", "ref_volume_mm3"), ("mass_mg", "ref_mass_mg")]:
+        np.testing.assert_allclose(ref[ours].astype(float), ref[theirs], rtol=1e-9, atol=1e-9)
+    assert (ref["n_lesions"] == ref["ref_n_lesions"]).all()
+    for scheme in ("five_class", "four_class", "cac_drs"):
+        assert (ref[scheme] == ref[f"ref_{scheme}"]).all(), scheme
+    assert ref["agatston"].gt(0).any() and ref["agatston"].eq(0).any()
+    tv = pd.read_parquet(scored["truth"] / "vessels.parquet")
+    vessels = scored["tables"]["vessels"]
+    v = vessels[vessels["method"] == "reference"].merge(tv, left_on=["series_key", "vessel"],
+                                                        right_on=["series_uid", "vessel"])
+    assert len(v) == 4 * len(ref)
+    np.testing.assert_allclose(v["agatston"], v["ref_agatston"], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(v["mass_mg"], v["ref_mass_mg"], rtol=1e-9, atol=1e-9)
+    # totals equal the sums over vessels and over lesions
+    per_series = v.groupby("series_key")["agatston"].sum()
+    lesions = scored["tables"]["lesions"]
+    per_lesion = lesions[lesions["method"] == "reference"].groupby("series_key")["agatston"].sum()
+    for r in ref.itertuples():
+        assert per_series[r.series_key] == pytest.approx(r.agatston, abs=1e-9)
+        assert per_lesion.get(r.series_key, 0.0) == pytest.approx(r.agatston, abs=1e-9)
+
+
+def test_classic_rows_and_qc_pictures(scored):
+    from PIL import Image
+
+    scores, series = scored["tables"]["scores"], scored["tables"]["series"]
+    classic = scores[scores["method"] == "classic_heart_region"]
+    assert set(classic["series_key"]) == set(series.loc[series["selected"], "series_key"])
+    ok = classic[classic["status"] == "scored"]
+    assert len(ok) == len(classic)
+    conv = json.loads(ok.iloc[0]["convention"])
+    assert conv["threshold_hu"] == 130.0 and conv["min_area_mm2"] == 1.0 and conv["connectivity"] == 8
+    sel = series[series["selected"]]
+    assert (sel["heart_region_status"] == "found").all()
+    assert (sel["heart_box_max_z_mm"] > sel["heart_box_min_z_mm"]).all()
+    for rel in sel["qc_picture"]:
+        img = Image.open(scored["base"] / "results" / rel)
+        assert img.format == "PNG" and img.width >= 500
+
+
+def test_tables_have_documented_types_and_provenance(scored):
+    for name in ("scores", "vessels", "lesions"):
+        frame = scored["tables"][name]
+        for col, typ in TYPES[name].items():
+            assert str(frame[col].dtype) == typ, (name, col, frame[col].dtype)
+    for name in TABLES:
+        meta = pq.read_schema(table_path(scored["tables_root"], name, "c")).metadata[b"cacflow"]
+        prov = json.loads(meta)
+        assert prov["format"] == "cacflow.tables/1" and prov["cohort"] == "c" and prov["table"] == name
+        assert prov["conventions"]["agatston"]["threshold_hu"] == 130.0
+        assert prov["conventions"]["strata"]["cac_drs"]["closed"] == "left"
+
+
+def test_duckdb_and_pandas_read_the_hive_partitions(scored):
+    import duckdb
+
+    root = scored["tables_root"]
+    con = duckdb.connect()
+    rows = con.execute(
+        "SELECT cohort, five_class, count(*) AS n FROM read_parquet(?, hive_partitioning = true) "
+        "WHERE method = 'reference' GROUP BY ALL ORDER BY ALL", [str(root / "scores" / "*" / "*.parquet")]).fetchall()
+    assert {r[0] for r in rows} == {"c"}
+    assert sum(r[2] for r in rows) == int((scored["tables"]["series"]["selected"]).sum())
+    types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet(?, "
+                             "hive_partitioning = true))", [str(root / "scores" / "*" / "*.parquet")]).fetchall())
+    assert types["cohort"] == "VARCHAR" and types["agatston"] == "DOUBLE" and types["five_class_index"] == "TINYINT"
+    frame = pd.read_parquet(root / "scores")
+    assert set(frame["cohort"].astype(str)) == {"c"}
+
+
+def test_summary_mentions_counts(scored):
+    text = cohort_summary(scored["tables_root"], "c")
+    assert "selected for scoring" in text and "classic_heart_region vs reference" in text
+    assert "not_preferred_reconstruction" in text
+
+
+def test_rerun_reuses_scores_and_rewrites_only_this_cohort(scored, tmp_path):
+    layout, root, config = scored["layout"], scored["root"], scored["config"]
+    # another cohort's partition, which must keep its bytes and mtime
+    other = table_path(scored["tables_root"], "scores", "other")
+    other.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(table_path(scored["tables_root"], "scores", "c"), other)
+    before = (other.read_bytes(), other.stat().st_mtime_ns)
+    shard = scored["shards"][0]
+    frames = run_score_shard(layout, shard, root, config, labels_dir=scored["truth"] / "labels", workers=1)
+    log_states = pq.read_schema(layout.shard_scores(shard, "scores")).metadata[b"cacflow"]
+    assert json.loads(log_states)["states"] == {"up_to_date": len(frames["regions"])}
+    # a stricter convention rescores (and changes the numbers of the reference method)
+    strict = cfg.validate({**config, "scoring": {"convention": {"threshold_hu": 300}}})
+    rescored = run_score_shard(layout, shard, root, strict, labels_dir=scored["truth"] / "labels", workers=1)
+    meta = json.loads(pq.read_schema(layout.shard_scores(shard, "scores")).metadata[b"cacflow"])
+    assert meta["states"] == {"scored": len(frames["regions"])}
+    a = frames["scores"].set_index(["series_key", "method"])["agatston"]
+    b = rescored["scores"].set_index(["series_key", "method"])["agatston"]
+    assert (b <= a + 1e-9).all() and (b < a).any()
+    aggregate_cohort(layout, scored["tables_root"], scored["shards"], strict)
+    assert (other.read_bytes(), other.stat().st_mtime_ns) == before
+    assert not [p for p in scored["tables_root"].rglob(".*")]
+    # restore the default convention for other tests of this module
+    run_score_shard(layout, shard, root, config, labels_dir=scored["truth"] / "labels", workers=1)
+    other.unlink()
+
+
+def test_bad_label_map_is_an_exclusion_not_a_crash(scored, tmp_path):
+    labels = tmp_path / "labels"
+    shutil.copytree(scored["truth"] / "labels", labels)
+    key = sorted(scored["tables"]["series"].query("selected")["series_key"])[0]
+    victim = labels / f"{key}.nii.gz"
+    victim.write_bytes(b"garbage")
+    layout, root, config = scored["layout"], scored["root"], scored["config"]
+    rows = pd.concat([run_score_shard(layout, s, root, config, labels_dir=labels, workers=1)["scores"]
+                      for s in scored["shards"]])
+    ref = rows[rows["method"] == "reference"]
+    bad = ref[ref["status"] != "scored"]
+    assert list(bad["series_key"]) == [key]
+    assert list(bad["reason"]) == ["reference_unreadable"] and bad["agatston"].isna().all()
+    assert (ref[ref["status"] == "scored"]["agatston"].notna()).all()
+    for s in scored["shards"]:  # restore
+        run_score_shard(layout, s, root, config, labels_dir=scored["truth"] / "labels", workers=1)

@@ -1,0 +1,24 @@
+rule score:
+    """One shard of many series: heart region, classic threshold score, reference score, QC pictures."""
+    input:
+        preprocess=f"{RESULTS}/{{cohort}}/shards/preprocess/{{shard}}.parquet",
+    output:
+        **{t: f"{RESULTS}/{{cohort}}/shards/score/{{shard}}/{t}.parquet" for t in SCORE_SHARD_TABLES},
+    params:
+        root=cohort_root,
+        labels=labels_dir,
+        # rerun trigger: a changed convention or grid reruns scoring (and what follows), not preprocessing
+        scoring=lambda wc: config["scoring"],
+    threads: config["sharding"]["threads"]
+    resources:
+        mem_mb=lambda wc, threads: 3000 * threads,
+        runtime=120,
+        cpus_per_task=config["sharding"]["threads"],
+    log:
+        "logs/score/{cohort}/{shard}.log",
+    benchmark:
+        "benchmarks/score/{cohort}/{shard}.tsv"
+    conda:
+        "../../envs/cacflow.yaml"
+    script:
+        "../scripts/score.py"
