@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from cacflow.scoring.agatston import AgatstonResult
+from cacflow.scoring.agatston import AgatstonResult, bounding_slices, sparse_label_stats
 
 _CONN_26 = np.ones((3, 3, 3), dtype=bool)
 
@@ -52,13 +52,17 @@ def connect_3d(slice_labels: np.ndarray, label_values: np.ndarray) -> np.ndarray
         slice_labels: 2-D lesion labels (0 = not counted), as in :attr:`AgatstonResult.lesion_labels`.
         label_values: region label of each 2-D lesion (index ``label - 1``).
     """
-    lut = np.concatenate([[0], np.asarray(label_values, dtype=np.int64)])
-    region = lut[slice_labels]
     out = np.zeros(slice_labels.shape, dtype=np.int32)
+    box = bounding_slices(slice_labels > 0)
+    if box is None:
+        return out
+    lut = np.concatenate([[0], np.asarray(label_values, dtype=np.int64)])
+    region = lut[slice_labels[box]]
+    inner = out[box]
     n = 0
     for value in np.unique(region[region > 0]):
         sub, m = ndimage.label(region == value, structure=_CONN_26)
-        out[sub > 0] = sub[sub > 0] + n
+        inner[sub > 0] = sub[sub > 0] + n
         n += m
     return out
 
@@ -82,30 +86,27 @@ def lesions_3d(result: AgatstonResult, hu: np.ndarray, origin_lps_mm: np.ndarray
         return []
     lesion3d = connect_3d(result.lesion_labels, result.lesion_label_value)
     n = int(lesion3d.max())
-    index = np.arange(1, n + 1)
     n2 = result.lesion_score.size
-    owner = np.asarray(ndimage.maximum(lesion3d, result.lesion_labels, np.arange(1, n2 + 1)), dtype=np.int64)
+    # each 2-D lesion lies inside exactly one 3-D lesion: the one holding its first voxel
+    first = sparse_label_stats(result.lesion_labels, hu, n2).first_flat
+    owner = lesion3d.ravel()[first].astype(np.int64)
     agatston = np.bincount(owner - 1, weights=result.lesion_score, minlength=n)
     label = np.zeros(n, dtype=np.int64)
     label[owner - 1] = result.lesion_label_value
-    huf = hu.astype(np.float64)
-    counts = np.bincount(lesion3d.ravel(), minlength=n + 1)[1:]
-    sums = np.asarray(ndimage.sum(huf, lesion3d, index), dtype=np.float64)
-    peaks = np.asarray(ndimage.maximum(huf, lesion3d, index), dtype=np.float64)
-    centroids = np.asarray(ndimage.center_of_mass(np.ones(hu.shape, np.uint8), lesion3d, index), dtype=np.float64)
-    lps = voxel_to_lps(centroids.reshape(n, 3), result.spacing_zyx_mm, origin_lps_mm, direction)
-    objects = ndimage.find_objects(lesion3d)
+    st = sparse_label_stats(lesion3d, hu, n)
+    centroids = st.zyx_sums / st.counts[:, None]
+    lps = voxel_to_lps(centroids, result.spacing_zyx_mm, origin_lps_mm, direction)
     dz, dy, dx = result.spacing_zyx_mm
     voxel_mm3 = dz * dy * dx
     c_ha = result.convention.mass_calibration_mg_per_cm3_hu
     rows = []
     for i in range(n):
-        zs = objects[i][0]
         rows.append(Lesion(
-            lesion_index=0, label=int(label[i]), z_first=int(zs.start), z_last=int(zs.stop - 1),
-            n_slices=int(zs.stop - zs.start), n_voxels=int(counts[i]), volume_mm3=float(counts[i] * voxel_mm3),
-            peak_hu=float(peaks[i]), mean_hu=float(sums[i] / counts[i]), agatston=float(agatston[i]),
-            mass_mg=float(c_ha * voxel_mm3 / 1000.0 * sums[i]),
+            lesion_index=0, label=int(label[i]), z_first=int(st.z_first[i]), z_last=int(st.z_last[i]),
+            n_slices=int(st.z_last[i] - st.z_first[i] + 1), n_voxels=int(st.counts[i]),
+            volume_mm3=float(st.counts[i] * voxel_mm3), peak_hu=float(st.peaks[i]),
+            mean_hu=float(st.sums[i] / st.counts[i]), agatston=float(agatston[i]),
+            mass_mg=float(c_ha * voxel_mm3 / 1000.0 * st.sums[i]),
             centroid_lps_mm=(float(lps[i, 0]), float(lps[i, 1]), float(lps[i, 2])),
         ))
     rows.sort(key=lambda r: (r.label, r.z_first, r.centroid_lps_mm))
