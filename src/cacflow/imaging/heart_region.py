@@ -35,6 +35,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull, QhullError
 
+from cacflow.imaging.volume import voxel_to_lps
+
 #: Bump when the heuristic's output changes, so that finished scans are redone.
 HEURISTIC_VERSION = 1
 
@@ -732,9 +734,8 @@ def _lps_corners(box: tuple[int, int, int, int, int, int], spacing_zyx_mm: tuple
                                                                             tuple[float, float, float]]:
     """Min and max LPS corner (mm) over the centres of the box's corner voxels."""
     z0, z1, y0, y1, x0, x1 = box
-    sz, sy, sx = spacing_zyx_mm
-    pts = np.array([[x * sx, y * sy, z * sz] for z in (z0, z1 - 1) for y in (y0, y1 - 1) for x in (x0, x1 - 1)])
-    lps = origin_lps_mm[None, :] + pts @ direction.T
+    corners = np.array([[z, y, x] for z in (z0, z1 - 1) for y in (y0, y1 - 1) for x in (x0, x1 - 1)])
+    lps = voxel_to_lps(corners, spacing_zyx_mm, origin_lps_mm, direction)
     lo, hi = lps.min(axis=0), lps.max(axis=0)
     return (float(lo[0]), float(lo[1]), float(lo[2])), (float(hi[0]), float(hi[1]), float(hi[2]))
 

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cacflow.imaging.volume import Volume
+from cacflow.io.dicom import hu_to_int16
+
 #: Bump when resampling output changes, so that finished scans are redone.
 RESAMPLER_VERSION = 1
 
@@ -119,15 +122,12 @@ def resample_z(
     raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
 
 
-def resample_volume(volume: "Volume", grid: ZGrid, name: str) -> "Volume":
+def resample_volume(volume: Volume, grid: ZGrid, name: str) -> Volume:
     """A volume on a slab grid: HU box mean rounded to int16, geometry moved to the first slab centre.
 
     This is how every scoring-grid volume is made (the pipeline's resample stage and the synthetic generator's
     reference both call it), so scores computed on it are reproducible to the bit.
     """
-    from cacflow.imaging.volume import Volume
-    from cacflow.io.dicom import hu_to_int16
-
     hu, z_out = resample_z(volume.hu, volume.z_positions_mm, grid, reduce="mean")
     normal = np.asarray(volume.direction)[:, 2]
     origin = np.asarray(volume.origin, dtype=np.float64) + normal * (z_out[0] - volume.z_positions_mm[0])

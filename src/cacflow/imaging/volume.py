@@ -7,6 +7,46 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def voxel_to_lps(zyx: np.ndarray, spacing_zyx_mm: tuple[float, float, float], origin_lps_mm,
+                 direction: np.ndarray) -> np.ndarray:
+    """Patient coordinates (LPS, mm) of voxel indices (..., 3) in (z, y, x) order.
+
+    ``direction`` has the unit vectors of the x (column), y (row) and z (slice) axes as its columns:
+    voxel (z, y, x) lies at ``origin + direction @ [x*sx, y*sy, z*sz]``.
+    """
+    zyx = np.asarray(zyx, dtype=np.float64)
+    dz, dy, dx = spacing_zyx_mm
+    xyz_mm = np.stack([zyx[..., 2] * dx, zyx[..., 1] * dy, zyx[..., 0] * dz], axis=-1)
+    return np.asarray(origin_lps_mm, dtype=np.float64) + xyz_mm @ np.asarray(direction, dtype=np.float64).T
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a (z, y, x) voxel grid lies in the patient, without its voxels.
+
+    Attributes:
+        shape_zyx: array shape (slices, rows, columns).
+        spacing_zyx: (slice increment, row spacing, column spacing) in mm.
+        origin: LPS position (mm) of voxel (0, 0, 0).
+        direction: 3x3 matrix whose columns are the LPS unit vectors of the x, y and z axes.
+        z_positions_mm: position of each slice along the normal (mm), ascending.
+    """
+
+    shape_zyx: tuple[int, int, int]
+    spacing_zyx: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    direction: np.ndarray
+    z_positions_mm: np.ndarray
+
+    def affine_lps(self) -> np.ndarray:
+        """4x4 matrix mapping voxel indices (x, y, z order: column, row, slice) to LPS mm."""
+        a = np.eye(4)
+        dz, dy, dx = self.spacing_zyx
+        a[:3, :3] = np.asarray(self.direction) * np.array([dx, dy, dz])[None, :]
+        a[:3, 3] = self.origin
+        return a
+
+
 @dataclass
 class Volume:
     """A HU volume with its geometry.
@@ -27,10 +67,12 @@ class Volume:
     z_positions_mm: np.ndarray
     metadata: dict = field(default_factory=dict)
 
+    @property
+    def geometry(self) -> Geometry:
+        """The grid of this volume, without the voxels."""
+        return Geometry(tuple(int(n) for n in self.hu.shape), tuple(self.spacing_zyx), tuple(self.origin),
+                        np.asarray(self.direction), np.asarray(self.z_positions_mm))
+
     def affine_lps(self) -> np.ndarray:
         """4x4 matrix mapping voxel indices (x, y, z order: column, row, slice) to LPS mm."""
-        a = np.eye(4)
-        dz, dy, dx = self.spacing_zyx
-        a[:3, :3] = self.direction * np.array([dx, dy, dz])[None, :]
-        a[:3, 3] = self.origin
-        return a
+        return self.geometry.affine_lps()

@@ -15,7 +15,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from cacflow.imaging.volume import Volume
+from cacflow.imaging.volume import Geometry
 
 #: Label values allowed in reference label maps (0 = background).
 ALLOWED_LABELS = (0, 1, 2, 3, 4)
@@ -40,12 +40,12 @@ def find_label_map(folder: Path, series_uid: str) -> Path | None:
     return None
 
 
-def write_label_map(path: Path, labels: np.ndarray, volume: Volume) -> Path:
-    """Write labels (z, y, x) in the geometry of ``volume`` as NIfTI (uint8, scanner sform/qform), atomically."""
-    if labels.shape != volume.hu.shape:
-        raise ValueError(f"labels {labels.shape} do not match the volume {volume.hu.shape}")
+def write_label_map(path: Path, labels: np.ndarray, geometry: Geometry) -> Path:
+    """Write labels (z, y, x) on ``geometry`` (a series' grid) as NIfTI (uint8, scanner sform/qform), atomically."""
+    if labels.shape != geometry.shape_zyx:
+        raise ValueError(f"labels {labels.shape} do not match the grid {geometry.shape_zyx}")
     img = nib.Nifti1Image(np.ascontiguousarray(labels.astype(np.uint8).transpose(2, 1, 0)),
-                          _RAS_FROM_LPS @ volume.affine_lps())
+                          _RAS_FROM_LPS @ geometry.affine_lps())
     img.set_sform(img.affine, code=1)
     img.set_qform(img.affine, code=1)
     img.header["descrip"] = b"cacflow labels 1 LM 2 LAD 3 CX 4 RCA"
@@ -58,8 +58,8 @@ def write_label_map(path: Path, labels: np.ndarray, volume: Volume) -> Path:
     return path
 
 
-def read_label_map(path: Path, volume: Volume, tolerance_mm: float = 0.01) -> np.ndarray:
-    """Labels (uint8, z, y, x) on the grid of ``volume`` (the series' native grid).
+def read_label_map(path: Path, geometry: Geometry, tolerance_mm: float = 0.01) -> np.ndarray:
+    """Labels (uint8, z, y, x) on ``geometry`` (the series' native grid).
 
     Raises:
         LabelMapError: ``reference_unreadable``, ``reference_geometry_mismatch`` or ``reference_labels_invalid``.
@@ -77,11 +77,11 @@ def read_label_map(path: Path, volume: Volume, tolerance_mm: float = 0.01) -> np
     if data.ndim != 3:
         raise LabelMapError("reference_geometry_mismatch", f"label map {name}: {data.ndim}-D, expected 3-D")
     # index transform: label voxel (i, j, k) -> series voxel (x, y, z)
-    transform = np.linalg.inv(volume.affine_lps()) @ affine
-    rot, shift = transform[:3, :3], transform[:3, 3]
+    transform = np.linalg.inv(geometry.affine_lps()) @ affine
+    rot = transform[:3, :3]
     perm = np.abs(np.round(rot))
     ok = (np.allclose(rot, np.round(rot), atol=1e-3) and np.all(perm.sum(axis=0) == 1) and np.all(perm.sum(axis=1) == 1))
-    target_xyz = volume.hu.shape[::-1]
+    target_xyz = tuple(geometry.shape_zyx[::-1])
     if ok:
         # series axis a takes label axis src[a], possibly flipped
         src = [int(np.argmax(perm[a])) for a in range(3)]
@@ -91,7 +91,7 @@ def read_label_map(path: Path, volume: Volume, tolerance_mm: float = 0.01) -> np
                 out = np.flip(out, axis=a)
         # after the flips, the label grid's first voxel must land on the series' first voxel
         origin_err = _origin_error(transform, data.shape, src, rot)
-        spacing_mm = np.array(volume.spacing_zyx[::-1])
+        spacing_mm = np.array(geometry.spacing_zyx[::-1])
         ok = out.shape == target_xyz and bool(np.all(np.abs(origin_err) * spacing_mm <= tolerance_mm))
     if not ok:
         raise LabelMapError("reference_geometry_mismatch",

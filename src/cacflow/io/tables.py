@@ -51,6 +51,22 @@ def write_json(obj, path: Path) -> Path:
     return path
 
 
+def write_text(text: str, path: Path) -> Path:
+    """Write UTF-8 text atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def read_json(path: Path):
     """Read JSON, or None when the file does not exist."""
     try:

@@ -22,7 +22,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-from cacflow.imaging.volume import Volume
+from cacflow.imaging.volume import Geometry, Volume
 
 STORE_FORMAT_VERSION = 1
 
@@ -124,6 +124,16 @@ def read_volume(path: Path) -> Volume:
         z_positions_mm=np.asarray(attrs["z_positions_mm"], dtype=float),
         metadata=dict(attrs.get("metadata", {})),
     )
+
+
+def read_geometry(path: Path) -> Geometry:
+    """The grid of a store (shape, spacing, origin, direction) from its JSON metadata, without reading voxels."""
+    attrs = read_attributes(path)
+    with open(Path(path) / "hu" / "zarr.json", encoding="utf-8") as fh:
+        shape = tuple(int(n) for n in json.load(fh)["shape"])
+    return Geometry(shape, tuple(attrs["spacing_zyx_mm"]), tuple(attrs["origin_lps_mm"]),
+                    np.asarray(attrs["direction_columns_xyz"], dtype=float),
+                    np.asarray(attrs["z_positions_mm"], dtype=float))
 
 
 def read_attributes(path: Path) -> dict:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cacflow.io.tables import write_text
 from cacflow.pipeline.aggregate import table_path
 from cacflow.scoring.strata import SCHEMES
 
@@ -53,13 +54,6 @@ def cohort_summary(tables_root: Path, cohort: str) -> str:
 
 def write_summary(tables_root: Path, cohort: str, path: Path) -> str:
     """Write the summary text atomically and return it."""
-    from cacflow.io.tables import _tmp
-    import os
-
     text = cohort_summary(tables_root, cohort)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(path)
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(text, path)
     return text

@@ -24,6 +24,7 @@ from pathlib import Path
 import dask
 import numpy as np
 import pandas as pd
+import pydicom
 from dask import delayed
 
 from cacflow import __version__
@@ -32,9 +33,10 @@ from cacflow.imaging.heart_region import HEURISTIC_VERSION, HeartNotFound, Heart
 from cacflow.imaging.resample import ZGrid, resample_labels
 from cacflow.io.labels import LabelMapError, find_label_map, read_label_map
 from cacflow.io.tables import read_json, write_json, write_parquet
-from cacflow.io.zarr_store import read_volume
+from cacflow.io.zarr_store import read_geometry, read_volume
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.progress import Progress
+from cacflow.reports.qc import render_qc, write_qc_png
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.scoring.scan import VESSELS, ScanScore, score_scan
 from cacflow.scoring.strata import SCHEMES
@@ -203,7 +205,7 @@ def score_series(task: ScoreTask) -> SeriesScores:
     reference: ScanScore | None = None
     if task.label_path:
         try:
-            native = read_volume(layout.volume(task.series_key, "native"))
+            native = read_geometry(layout.volume(task.series_key, "native"))  # grid only: no voxels read
             labels = read_label_map(Path(task.label_path), native)
             on_grid = resample_labels(labels, native.z_positions_mm, ZGrid(*task.grid))
             if on_grid.shape != volume.hu.shape:
@@ -233,8 +235,6 @@ def score_series(task: ScoreTask) -> SeriesScores:
 
 def _write_picture(task: ScoreTask, layout: CohortLayout, hu: np.ndarray, spacing: tuple[float, float, float],
                    region: HeartRegion, classic: ScanScore, reference: ScanScore | None) -> str:
-    from cacflow.reports.qc import render_qc, write_qc_png
-
     title = (f"series {task.series_key} | {CLASSIC} Agatston {classic.total.agatston:.1f} "
              f"({classic.strata['five_class']})")
     if reference is not None:
@@ -262,8 +262,6 @@ def cached_score_series(task: ScoreTask) -> dict:
 
 def _series_uid_of(root: Path, rel_path: str) -> str | None:
     """SeriesInstanceUID read from one file's header (only to find a label map; never written anywhere)."""
-    import pydicom
-
     try:
         ds = pydicom.dcmread(Path(root) / rel_path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
         return str(ds.SeriesInstanceUID)

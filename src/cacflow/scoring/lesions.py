@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from cacflow.imaging.volume import voxel_to_lps
 from cacflow.scoring.agatston import AgatstonResult, bounding_slices, sparse_label_stats
 
 _CONN_26 = np.ones((3, 3, 3), dtype=bool)
@@ -65,18 +66,6 @@ def connect_3d(slice_labels: np.ndarray, label_values: np.ndarray) -> np.ndarray
         inner[sub > 0] = sub[sub > 0] + n
         n += m
     return out
-
-
-def voxel_to_lps(zyx: np.ndarray, spacing_zyx_mm: tuple[float, float, float], origin_lps_mm: np.ndarray,
-                 direction: np.ndarray) -> np.ndarray:
-    """Patient coordinates (LPS, mm) of voxel indices (..., 3) in (z, y, x) order.
-
-    ``direction`` has the unit vectors of the x (column), y (row) and z (slice) axes as its columns.
-    """
-    zyx = np.asarray(zyx, dtype=np.float64)
-    dz, dy, dx = spacing_zyx_mm
-    xyz_mm = np.stack([zyx[..., 2] * dx, zyx[..., 1] * dy, zyx[..., 0] * dz], axis=-1)
-    return np.asarray(origin_lps_mm, dtype=np.float64) + xyz_mm @ np.asarray(direction, dtype=np.float64).T
 
 
 def lesions_3d(result: AgatstonResult, hu: np.ndarray, origin_lps_mm: np.ndarray, direction: np.ndarray

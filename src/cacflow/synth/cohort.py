@@ -250,7 +250,7 @@ def generate_participant(out: Path, seed: int, index: int, small: bool) -> dict:
         # volume exactly as the pipeline will see it; the label map is written for the pipeline's 'reference' method.
         native, labels = converter_view(hu, vessel_of[ids], grid.ipp, grid.iop, grid.pixel_spacing)
         ref = scan_reference(native, labels)
-        write_label_map(out / "truth" / "labels" / f"{info.series_uid}.nii.gz", labels, native)
+        write_label_map(out / "truth" / "labels" / f"{info.series_uid}.nii.gz", labels, native.geometry)
         vessel_out.extend(vessel_rows(info.series_uid, ref))
         save_npz(out / "truth" / "volumes" / f"{info.series_uid}.npz", {
             "hu": hu,

@@ -124,7 +124,7 @@ def _set_pixels(ds: Dataset, stored: np.ndarray, storage: Storage, ts: str) -> N
         ds.compress(ts, arr, generate_instance_uid=False)
 
 
-def _ds_str(value: float) -> str:
+def ds_str(value: float) -> str:
     """Decimal string with at most 16 characters."""
     s = f"{value:.6f}".rstrip("0").rstrip(".")
     return s if s not in ("", "-0") else "0"
@@ -169,11 +169,11 @@ def write_axial_series(
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
         ds.Manufacturer = acq.manufacturer
         ds.ManufacturerModelName = acq.model
-        ds.SliceThickness = _ds_str(acq.thickness_mm)
-        ds.SpacingBetweenSlices = _ds_str(spacing)
-        ds.KVP = _ds_str(acq.kvp)
+        ds.SliceThickness = ds_str(acq.thickness_mm)
+        ds.SpacingBetweenSlices = ds_str(spacing)
+        ds.KVP = ds_str(acq.kvp)
         ds.DataCollectionDiameter = "500"
-        ds.ReconstructionDiameter = _ds_str(grid.cols * grid.pixel_spacing[1])
+        ds.ReconstructionDiameter = ds_str(grid.cols * grid.pixel_spacing[1])
         ds.GantryDetectorTilt = "0"
         ds.XRayTubeCurrent = acq.tube_current_ma
         ds.Exposure = acq.exposure_mas
@@ -181,16 +181,16 @@ def write_axial_series(
         ds.ConvolutionKernel = recon.kernel.name
         ds.PatientPosition = acq.patient_position
         ds.InstanceNumber = int(instance[k])
-        ds.ImagePositionPatient = [_ds_str(v) for v in grid.ipp[k]]
-        ds.ImageOrientationPatient = [_ds_str(v) for v in grid.iop]
-        ds.SliceLocation = _ds_str(grid.ipp[k, 2])
+        ds.ImagePositionPatient = [ds_str(v) for v in grid.ipp[k]]
+        ds.ImageOrientationPatient = [ds_str(v) for v in grid.iop]
+        ds.SliceLocation = ds_str(grid.ipp[k, 2])
         ds.PositionReferenceIndicator = ""
-        ds.PixelSpacing = [_ds_str(grid.pixel_spacing[0]), _ds_str(grid.pixel_spacing[1])]
+        ds.PixelSpacing = [ds_str(grid.pixel_spacing[0]), ds_str(grid.pixel_spacing[1])]
         ds.PixelPaddingValue = int(storage.padding)
         ds["PixelPaddingValue"].VR = "SS" if storage.signed else "US"
         ds.WindowCenter = str(wc)
         ds.WindowWidth = str(ww)
-        ds.RescaleIntercept = _ds_str(intercept)
+        ds.RescaleIntercept = ds_str(intercept)
         ds.RescaleSlope = "1"
         ds.RescaleType = "HU"
         _set_pixels(ds, stored, storage, recon.transfer_syntax)
@@ -216,13 +216,13 @@ def write_scout(
         ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
         ds.Manufacturer = acq.manufacturer
         ds.ManufacturerModelName = acq.model
-        ds.KVP = _ds_str(acq.kvp)
+        ds.KVP = ds_str(acq.kvp)
         ds.SliceThickness = "1"
         ds.PatientPosition = acq.patient_position
         ds.InstanceNumber = k + 1
-        ds.ImagePositionPatient = [_ds_str(v) for v in ipp]
-        ds.ImageOrientationPatient = [_ds_str(v) for v in iop]
-        ds.PixelSpacing = [_ds_str(spacing[0]), _ds_str(spacing[1])]
+        ds.ImagePositionPatient = [ds_str(v) for v in ipp]
+        ds.ImageOrientationPatient = [ds_str(v) for v in iop]
+        ds.PixelSpacing = [ds_str(spacing[0]), ds_str(spacing[1])]
         ds.WindowCenter = "2048"
         ds.WindowWidth = "4096"
         ds.RescaleIntercept = "0"

@@ -22,6 +22,7 @@ from cacflow.imaging.volume import Volume
 from cacflow.scoring.agatston import agatston_score
 from cacflow.scoring.scan import VESSELS, ScanScore, score_scan
 from cacflow.scoring.strata import SCHEMES
+from cacflow.synth.dicom_writer import ds_str
 
 SCORING_GRID = ZGrid(thickness_mm=3.0, increment_mm=1.5)
 STRATA: tuple[str, ...] = ("0", "1-10", "11-100", "101-400", ">400")
@@ -35,9 +36,7 @@ def stratum(score: float) -> str:
 
 def ds_float(value: float) -> float:
     """The value a DICOM reader gets back from the decimal string the writer stores."""
-    from cacflow.synth.dicom_writer import _ds_str
-
-    return float(_ds_str(float(value)))
+    return float(ds_str(float(value)))
 
 
 def converter_view(hu: np.ndarray, labels: np.ndarray, ipp: np.ndarray, iop: np.ndarray,
@@ -84,6 +83,9 @@ class ReferenceScore:
 def reference_score(hu: np.ndarray, lesion_ids: np.ndarray, z_positions_mm: np.ndarray,
                     pixel_spacing: tuple[float, float]) -> ReferenceScore:
     """Agatston score of ``hu`` (z, y, x) on the scoring grid restricted to ``lesion_ids > 0``.
+
+    Used only while planning plaques (fast: cropped, float HU, per-plaque shares); the reference written to the
+    truth tables is :func:`scan_reference`, computed exactly as the pipeline computes it.
 
     ``z_positions_mm`` are dot(ipp, normal), ascending.  The volume is cropped in-plane
     to the plaques' bounding box first (scores are restricted to the mask, so this
