@@ -2,12 +2,15 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CORES ?= 2
+TORCH_VERSION ?= 2.13.0
 
 .PHONY: demo test bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	# CPU build of PyTorch first (pinned: this version is a local CPU wheel here; an unpinned torch pulls CUDA)
+	$(PY) -m pip install -q "torch==$(TORCH_VERSION)"
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 

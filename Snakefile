@@ -3,8 +3,11 @@
 # Data flow, one direction, per cohort (results/<cohort>/...):
 #   synth (demo/synthetic cohorts only) -> discover (checkpoint: manifest + shards)
 #   -> preprocess (one job per shard: DICOM -> Zarr, resample to the scoring grid)
-#   -> score (one job per shard: heart region, classic and reference scores, QC pictures)
+#   -> infer (one GPU job per shard: heart localizer box, regression ConvNet scores; models loaded once)
+#   -> score (one job per shard: classic, regression and reference scores, QC pictures)
 #   -> aggregate (one job per cohort: results/tables/<table>/cohort=<name>/part-0.parquet, summary)
+#
+# Training (models/ ships synthetic-trained weights): snakemake --cores 2 train
 #
 # Run: snakemake --cores 2            (local)      snakemake --profile profiles/slurm   (cluster)
 
@@ -15,8 +18,11 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/synth.smk"
 include: "workflow/rules/discover.smk"
 include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/infer.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

@@ -48,7 +48,19 @@ def validate(config: dict) -> dict:
     if grid not in config["resample"]["grids"]:
         raise ValueError(f"invalid cacflow configuration:\n  scoring/grid: {grid!r} is not one of resample/grids "
                          f"{sorted(config['resample']['grids'])}; add it there or pick one of those")
+    for name, cohort in config["cohorts"].items():
+        unknown = sorted(set(cohort.get("selection", {})) - set(config["selection"]))
+        if unknown:
+            raise ValueError(f"invalid cacflow configuration:\n  cohorts/{name}/selection: unknown keys {unknown}; "
+                             f"use keys of the top-level selection section {sorted(config['selection'])}")
     return config
+
+
+def cohort_config(config: dict, cohort: str) -> dict:
+    """The configuration as one cohort sees it: its ``selection`` overrides merged over the top-level rules."""
+    merged = dict(config)
+    merged["selection"] = {**config["selection"], **config["cohorts"][cohort].get("selection", {})}
+    return merged
 
 
 def load(path: Path) -> dict:

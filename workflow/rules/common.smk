@@ -17,6 +17,8 @@ TABLE_NAMES = ["series", "scores", "vessels", "lesions", "exclusions"]
 SCORE_SHARD_TABLES = ["scores", "vessels", "lesions", "regions", "exclusions"]
 RESOURCES = config["resources"]
 COHORTS = sorted(config["cohorts"])
+TRAIN_COHORT = config["training"]["cohort"]
+TRAIN_OUT = config["training"]["out"]
 
 
 wildcard_constraints:
@@ -28,10 +30,14 @@ def is_synthetic(cohort):
     return "synthetic" in config["cohorts"][cohort]
 
 
-def cohort_root(wildcards):
+def root_of(cohort):
     """The DICOM root of a cohort: its configured folder, or the generated synthetic tree."""
-    c = config["cohorts"][wildcards.cohort]
-    return c["root"] if "root" in c else f"{RESOURCES}/synthetic/{wildcards.cohort}/dicom"
+    c = config["cohorts"][cohort]
+    return c["root"] if "root" in c else f"{RESOURCES}/synthetic/{cohort}/dicom"
+
+
+def cohort_root(wildcards):
+    return root_of(wildcards.cohort)
 
 
 def discover_input(wildcards):
@@ -41,12 +47,16 @@ def discover_input(wildcards):
     return []
 
 
-def labels_dir(wildcards):
+def labels_of(cohort):
     """The cohort's folder of reference label maps: configured, or a synthetic cohort's generated labels, or None."""
-    c = config["cohorts"][wildcards.cohort]
+    c = config["cohorts"][cohort]
     if c.get("labels"):
         return c["labels"]
-    return f"{RESOURCES}/synthetic/{wildcards.cohort}/truth/labels" if is_synthetic(wildcards.cohort) else None
+    return f"{RESOURCES}/synthetic/{cohort}/truth/labels" if is_synthetic(cohort) else None
+
+
+def labels_dir(wildcards):
+    return labels_of(wildcards.cohort)
 
 
 def cohort_shards(cohort):
@@ -55,22 +65,31 @@ def cohort_shards(cohort):
     return json.loads(Path(index).read_text())["shards"]
 
 
+def stage_outputs(stage, cohort):
+    """Every shard's output of a stage ('preprocess' status table, 'infer' rows or 'score' tables) of a cohort."""
+    shards = cohort_shards(cohort)
+    if stage == "score":
+        return expand(f"{RESULTS}/{cohort}/shards/score/{{shard}}/{{table}}.parquet", shard=shards,
+                      table=SCORE_SHARD_TABLES)
+    return expand(f"{RESULTS}/{cohort}/shards/{stage}/{{shard}}.parquet", shard=shards)
+
+
 def shard_outputs(stage):
-    """Input function: every shard's output of a stage ('preprocess' status table or 'score' tables)."""
+    """Input function: every shard's output of a stage of the wildcard cohort."""
+    return lambda wildcards: stage_outputs(stage, wildcards.cohort)
 
-    def inputs(wildcards):
-        shards = cohort_shards(wildcards.cohort)
-        if stage == "preprocess":
-            return expand(f"{RESULTS}/{{cohort}}/shards/preprocess/{{shard}}.parquet", cohort=wildcards.cohort,
-                          shard=shards)
-        return expand(f"{RESULTS}/{{cohort}}/shards/score/{{shard}}/{{table}}.parquet", cohort=wildcards.cohort,
-                      shard=shards, table=SCORE_SHARD_TABLES)
 
-    return inputs
+def training_inputs(wildcards):
+    """The training cohort's preprocessed shards (the labelled volumes the train rules read)."""
+    if TRAIN_COHORT not in config["cohorts"]:
+        raise ValueError(f"training/cohort: {TRAIN_COHORT!r} is not a cohort of this config; add it under cohorts")
+    return stage_outputs("preprocess", TRAIN_COHORT)
 
 
 def all_targets():
-    return expand(f"{RESULTS}/{{cohort}}/summary.txt", cohort=COHORTS)
+    """Every cohort's summary, except cohorts marked default_target: false (training cohorts)."""
+    return expand(f"{RESULTS}/{{cohort}}/summary.txt",
+                  cohort=[c for c in COHORTS if config["cohorts"][c]["default_target"]])
 
 
 def print_summaries():

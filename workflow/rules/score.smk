@@ -1,7 +1,8 @@
 rule score:
-    """One shard of many series: heart region, classic threshold score, reference score, QC pictures."""
+    """One shard of many series: classic threshold score in the heart box, regression and reference rows, QC pictures."""
     input:
         preprocess=f"{RESULTS}/{{cohort}}/shards/preprocess/{{shard}}.parquet",
+        infer=f"{RESULTS}/{{cohort}}/shards/infer/{{shard}}.parquet",
     output:
         **{t: f"{RESULTS}/{{cohort}}/shards/score/{{shard}}/{t}.parquet" for t in SCORE_SHARD_TABLES},
     params:

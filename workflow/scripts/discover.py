@@ -3,13 +3,14 @@
 from pathlib import Path
 
 from cacflow import logs
+from cacflow.config import cohort_config
 from cacflow.pipeline.discover import run_discover
 from cacflow.pipeline.layout import CohortLayout
 
 
 def main(root: str, results: str, cohort: str, config: dict, threads: int, log_file: str) -> None:
     logs.setup(log_file)
-    run_discover(Path(root), CohortLayout(Path(results), cohort), config, workers=threads)
+    run_discover(Path(root), CohortLayout(Path(results), cohort), cohort_config(config, cohort), workers=threads)
 
 
 if "snakemake" in globals():

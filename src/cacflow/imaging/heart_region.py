@@ -35,7 +35,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull, QhullError
 
-from cacflow.imaging.volume import voxel_to_lps
+from cacflow.imaging.volume import box_lps_corners
 
 #: Bump when the heuristic's output changes, so that finished scans are redone.
 HEURISTIC_VERSION = 1
@@ -729,17 +729,6 @@ def _drop_bone_contact(mask: np.ndarray, hu: np.ndarray, box: tuple[int, int, in
     mask[sl] &= ~drop
 
 
-def _lps_corners(box: tuple[int, int, int, int, int, int], spacing_zyx_mm: tuple[float, float, float],
-                 origin_lps_mm: np.ndarray, direction: np.ndarray) -> tuple[tuple[float, float, float],
-                                                                            tuple[float, float, float]]:
-    """Min and max LPS corner (mm) over the centres of the box's corner voxels."""
-    z0, z1, y0, y1, x0, x1 = box
-    corners = np.array([[z, y, x] for z in (z0, z1 - 1) for y in (y0, y1 - 1) for x in (x0, x1 - 1)])
-    lps = voxel_to_lps(corners, spacing_zyx_mm, origin_lps_mm, direction)
-    lo, hi = lps.min(axis=0), lps.max(axis=0)
-    return (float(lo[0]), float(lo[1]), float(lo[2])), (float(hi[0]), float(hi[1]), float(hi[2]))
-
-
 def _check_inputs(hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float], origin_lps_mm: tuple[float, ...],
                   direction: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float], np.ndarray, np.ndarray]:
     hu = np.asarray(hu)
@@ -793,7 +782,7 @@ def find_heart_region(hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float]
     box = _canonical_box_to_input(box_c, frame, v.shape, hu.shape, spacing,
                                   (BOX_MARGIN_Z_MM, EPICARDIAL_MM, EPICARDIAL_MM))
     mask = _full_mask(hu, box, thorax, heart, slices, frame, v.shape)
-    lo, hi = _lps_corners(box, spacing, origin, d)
+    lo, hi = box_lps_corners(box, spacing, origin, d)
     qc = _qc(thorax, heart, slices, frame, mask, box, spacing, (lo, hi), heart_mm)
     return HeartRegion(box_zyx=box, mask=mask, box_lps_mm=(lo, hi), method="heuristic", qc=qc)
 

@@ -20,6 +20,17 @@ def voxel_to_lps(zyx: np.ndarray, spacing_zyx_mm: tuple[float, float, float], or
     return np.asarray(origin_lps_mm, dtype=np.float64) + xyz_mm @ np.asarray(direction, dtype=np.float64).T
 
 
+def box_lps_corners(box_zyx: tuple[int, int, int, int, int, int], spacing_zyx_mm: tuple[float, float, float],
+                    origin_lps_mm, direction: np.ndarray) -> tuple[tuple[float, float, float],
+                                                                  tuple[float, float, float]]:
+    """Min and max LPS corner (mm) over the centres of the corner voxels of a half-open (z0, z1, y0, y1, x0, x1) box."""
+    z0, z1, y0, y1, x0, x1 = box_zyx
+    corners = np.array([[z, y, x] for z in (z0, z1 - 1) for y in (y0, y1 - 1) for x in (x0, x1 - 1)])
+    lps = voxel_to_lps(corners, spacing_zyx_mm, origin_lps_mm, direction)
+    lo, hi = lps.min(axis=0), lps.max(axis=0)
+    return (float(lo[0]), float(lo[1]), float(lo[2])), (float(hi[0]), float(hi[1]), float(hi[2]))
+
+
 @dataclass(frozen=True)
 class Geometry:
     """Where a (z, y, x) voxel grid lies in the patient, without its voxels.

@@ -25,6 +25,7 @@ from cacflow import __version__
 from cacflow.config import section_hash
 from cacflow.imaging.heart_region import HEURISTIC_VERSION
 from cacflow.io.tables import write_parquet
+from cacflow.models.checkpoint import CheckpointError, model_id, read_card
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.score import SCORER_VERSION, TYPES, coerce_types
 from cacflow.scoring.agatston import AgatstonConvention
@@ -61,6 +62,8 @@ def provenance(config: dict, cohort: str, table: str, models: dict | None = None
         },
         "methods": {"classic_heart_region": {"region": "heuristic", "heuristic_version": HEURISTIC_VERSION,
                                              "scorer_version": SCORER_VERSION},
+                    "regression": {"region": "localizer box (heuristic fallback, flagged)",
+                                   "models": ["localizer", "regressor"]},
                     "reference": {"labels": "cohort label maps", "scorer_version": SCORER_VERSION}},
         "models": models or {},
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -135,9 +138,23 @@ def write_tables(tables_root: Path, cohort: str, tables: dict[str, pd.DataFrame]
     return paths
 
 
+def model_provenance(config: dict) -> dict:
+    """What the tables' model-based rows came from: each configured model's id, card summary and weights hash."""
+    out = {}
+    for name, directory in config.get("models", {}).items():
+        try:
+            card = read_card(Path(directory))
+        except CheckpointError:
+            continue
+        out[name] = {"id": model_id(card), "directory": str(directory), "trained_on": card.get("trained_on"),
+                     "data_sha256": card.get("data_sha256"), "weights_sha256": card.get("weights_sha256"),
+                     **({"target_transform": card["target_transform"]} if "target_transform" in card else {})}
+    return out
+
+
 def aggregate_cohort(layout: CohortLayout, tables_root: Path, shards: list[str], config: dict) -> dict[str, Path]:
     """Build and write the cohort's tables; returns their paths."""
     tables = build_tables(layout, shards)
-    paths = write_tables(tables_root, layout.cohort, tables, config)
+    paths = write_tables(tables_root, layout.cohort, tables, config, model_provenance(config))
     log.info("%s: tables written: %s", layout.cohort, {k: len(v) for k, v in tables.items()})
     return paths

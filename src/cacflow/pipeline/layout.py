@@ -52,6 +52,14 @@ class CohortLayout:
         """One of a scoring shard's tables (scores, vessels, lesions, regions, exclusions)."""
         return self.base / "shards" / "score" / shard / f"{table}.parquet"
 
+    def shard_infer(self, shard: str) -> Path:
+        """An inference shard's rows (heart box, localizer status, regression scores) per series."""
+        return self.base / "shards" / "infer" / f"{shard}.parquet"
+
+    def infer_cache(self, series_key: str) -> Path:
+        """Per-series inference row with the fingerprint (volume, model weights, convention) it was computed under."""
+        return self.base / "infer" / f"{series_key}.json"
+
     def score_cache(self, series_key: str) -> Path:
         """Per-series scoring rows with the fingerprint they were computed under."""
         return self.base / "scores" / f"{series_key}.json"

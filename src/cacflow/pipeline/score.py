@@ -44,9 +44,10 @@ from cacflow.scoring.strata import SCHEMES
 log = logging.getLogger(__name__)
 
 #: Bump when the rows this stage writes change for the same inputs.
-SCORER_VERSION = 1
+SCORER_VERSION = 2
 CLASSIC = "classic_heart_region"
 REFERENCE = "reference"
+REGRESSION = "regression"
 
 SCORE_COLUMNS: tuple[str, ...] = (
     "series_key", "method", "status", "reason", "message", "agatston", "volume_mm3", "mass_mg", "n_lesions",
@@ -62,6 +63,8 @@ REGION_COLUMNS: tuple[str, ...] = (
     "series_key", "heart_region_method", "heart_region_status", "heart_region_reason", "heart_box_min_x_mm",
     "heart_box_min_y_mm", "heart_box_min_z_mm", "heart_box_max_x_mm", "heart_box_max_y_mm", "heart_box_max_z_mm",
     "heart_region_volume_ml", "heart_region_confidence", "scoring_slices", "reference_labels", "qc_picture",
+    "heart_box_method", "heart_box_flag", "localizer_status", "localizer_confidence", "localizer_model",
+    "regressor_model",
 )
 
 
@@ -81,6 +84,7 @@ class ScoreTask:
     label_path: str | None = None  # the series' reference label map, if the cohort has one for it
     label_stat: tuple[int, int] | None = None  # (size, mtime_ns) of the label map
     qc_pictures: bool = True
+    inference: dict | None = None  # the scan's row of the inference stage (heart box, regression scores)
 
 
 @dataclass
@@ -102,7 +106,7 @@ def convention_id(convention: dict) -> str:
 def score_fingerprint(task: ScoreTask) -> str:
     """Changes when the volume, the convention, a method's code or the label map change."""
     return section_hash(task.volume_fingerprint, task.grid, task.convention, SCORER_VERSION, HEURISTIC_VERSION,
-                        task.label_stat, task.qc_pictures)
+                        task.label_stat, task.qc_pictures, task.inference)
 
 
 def _score_row(task: ScoreTask, method: str, status: str, score: ScanScore | None = None, reason: str | None = None,
@@ -156,7 +160,39 @@ def _region_row(task: ScoreTask, region: HeartRegion | None, status: str, reason
                    heart_box_max_x_mm=hi[0], heart_box_max_y_mm=hi[1], heart_box_max_z_mm=hi[2],
                    heart_region_volume_ml=float(region.qc.get("region_volume_ml", np.nan)),
                    heart_region_confidence=float(region.qc.get("confidence", np.nan)))
+    inf = task.inference
+    if inf:
+        row.update(heart_box_method=inf.get("heart_box_method"), heart_box_flag=inf.get("localizer_reason")
+                   if inf.get("heart_box_method") != "localizer" else None,
+                   localizer_status=inf.get("localizer_status"), localizer_confidence=inf.get("localizer_confidence"),
+                   localizer_model=inf.get("localizer_model"), regressor_model=inf.get("regressor_model"))
+        if inf.get("box_z0") is not None:  # the box every scorer used
+            row.update({f"heart_box_{m}_{a}_mm": inf[f"box_{m}_{a}_mm"] for m in ("min", "max") for a in "xyz"})
     return row
+
+
+def inference_box(task: ScoreTask) -> tuple[int, int, int, int, int, int] | None:
+    """The heart box the inference stage chose for the scan (localizer or heuristic fallback), or None."""
+    inf = task.inference
+    if not inf or inf.get("box_z0") is None:
+        return None
+    return tuple(int(inf[f"box_{a}{e}"]) for a in "zyx" for e in "01")  # type: ignore[return-value]
+
+
+def _regression_row(task: ScoreTask) -> tuple[dict, dict | None]:
+    """The ``regression`` method's score row (and exclusion) from the scan's inference row."""
+    inf = task.inference
+    assert inf is not None
+    if inf["status"] == "done":
+        value = float(inf["regression_agatston"])
+        row = _score_row(task, REGRESSION, "scored", region=inf["heart_box_method"])
+        row.update(agatston=value, volume_mm3=float(inf["regression_volume_mm3"]))
+        for name, scheme in SCHEMES.items():
+            row[name], row[f"{name}_index"] = scheme.label(value), scheme.index(value)
+        return row, None
+    status = {"excluded": "excluded", "failed": "failed"}.get(inf["status"], "not_scored")
+    row = _score_row(task, REGRESSION, status, reason=inf["reason"], message=inf["message"])
+    return row, (_exclusion(task, REGRESSION, inf["reason"], inf["message"]) if status != "not_scored" else None)
 
 
 def score_series(task: ScoreTask) -> SeriesScores:
@@ -167,10 +203,17 @@ def score_series(task: ScoreTask) -> SeriesScores:
         reason = task.upstream_reason or "not_preprocessed"
         message = f"series {task.series_key}: no scoring volume ({reason})"
         out.scores.append(_score_row(task, CLASSIC, "not_scored", reason=reason, message=message))
+        if task.inference:
+            out.scores.append(_score_row(task, REGRESSION, "not_scored", reason=reason, message=message))
         if task.label_path:
             out.scores.append(_score_row(task, REFERENCE, "not_scored", reason=reason, message=message))
         out.region = _region_row(task, None, "not_run", reason, None, None)
         return out
+    if task.inference:
+        row, excl = _regression_row(task)
+        out.scores.append(row)
+        if excl:
+            out.exclusions.append(excl)
     convention = AgatstonConvention.from_dict(task.convention)
     try:
         volume = read_volume(layout.volume(task.series_key, task.grid_name))
@@ -183,12 +226,20 @@ def score_series(task: ScoreTask) -> SeriesScores:
         return out
     origin, direction = np.asarray(volume.origin), np.asarray(volume.direction)
 
+    box = inference_box(task)
     region: HeartRegion | None = None
     classic: ScanScore | None = None
     try:
         region = find_heart_region(volume.hu, volume.spacing_zyx, origin, direction)
-        classic = score_scan(volume.hu, volume.spacing_zyx, origin, direction, region.mask, convention=convention)
-        out.scores.append(_score_row(task, CLASSIC, "scored", classic, region="heuristic"))
+        mask, where = region.mask, "heuristic"
+        if box is not None and task.inference.get("heart_box_method") == "localizer":
+            # the localizer's box bounds every scorer; the heuristic mask inside it keeps lung and bone out
+            mask = np.zeros_like(region.mask)
+            z0, z1, y0, y1, x0, x1 = box
+            mask[z0:z1, y0:y1, x0:x1] = region.mask[z0:z1, y0:y1, x0:x1]
+            where = "heuristic_in_localizer_box"
+        classic = score_scan(volume.hu, volume.spacing_zyx, origin, direction, mask, convention=convention)
+        out.scores.append(_score_row(task, CLASSIC, "scored", classic, region=where))
         _detail_rows(task, CLASSIC, classic, out)
         region_status, region_reason = "found", None
     except HeartNotFound as exc:
@@ -226,7 +277,7 @@ def score_series(task: ScoreTask) -> SeriesScores:
     qc_rel = None
     if task.qc_pictures and region is not None and classic is not None:
         try:
-            qc_rel = _write_picture(task, layout, volume.hu, volume.spacing_zyx, region, classic, reference)
+            qc_rel = _write_picture(task, layout, volume.hu, volume.spacing_zyx, region, classic, reference, box)
         except Exception as exc:  # a picture must never cost a score
             log.warning("series %s: QC picture failed: %s", task.series_key, type(exc).__name__)
     out.region = _region_row(task, region, region_status, region_reason, int(volume.hu.shape[0]), qc_rel)
@@ -234,13 +285,19 @@ def score_series(task: ScoreTask) -> SeriesScores:
 
 
 def _write_picture(task: ScoreTask, layout: CohortLayout, hu: np.ndarray, spacing: tuple[float, float, float],
-                   region: HeartRegion, classic: ScanScore, reference: ScanScore | None) -> str:
+                   region: HeartRegion, classic: ScanScore, reference: ScanScore | None,
+                   box: tuple[int, int, int, int, int, int] | None) -> str:
     title = (f"series {task.series_key} | {CLASSIC} Agatston {classic.total.agatston:.1f} "
              f"({classic.strata['five_class']})")
+    inf = task.inference or {}
+    if inf.get("status") == "done":
+        value = float(inf["regression_agatston"])
+        title += f" | {REGRESSION} {value:.1f} ({SCHEMES['five_class'].label(value)}; box: {inf['heart_box_method']})"
     if reference is not None:
         title += f" | reference {reference.total.agatston:.1f} ({reference.strata['five_class']})"
     assert classic.result is not None
-    image = render_qc(hu, spacing, region.box_zyx, classic.result.weight_map(), title, region_mask=region.mask)
+    image = render_qc(hu, spacing, box if box is not None else region.box_zyx, classic.result.weight_map(), title,
+                      region_mask=region.mask)
     path = layout.qc_picture(task.series_key)
     write_qc_png(path, image)
     return str(path.relative_to(layout.results))
@@ -278,6 +335,11 @@ def load_score_tasks(layout: CohortLayout, shard: str, root: Path, config: dict,
     convention = AgatstonConvention.from_dict(scoring["convention"]).as_dict()
     tasks = []
     status = pd.read_parquet(layout.shard_status(shard)).set_index("series_key")
+    inferred = {}
+    if layout.shard_infer(shard).exists():
+        rows = pd.read_parquet(layout.shard_infer(shard)).astype(object)
+        inferred = {r["series_key"]: {k: (None if pd.isna(v) else v) for k, v in r.items()}
+                    for r in rows.to_dict(orient="records")}
     for r in pd.read_parquet(layout.shard_tasks(shard)).itertuples(index=False):
         record = read_json(layout.scan_status(r.series_key)) or {}
         stage = record.get("stages", {}).get(f"resample:{grid_name}", {})
@@ -296,8 +358,16 @@ def load_score_tasks(layout: CohortLayout, shard: str, root: Path, config: dict,
             volume_fingerprint=stage.get("fingerprint") if has_volume else None,
             upstream_reason=None if upstream is None or has_volume else (upstream.get("reason") or "not_preprocessed"),
             upstream_message=None if upstream is None else upstream.get("message"),
-            label_path=label_path, label_stat=label_stat, qc_pictures=bool(scoring["qc_pictures"])))
+            label_path=label_path, label_stat=label_stat, qc_pictures=bool(scoring["qc_pictures"]),
+            inference=_plain(inferred.get(r.series_key))))
     return tasks
+
+
+def _plain(row: dict | None) -> dict | None:
+    """An inference row with plain Python values (JSON- and hash-stable)."""
+    if row is None:
+        return None
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
 
 
 def run_score_shard(layout: CohortLayout, shard: str, root: Path, config: dict, labels_dir: Path | None = None,
@@ -348,7 +418,9 @@ TYPES: dict[str, dict[str, str]] = {
     "regions": {"series_key": "string", "heart_region_method": "string", "heart_region_status": "string",
                 "heart_region_reason": "string", **{c: "Float64" for c in REGION_COLUMNS if c.startswith("heart_box")},
                 "heart_region_volume_ml": "Float64", "heart_region_confidence": "Float64",
-                "scoring_slices": "Int64", "reference_labels": "boolean", "qc_picture": "string"},
+                "scoring_slices": "Int64", "reference_labels": "boolean", "qc_picture": "string",
+                "heart_box_method": "string", "heart_box_flag": "string", "localizer_status": "string",
+                "localizer_confidence": "Float64", "localizer_model": "string", "regressor_model": "string"},
     "exclusions": {"series_key": "string", "level": "string", "stage": "string", "method": "string",
                    "reason": "string", "message": "string"},
 }

@@ -50,7 +50,7 @@ from cacflow.synth.truth import (
 from cacflow.io.labels import write_label_map
 from cacflow.scoring.scan import ScanScore
 
-GENERATOR_VERSION = f"cacflow-synth/{__version__}/2"
+GENERATOR_VERSION = f"cacflow-synth/{__version__}/3"
 
 #: Plaque plan per target stratum: (count range, diameter mm range, peak HU range).
 _PLANS: dict[str, tuple[tuple[int, int], tuple[float, float], tuple[float, float]]] = {
@@ -251,6 +251,9 @@ def generate_participant(out: Path, seed: int, index: int, small: bool) -> dict:
         native, labels = converter_view(hu, vessel_of[ids], grid.ipp, grid.iop, grid.pixel_spacing)
         ref = scan_reference(native, labels)
         write_label_map(out / "truth" / "labels" / f"{info.series_uid}.nii.gz", labels, native.geometry)
+        # the true heart (1) in the same geometry: what the localizer learns from and is evaluated against
+        _, heart = converter_view(bg.heart[:, :1, :1], bg.heart, grid.ipp, grid.iop, grid.pixel_spacing)
+        write_label_map(out / "truth" / "labels" / "heart" / f"{info.series_uid}.nii.gz", heart, native.geometry)
         vessel_out.extend(vessel_rows(info.series_uid, ref))
         save_npz(out / "truth" / "volumes" / f"{info.series_uid}.npz", {
             "hu": hu,

@@ -1,0 +1,136 @@
+"""Direct regression of the Agatston and volume scores per axial slice (seed 003, de Vos et al.).
+
+Axial slices of the scoring grid (3 mm slabs every 1.5 mm) are cropped in-plane to the heart box and zero-padded
+to 256 x 256 pixels; a ConvNet of six 3 x 3 convolution layers, each followed by batch normalisation, ELU and
+2 x 2 max pooling, then two fully connected layers, regresses the slice's Agatston score and its volume score
+(mm³, a second output node). The voxel size (z increment, row and column spacing, mm) is appended to the first
+fully connected layer so that areas and volumes can be computed. The scan's score is the sum over its slices.
+
+Targets are either raw or log-transformed, ``ln(y + 1)`` (the paper's third experiment), chosen by validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+#: Network input size (pixels); crops larger than this are centre-cropped (recorded in the QC fields).
+INPUT_SIZE = 256
+#: Outputs, in order.
+TARGETS: tuple[str, ...] = ("agatston", "volume_mm3")
+#: Raw targets are divided by these so that the network works near unit scale.
+RAW_SCALE = np.array([100.0, 100.0], dtype=np.float32)
+TRANSFORMS: tuple[str, ...] = ("log", "raw")
+
+
+def min_slice_agatston(min_area_mm2: float, slice_factor: float) -> float:
+    """The smallest Agatston contribution a slice with any calcium can have: one lesion of the minimum area with
+    density weight 1, times the slice factor (0.5 on the 3 mm / 1.5 mm grid with 1 mm² minimum area)."""
+    return float(min_area_mm2) * 1.0 * float(slice_factor)
+
+
+def zero_below_minimum(per_slice: np.ndarray, minimum_agatston: float) -> np.ndarray:
+    """Per-slice predictions (n, 2) with slices below the smallest possible Agatston contribution set to zero.
+
+    A regression output is never exactly zero; a slice predicted below what one minimum-size lesion would score
+    holds no countable calcium, so both its Agatston and volume become 0 (this is what lets the method say "0").
+    """
+    out = np.array(per_slice, dtype=np.float64, copy=True)
+    out[out[:, 0] < minimum_agatston] = 0.0
+    return out
+
+
+def normalise_hu(hu: torch.Tensor) -> torch.Tensor:
+    """HU -> network input: clip to [-1000, 2000] HU and map to [0, 3] (air 0, water 1, 1000 HU 2).
+
+    Zero padding therefore means air; calcium keeps its contrast up to 2000 HU.
+    """
+    return (hu.clamp(-1000.0, 2000.0) + 1000.0) / 1000.0
+
+
+def encode_targets(y: np.ndarray, transform: str) -> np.ndarray:
+    """Per-slice targets (n, 2) [Agatston, volume mm³] -> what the network regresses."""
+    y = np.asarray(y, dtype=np.float32)
+    if transform == "log":
+        return np.log1p(np.clip(y, 0.0, None))
+    if transform == "raw":
+        return y / RAW_SCALE
+    raise ValueError(f"unknown target transform {transform!r}; use one of {TRANSFORMS}")
+
+
+def decode_outputs(out: np.ndarray, transform: str) -> np.ndarray:
+    """Network outputs (n, 2) -> per-slice [Agatston, volume mm³], clipped at 0."""
+    out = np.asarray(out, dtype=np.float64)
+    y = np.expm1(out) if transform == "log" else out * RAW_SCALE
+    return np.clip(y, 0.0, None)
+
+
+class RegressionNet(nn.Module):
+    """Six conv (3 x 3) - BN - ELU - maxpool (2 x 2) blocks on a 256 x 256 slice, then FC - FC - 2 outputs.
+
+    ``forward(x, voxel)``: x (n, 1, 256, 256) normalised HU; voxel (n, 3) voxel size in mm (z, y, x).
+    """
+
+    def __init__(self, widths: tuple[int, ...] = (8, 16, 32, 32, 64, 64), hidden: tuple[int, int] = (128, 64)) -> None:
+        super().__init__()
+        if len(widths) != 6:
+            raise ValueError("the regression ConvNet has six convolution layers")
+        layers: list[nn.Module] = []
+        c_in = 1
+        for w in widths:
+            layers += [nn.Conv2d(c_in, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ELU(inplace=True),
+                       nn.MaxPool2d(2)]
+            c_in = w
+        self.features = nn.Sequential(*layers)
+        side = INPUT_SIZE // 2**6
+        self.fc1 = nn.Linear(c_in * side * side + 3, hidden[0])
+        self.bn1 = nn.BatchNorm1d(hidden[0])
+        self.fc2 = nn.Linear(hidden[0], hidden[1])
+        self.bn2 = nn.BatchNorm1d(hidden[1])
+        self.out = nn.Linear(hidden[1], len(TARGETS))
+        self.act = nn.ELU()
+
+    def forward(self, x: torch.Tensor, voxel: torch.Tensor) -> torch.Tensor:
+        f = torch.flatten(self.features(x), 1)
+        h = self.act(self.bn1(self.fc1(torch.cat([f, voxel.to(f.dtype)], dim=1))))
+        h = self.act(self.bn2(self.fc2(h)))
+        return self.out(h)
+
+
+@dataclass(frozen=True)
+class Crop:
+    """Where the network's slices come from: half-open (z0, z1, y0, y1, x0, x1) on the scoring grid.
+
+    ``truncated`` is True when the box was wider than :data:`INPUT_SIZE` pixels and was centre-cropped.
+    """
+
+    box_zyx: tuple[int, int, int, int, int, int]
+    truncated: bool
+
+
+def fit_box(box_zyx: tuple[int, ...], shape_zyx: tuple[int, int, int]) -> Crop:
+    """Clip a box to the grid and centre-crop its in-plane extent to :data:`INPUT_SIZE` pixels."""
+    z0, z1, y0, y1, x0, x1 = (int(v) for v in box_zyx)
+    z0, z1 = max(0, z0), min(shape_zyx[0], z1)
+    out, truncated = [z0, z1], False
+    for a0, a1, n in ((y0, y1, shape_zyx[1]), (x0, x1, shape_zyx[2])):
+        a0, a1 = max(0, a0), min(n, a1)
+        if a1 - a0 > INPUT_SIZE:
+            c = (a0 + a1) // 2
+            a0, a1, truncated = c - INPUT_SIZE // 2, c + INPUT_SIZE // 2, True
+        out += [a0, a1]
+    return Crop(tuple(out), truncated)  # type: ignore[arg-type]
+
+
+def slices_to_input(hu: np.ndarray) -> torch.Tensor:
+    """HU slices (n, h, w), h, w <= 256 -> (n, 1, 256, 256) network input, the crop centred, zero (air) padded."""
+    n, h, w = hu.shape
+    if h > INPUT_SIZE or w > INPUT_SIZE:
+        raise ValueError(f"slices {h} x {w} exceed the {INPUT_SIZE}-pixel input; crop them with fit_box first")
+    x = torch.zeros((n, 1, INPUT_SIZE, INPUT_SIZE))
+    top, left = (INPUT_SIZE - h) // 2, (INPUT_SIZE - w) // 2
+    x[:, 0, top:top + h, left:left + w] = normalise_hu(torch.from_numpy(np.ascontiguousarray(hu)).float())
+    return x

@@ -1,0 +1,181 @@
+"""One inference job: the heart localizer and the regression ConvNet over every scan of a shard.
+
+The models are loaded once per job. A thread pool reads and decodes the next scans' scoring-grid volumes (Zarr
+decompression releases the GIL) while the main thread runs the networks: per scan, the three localizer networks
+(128 slices each, one batch per plane) and the regressor over the box's slices in batches of
+``inference.batch_size``. CUDA with bf16 autocast when present, CPU with ``channels_last`` otherwise.
+
+Each scan's row is cached under a fingerprint of its volume, both models' weights and the convention, so a rerun
+of a grown cohort infers only new or changed scans and a replaced checkpoint reinfers everything it touches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cacflow import __version__
+from cacflow.io.tables import read_json, write_json, write_parquet
+from cacflow.io.zarr_store import read_volume
+from cacflow.models.heart_box import choose_heart_box
+from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
+from cacflow.pipeline.layout import CohortLayout
+from cacflow.progress import Progress
+from cacflow.scoring.agatston import AgatstonConvention
+
+log = logging.getLogger(__name__)
+
+#: Bump when the rows this stage writes change for the same inputs and models.
+INFER_VERSION = 1
+
+INFER_COLUMNS: tuple[str, ...] = (
+    "series_key", "status", "reason", "message", "heart_box_method", "localizer_status", "localizer_reason",
+    "localizer_confidence", "box_z0", "box_z1", "box_y0", "box_y1", "box_x0", "box_x1",
+    "box_min_x_mm", "box_min_y_mm", "box_min_z_mm", "box_max_x_mm", "box_max_y_mm", "box_max_z_mm",
+    "regression_agatston", "regression_volume_mm3", "regression_slices", "crop_truncated",
+    "localizer_model", "regressor_model",
+)
+TYPES: dict[str, str] = {
+    **{c: "string" for c in ("series_key", "status", "reason", "message", "heart_box_method", "localizer_status",
+                             "localizer_reason", "localizer_model", "regressor_model")},
+    "localizer_confidence": "Float64",
+    **{f"box_{a}{e}": "Int64" for a in "zyx" for e in "01"},
+    **{f"box_{m}_{a}_mm": "Float64" for m in ("min", "max") for a in "xyz"},
+    "regression_agatston": "Float64", "regression_volume_mm3": "Float64", "regression_slices": "Int64",
+    "crop_truncated": "boolean",
+}
+
+
+@dataclass(frozen=True)
+class InferTask:
+    """One scan to infer: its key, scoring-grid volume and that volume's fingerprint (None: no volume)."""
+
+    series_key: str
+    volume_path: str
+    volume_fingerprint: str | None
+    upstream_reason: str | None = None
+
+
+def infer_tasks(layout: CohortLayout, shard: str, grid_name: str) -> list[InferTask]:
+    """The shard's scans, from the discover task table and each scan's status record."""
+    tasks = []
+    for r in pd.read_parquet(layout.shard_tasks(shard)).itertuples(index=False):
+        record = read_json(layout.scan_status(r.series_key)) or {}
+        stage = record.get("stages", {}).get(f"resample:{grid_name}", {})
+        path = layout.volume(r.series_key, grid_name)
+        ok = stage.get("status") == "done" and path.exists()
+        tasks.append(InferTask(r.series_key, str(path), stage.get("fingerprint") if ok else None,
+                               None if ok else (record.get("reason") or "not_preprocessed")))
+    return tasks
+
+
+def _empty_row(key: str, status: str, reason: str | None, message: str | None) -> dict:
+    row = {c: None for c in INFER_COLUMNS}
+    row.update(series_key=key, status=status, reason=reason, message=message)
+    return row
+
+
+def infer_scan(localizer: HeartLocalizer, regressor: SliceRegressor, key: str, volume,
+               convention: AgatstonConvention) -> dict:
+    """The inference row of one scan (volume: a :class:`~cacflow.imaging.volume.Volume` on the scoring grid)."""
+    origin, direction = np.asarray(volume.origin), np.asarray(volume.direction)
+    choice = choose_heart_box(localizer, volume.hu, volume.spacing_zyx, origin, direction)
+    hb = choice.localizer
+    row = _empty_row(key, "done", None, None)
+    row.update(localizer_status=hb.status, localizer_reason=hb.reason, localizer_confidence=float(hb.confidence),
+               localizer_model=localizer.id, regressor_model=regressor.id, heart_box_method=choice.method)
+    if choice.box_zyx is None:
+        row.update(status="excluded", reason=choice.reason or "heart_not_found",
+                   message=f"series {key}: no heart box ({choice.message})")
+        return row
+    res = regressor.score(volume.hu, volume.spacing_zyx, choice.box_zyx, convention)
+    (lo, hi) = choice.box_lps_mm
+    row.update({f"box_{a}{e}": int(v) for (a, e), v in zip([(a, e) for a in "zyx" for e in "01"], choice.box_zyx)})
+    row.update(box_min_x_mm=lo[0], box_min_y_mm=lo[1], box_min_z_mm=lo[2], box_max_x_mm=hi[0], box_max_y_mm=hi[1],
+               box_max_z_mm=hi[2], regression_agatston=res.agatston, regression_volume_mm3=res.volume_mm3,
+               regression_slices=int(res.per_slice.shape[0]), crop_truncated=bool(res.truncated))
+    return row
+
+
+def infer_fingerprint(task: InferTask, localizer: HeartLocalizer, regressor: SliceRegressor,
+                      convention: AgatstonConvention) -> str:
+    doc = {"v": INFER_VERSION, "volume": task.volume_fingerprint, "localizer": localizer.card["weights_sha256"],
+           "regressor": regressor.card["weights_sha256"], "convention": convention.as_dict()}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _read(task: InferTask):
+    try:
+        return read_volume(Path(task.volume_path)), None
+    except Exception as exc:  # reported per scan, never stops the shard
+        return None, exc
+
+
+def run_infer_shard(layout: CohortLayout, shard: str, config: dict, localizer_dir: Path, regressor_dir: Path,
+                    use_cache: bool = True) -> pd.DataFrame:
+    """Infer every scan of a shard and write ``shards/infer/<shard>.parquet``; returns the rows.
+
+    ``use_cache=False`` infers every scan again (benchmarks); results are identical either way.
+    """
+    icfg = config["inference"]
+    device = pick_device(icfg["device"])
+    t0 = time.perf_counter()
+    localizer = HeartLocalizer.load(localizer_dir, device)
+    regressor = SliceRegressor.load(regressor_dir, device, batch_size=int(icfg["batch_size"]))
+    load_s = time.perf_counter() - t0
+    convention = AgatstonConvention.from_dict(config["scoring"]["convention"])
+    tasks = infer_tasks(layout, shard, config["scoring"]["grid"])
+    rows: list[dict] = []
+    todo: list[tuple[InferTask, str]] = []
+    for t in tasks:
+        if t.volume_fingerprint is None:
+            rows.append(_empty_row(t.series_key, "not_run", t.upstream_reason,
+                                   f"series {t.series_key}: no scoring volume ({t.upstream_reason})"))
+            continue
+        fp = infer_fingerprint(t, localizer, regressor, convention)
+        cached = read_json(layout.infer_cache(t.series_key)) if use_cache else None
+        if cached and cached.get("fingerprint") == fp:
+            rows.append({**cached["row"], "state": "up_to_date"})
+        else:
+            todo.append((t, fp))
+    log.info("%s %s: %d scans, %d to infer on %s (models loaded in %.2f s)", layout.cohort, shard, len(tasks),
+             len(todo), device, load_s)
+    infer_s = 0.0
+    with ThreadPoolExecutor(max_workers=max(1, int(icfg["loader_workers"]))) as pool, \
+            Progress(len(todo), f"infer {shard}"):
+        for (t, fp), (volume, error) in zip(todo, pool.map(lambda tf: _read(tf[0]), todo)):
+            t1 = time.perf_counter()
+            if error is not None:
+                row = _empty_row(t.series_key, "failed", "volume_unreadable",
+                                 f"series {t.series_key}: scoring volume unreadable ({type(error).__name__}); "
+                                 "rerun preprocessing")
+            else:
+                try:
+                    row = infer_scan(localizer, regressor, t.series_key, volume, convention)
+                except Exception as exc:  # one scan must never stop its shard
+                    row = _empty_row(t.series_key, "failed", "inference_failed",
+                                     f"series {t.series_key}: inference failed: {type(exc).__name__}: "
+                                     f"{str(exc)[:200]}")
+                write_json({"fingerprint": fp, "cacflow_version": __version__, "row": row},
+                           layout.infer_cache(t.series_key))
+            dt = time.perf_counter() - t1
+            infer_s += dt
+            log.info("series %s: %s (%s) in %.2f s", t.series_key, row["status"], row["heart_box_method"], dt)
+            rows.append({**row, "state": "inferred"})
+    wall = time.perf_counter() - t0
+    frame = pd.DataFrame(rows, columns=list(INFER_COLUMNS)).astype(TYPES)
+    meta = {"cacflow_version": __version__, "shard": shard, "device": str(device), "wall_s": wall,
+            "model_load_s": load_s, "infer_s": infer_s, "inferred": len(todo), "scans": len(tasks),
+            "localizer": localizer.id, "regressor": regressor.id}
+    write_parquet(frame, layout.shard_infer(shard), meta)
+    log.info("%s %s: inferred %d of %d scans in %.1f s (model load %.2f s)", layout.cohort, shard, len(todo),
+             len(tasks), wall, load_s)
+    return frame

@@ -1,0 +1,150 @@
+"""Training the heart localizer: one :class:`~cacflow.models.localizer.PlaneNet` per plane on canvas slices.
+
+Targets come from the true heart mask (:func:`~cacflow.models.localizer.presence_targets`). Augmentation shifts a
+slice in its plane by a few canvas voxels (the answer "is the heart in this slice" does not change); intensities are
+never altered (the HU scale is what the scorers read). Each plane's network keeps the state of its best validation
+loss (binary cross-entropy) and stops after ``patience`` epochs without improvement.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cacflow.evaluation.localizer import localizer_metrics
+from cacflow.imaging.resample import ZGrid
+from cacflow.models.localizer import PLANES, PlaneNet, build_canvas, normalise_hu, presence_targets
+from cacflow.models.predict import HeartLocalizer
+from cacflow.scoring.agatston import AgatstonConvention
+from cacflow.training.common import EarlyStopping, Timer, to_device, train_autocast
+from cacflow.training.data import LabelledSeries, load_series
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LocalizerHyper:
+    """Hyper-parameters of a localizer run (recorded in the model card)."""
+
+    widths: tuple[int, ...] = (16, 32, 32, 64, 64)
+    hidden: int = 64
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    max_epochs: int = 10
+    patience: int = 3
+    samples_per_epoch: int = 4096
+    shift_voxels: int = 8
+    seed: int = 0
+
+
+@dataclass
+class CanvasRecord:
+    series: LabelledSeries
+    canvas: np.ndarray  # float16 HU (128, 128, 128)
+    targets: np.ndarray  # (3, 128)
+
+
+def load_canvases(series: list[LabelledSeries], grid: ZGrid, convention: AgatstonConvention) -> list[CanvasRecord]:
+    """Canvases and presence targets of series that have a heart mask."""
+    out = []
+    for s in series:
+        if s.heart_path is None:
+            continue
+        arr = load_series(s, grid, convention)
+        canvas, _, (heart,) = build_canvas(arr.hu, arr.spacing_zyx, arr.direction, masks=(arr.heart,))
+        out.append(CanvasRecord(s, canvas.astype(np.float16), presence_targets(heart)))
+    return out
+
+
+def _batch(records: list[CanvasRecord], plane: int, picks: np.ndarray, shifts: np.ndarray | None
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = [], []
+    for k, (i, j) in enumerate(picks):
+        img = np.take(records[i].canvas, j, axis=plane).astype(np.float32)
+        if shifts is not None:
+            img = np.roll(img, tuple(shifts[k]), axis=(0, 1))
+        xs.append(img)
+        ys.append(records[i].targets[plane, j])
+    x = normalise_hu(torch.from_numpy(np.stack(xs)))[:, None]
+    return x, torch.tensor(ys, dtype=torch.float32)
+
+
+def _val_loss(net: PlaneNet, records: list[CanvasRecord], plane: int, device: torch.device) -> float:
+    net.eval()
+    total, n = 0.0, 0
+    with torch.inference_mode():
+        for i in range(len(records)):
+            picks = np.array([(i, j) for j in range(records[i].canvas.shape[plane])])
+            x, y = _batch(records, plane, picks, None)
+            logits = net(to_device(x, device)).float().cpu()
+            total += float(F.binary_cross_entropy_with_logits(logits, y, reduction="sum"))
+            n += len(y)
+    return total / max(n, 1)
+
+
+def train_plane(plane: str, train: list[CanvasRecord], val: list[CanvasRecord], hp: LocalizerHyper,
+                device: torch.device, rng: np.random.Generator) -> tuple[PlaneNet, dict]:
+    """Train one plane's network; returns it with the best validation state loaded, and its history."""
+    axis = PLANES.index(plane)
+    net = PlaneNet(hp.widths, hp.hidden).to(device)
+    if device.type == "cpu":
+        net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(net.parameters(), lr=hp.learning_rate)
+    stop = EarlyStopping(hp.patience)
+    timer = Timer()
+    for epoch in range(hp.max_epochs):
+        net.train()
+        running = 0.0
+        steps = max(1, hp.samples_per_epoch // hp.batch_size)
+        for _ in range(steps):
+            picks = np.stack([rng.integers(0, len(train), hp.batch_size),
+                              rng.integers(0, train[0].canvas.shape[axis], hp.batch_size)], 1)
+            shifts = rng.integers(-hp.shift_voxels, hp.shift_voxels + 1, (hp.batch_size, 2))
+            x, y = _batch(train, axis, picks, shifts)
+            with train_autocast(device):
+                logits = net(to_device(x, device)).float()
+            loss = F.binary_cross_entropy_with_logits(logits, y.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            running += loss.item()
+        val = _val_loss(net, val, axis, device)
+        log.info("localizer %s epoch %d: train BCE %.4f, val BCE %.4f (%.0f s)", plane, epoch, running / steps, val,
+                 timer())
+        if stop.update(epoch, val, net, train=running / steps):
+            break
+    net.load_state_dict(stop.best_state)
+    return net.eval(), {"best_epoch": stop.best_epoch, "best_val_bce": stop.best, "history": stop.history}
+
+
+def evaluate_localizer(localizer: HeartLocalizer, series: list[LabelledSeries], grid: ZGrid,
+                       convention: AgatstonConvention) -> list[dict]:
+    """Per-series box IoU, heart coverage and status of a localizer on labelled series (with heart masks)."""
+    rows = []
+    for s in series:
+        if s.heart_path is None:
+            continue
+        arr = load_series(s, grid, convention)
+        hb = localizer.locate(arr.hu, arr.spacing_zyx, np.asarray(arr.origin), arr.direction)
+        rows.append({"series_key": s.series_key, "kernel_class": s.kernel_class, "kvp": s.kvp, "status": hb.status,
+                     "confidence": hb.confidence, **localizer_metrics(hb.box_zyx, arr.heart)})
+    return rows
+
+
+def summarise_localizer(rows: list[dict]) -> dict:
+    """The acceptance figures: share of scans with >= 98 % of the heart inside, median IoU, usable boxes."""
+    if not rows:
+        return {"n": 0}
+    cov = np.array([r["heart_coverage"] for r in rows])
+    iou = np.array([r["box_iou"] for r in rows])
+    return {"n": len(rows), "share_coverage_ge_0.98": float((cov >= 0.98).mean()),
+            "median_coverage": float(np.median(cov)), "median_iou": float(np.median(iou)),
+            "min_iou": float(iou.min()), "share_found": float(np.mean([r["status"] == "found" for r in rows]))}
+
+
+def hyper_dict(hp: LocalizerHyper) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(hp).items()}

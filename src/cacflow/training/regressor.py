@@ -1,0 +1,187 @@
+"""Training the regression ConvNet on axial slices cropped to the heart box (seed 003).
+
+Each series is cropped once to its heart box (chosen exactly as the pipeline chooses it,
+:func:`cacflow.models.heart_box.choose_heart_box`) widened by the jitter margin. A training sample is one slice
+whose in-plane box edges are moved independently by up to ``jitter_mm`` (translation and size augmentation; no
+intensity change, no flips: the score depends on HU and on which side the vessels are). Its target is computed by
+the scoring library on exactly that crop, so a lesion cut by the crop edge counts as much as is visible. Half of
+the samples are slices with reference calcium (balanced sampling).
+
+Loss: mean absolute error on the encoded targets (the paper's error measure) for both outputs. Model selection per
+epoch on the validation scans' mean |ln(1 + predicted) - ln(1 + reference)| of the Agatston total, and between the
+raw and the log target by the same figure.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from cacflow.imaging.resample import ZGrid
+from cacflow.models.heart_box import choose_heart_box
+from cacflow.models.predict import HeartLocalizer, SliceRegressor
+from cacflow.models.regression import INPUT_SIZE, RegressionNet, encode_targets, slices_to_input
+from cacflow.scoring.agatston import AgatstonConvention
+from cacflow.training.common import EarlyStopping, Timer, to_device, train_autocast
+from cacflow.training.data import LabelledSeries, load_series, slice_targets
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RegressorHyper:
+    """Hyper-parameters of a regressor run (recorded in the model card)."""
+
+    widths: tuple[int, ...] = (8, 16, 32, 32, 64, 64)
+    hidden: tuple[int, int] = (128, 64)
+    learning_rate: float = 2e-3
+    batch_size: int = 64
+    max_epochs: int = 12
+    patience: int = 4
+    samples_per_epoch: int = 2048
+    positive_fraction: float = 0.5
+    jitter_mm: float = 8.0
+    transforms: tuple[str, ...] = ("log", "raw")
+    seed: int = 0
+
+
+@dataclass
+class CropRecord:
+    """A series cropped to its (widened) heart box: HU and labels, the nominal box inside the crop, reference."""
+
+    series: LabelledSeries
+    hu: np.ndarray  # int16 (z, h, w)
+    labels: np.ndarray  # uint8 (z, h, w)
+    inner: tuple[int, int, int, int]  # nominal in-plane box (y0, y1, x0, x1) in crop coordinates
+    spacing_zyx: tuple[float, float, float]
+    positive: np.ndarray  # indices of slices with reference calcium
+    reference_agatston: float  # the whole scan's reference (labels anywhere)
+    reference_volume: float
+    box_method: str
+
+
+def load_crops(series: list[LabelledSeries], localizer: HeartLocalizer, grid: ZGrid,
+               convention: AgatstonConvention, margin_mm: float) -> list[CropRecord]:
+    """Crop each labelled series to its pipeline heart box widened by ``margin_mm`` in-plane."""
+    out = []
+    for s in series:
+        arr = load_series(s, grid, convention)
+        choice = choose_heart_box(localizer, arr.hu, arr.spacing_zyx, np.asarray(arr.origin), arr.direction)
+        if choice.box_zyx is None:
+            log.warning("series %s: no heart box (%s); left out of regressor training", s.series_key, choice.reason)
+            continue
+        z0, z1, y0, y1, x0, x1 = choice.box_zyx
+        my, mx = (int(np.ceil(margin_mm / sp)) for sp in arr.spacing_zyx[1:])
+        ny, nx = arr.hu.shape[1:]
+        Y0, Y1, X0, X1 = max(0, y0 - my), min(ny, y1 + my), max(0, x0 - mx), min(nx, x1 + mx)
+        hu = np.ascontiguousarray(arr.hu[z0:z1, Y0:Y1, X0:X1])
+        labels = np.ascontiguousarray(arr.labels[z0:z1, Y0:Y1, X0:X1])
+        positive = np.nonzero((labels > 0).any(axis=(1, 2)))[0]
+        total = arr.per_slice.sum(axis=0)
+        out.append(CropRecord(s, hu, labels, (y0 - Y0, y1 - Y0, x0 - X0, x1 - X0), arr.spacing_zyx, positive,
+                              float(total[0]), float(total[1]), str(choice.method)))
+    return out
+
+
+def _sample(rec: CropRecord, z: int, rng: np.random.Generator, jitter_mm: float, convention: AgatstonConvention
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """One jittered slice crop (h, w <= 256) and its [Agatston, volume] target on exactly that crop."""
+    y0, y1, x0, x1 = rec.inner
+    h, w = rec.hu.shape[1:]
+    jy, jx = (int(round(jitter_mm / sp)) for sp in rec.spacing_zyx[1:])
+    a0 = int(np.clip(y0 + rng.integers(-jy, jy + 1), 0, h - 1))
+    a1 = int(np.clip(y1 + rng.integers(-jy, jy + 1), a0 + 1, h))
+    b0 = int(np.clip(x0 + rng.integers(-jx, jx + 1), 0, w - 1))
+    b1 = int(np.clip(x1 + rng.integers(-jx, jx + 1), b0 + 1, w))
+    if a1 - a0 > INPUT_SIZE:
+        c = (a0 + a1) // 2
+        a0, a1 = c - INPUT_SIZE // 2, c + INPUT_SIZE // 2
+    if b1 - b0 > INPUT_SIZE:
+        c = (b0 + b1) // 2
+        b0, b1 = c - INPUT_SIZE // 2, c + INPUT_SIZE // 2
+    hu = rec.hu[z, a0:a1, b0:b1]
+    lab = rec.labels[z, a0:a1, b0:b1]
+    if lab.any():
+        target = slice_targets(hu[None], rec.spacing_zyx, lab[None], convention)[0]
+    else:
+        target = np.zeros(2)
+    return hu, target
+
+
+def _batch(records: list[CropRecord], rng: np.random.Generator, hp: RegressorHyper, convention: AgatstonConvention,
+           transform: str, weights: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    xs, ys, vox = [], [], []
+    for _ in range(hp.batch_size):
+        rec = records[int(rng.choice(len(records), p=weights))]
+        if rng.random() < hp.positive_fraction and len(rec.positive):
+            z = int(rng.choice(rec.positive))
+        else:
+            z = int(rng.integers(0, rec.hu.shape[0]))
+        hu, target = _sample(rec, z, rng, hp.jitter_mm, convention)
+        xs.append(slices_to_input(hu[None])[0])
+        ys.append(target)
+        vox.append(rec.spacing_zyx)
+    y = encode_targets(np.stack(ys), transform)
+    return torch.stack(xs), torch.from_numpy(y), torch.tensor(vox, dtype=torch.float32)
+
+
+def scan_predictions(regressor: SliceRegressor, records: list[CropRecord], convention: AgatstonConvention
+                     ) -> np.ndarray:
+    """(n, 2) predicted [Agatston, volume] totals of cropped series, scored on their nominal boxes."""
+    out = []
+    for rec in records:
+        y0, y1, x0, x1 = rec.inner
+        box = (0, rec.hu.shape[0], y0, y1, x0, x1)
+        res = regressor.score(rec.hu, rec.spacing_zyx, box, convention)
+        out.append([res.agatston, res.volume_mm3])
+    return np.array(out, dtype=np.float64).reshape(-1, 2)
+
+
+def log_mae(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Mean |ln(1 + predicted) - ln(1 + reference)|: the model-selection figure."""
+    return float(np.mean(np.abs(np.log1p(pred) - np.log1p(ref))))
+
+
+def train_one(train: list[CropRecord], val: list[CropRecord], hp: RegressorHyper, transform: str,
+              device: torch.device, rng: np.random.Generator, convention: AgatstonConvention
+              ) -> tuple[RegressionNet, dict]:
+    """Train one regressor with one target transform; the state of the best validation epoch is kept."""
+    net = RegressionNet(hp.widths, hp.hidden).to(device)
+    if device.type == "cpu":
+        net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(net.parameters(), lr=hp.learning_rate, betas=(0.9, 0.999))
+    stop = EarlyStopping(hp.patience)
+    sizes = np.array([r.hu.shape[0] for r in train], dtype=np.float64)
+    weights = sizes / sizes.sum()
+    val_ref = np.array([r.reference_agatston for r in val])
+    timer = Timer()
+    for epoch in range(hp.max_epochs):
+        net.train()
+        running, steps = 0.0, max(1, hp.samples_per_epoch // hp.batch_size)
+        for _ in range(steps):
+            x, y, vox = _batch(train, rng, hp, convention, transform, weights)
+            with train_autocast(device):
+                out = net(to_device(x, device), vox.to(device)).float()
+            loss = torch.nn.functional.l1_loss(out, y.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            running += loss.item()
+        net.eval()
+        pred = scan_predictions(SliceRegressor(net, {"kind": "regressor", "weights_sha256": "training"}, transform,
+                                               device), val, convention)
+        score = log_mae(pred[:, 0], val_ref)
+        log.info("regressor %s epoch %d: train L1 %.4f, val log-MAE %.4f (%.0f s)", transform, epoch,
+                 running / steps, score, timer())
+        net.train()
+        if stop.update(epoch, score, net, train=running / steps):
+            break
+    net.load_state_dict(stop.best_state)
+    return net.eval(), {"best_epoch": stop.best_epoch, "best_val_log_mae": stop.best, "history": stop.history}
+
+
+def hyper_dict(hp: RegressorHyper) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(hp).items()}

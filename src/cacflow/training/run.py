@@ -1,0 +1,144 @@
+"""Training runs as the workflow calls them: labelled cohort in, model directory (weights + model card) out."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cacflow.config import grids
+from cacflow.evaluation.agreement import agreement, agreement_table
+from cacflow.imaging.resample import ZGrid
+from cacflow.models.checkpoint import save_checkpoint, software_versions
+from cacflow.models.localizer import CANVAS_MM, CANVAS_SIZE, PLANES
+from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
+from cacflow.pipeline.layout import CohortLayout
+from cacflow.scoring.agatston import AgatstonConvention
+from cacflow.scoring.strata import SCHEMES
+from cacflow.training import localizer as tl
+from cacflow.training import regressor as tr
+from cacflow.training.common import Timer, seed_everything
+from cacflow.training.data import SPLITS, LabelledSeries, data_hash, labelled_series
+
+log = logging.getLogger(__name__)
+
+
+def _setup(layout: CohortLayout, root: Path, labels_dir: Path, config: dict
+           ) -> tuple[list[LabelledSeries], ZGrid, AgatstonConvention, dict]:
+    tcfg = config["training"]
+    grid_name = config["scoring"]["grid"]
+    series = labelled_series(layout, root, labels_dir, grid_name, int(tcfg["split"]["seed"]),
+                             tuple(tcfg["split"]["fractions"]))
+    if not series:
+        raise ValueError(f"cohort {layout.cohort}: no preprocessed series with a label map in {labels_dir}; "
+                         "a training cohort needs <SeriesInstanceUID>.nii.gz labels (see docs/training.md)")
+    by_split = {k: [s for s in series if s.split == k] for k in SPLITS}
+    for k, v in by_split.items():
+        if not v:
+            raise ValueError(f"cohort {layout.cohort}: the {k} split is empty ({len(series)} labelled series); "
+                             "add participants or change training.split.fractions")
+    info = {"cohort": layout.cohort, "data_sha256": data_hash(series), "grid": grid_name,
+            "split_seed": int(tcfg["split"]["seed"]), "split_fractions": list(tcfg["split"]["fractions"]),
+            "split_sizes": {k: {"series": len(v), "participants": len({s.participant for s in v})}
+                            for k, v in by_split.items()}}
+    return series, grids(config)[grid_name], AgatstonConvention.from_dict(config["scoring"]["convention"]), info
+
+
+def _hyper(cls, overrides: dict):
+    hp = cls()
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return replace(hp, **kw)
+
+
+def train_localizer_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, out_dir: Path) -> dict:
+    """Train the three plane networks, evaluate boxes on validation and test series, write weights + card."""
+    timer = Timer()
+    series, grid, convention, info = _setup(layout, root, labels_dir, config)
+    hp = _hyper(tl.LocalizerHyper, config["training"]["localizer"])
+    device = pick_device(config["training"]["device"])
+    rng = seed_everything(hp.seed)
+    records = {k: tl.load_canvases([s for s in series if s.split == k], grid, convention) for k in ("train", "val")}
+    log.info("localizer: %d train, %d val canvases loaded in %.0f s", len(records["train"]), len(records["val"]),
+             timer())
+    nets, histories = {}, {}
+    for plane in PLANES:
+        nets[plane], histories[plane] = tl.train_plane(plane, records["train"], records["val"], hp, device, rng)
+    localizer = HeartLocalizer(nets, {"kind": "localizer", "weights_sha256": "unsaved"}, device)
+    rows = {k: tl.evaluate_localizer(localizer, [s for s in series if s.split == k], grid, convention)
+            for k in ("val", "test")}
+    card = {
+        "kind": "localizer", "name": "cacflow heart localizer (three plane ConvNets)",
+        "trained_on": "synthetic" if "synthetic" in config["cohorts"].get(layout.cohort, {}) else "labelled cohort",
+        "method": "de Vos et al. (seed 003 ref. [3]): per-slice heart presence in axial, coronal and sagittal "
+                  "slices of a 3 mm canvas; the runs of p > 0.5 give the box",
+        "canvas": {"voxel_mm": CANVAS_MM, "size": CANVAS_SIZE}, **info,
+        "hyper_parameters": tl.hyper_dict(hp), "device": str(device), "training_seconds": round(timer(), 1),
+        "training": histories,
+        "metrics": {k: tl.summarise_localizer(v) for k, v in rows.items()},
+        "test_series": rows["test"], "software": software_versions(),
+    }
+    payload = {"arch": {"widths": list(hp.widths), "hidden": hp.hidden},
+               "state": {p: {k: v.cpu() for k, v in nets[p].state_dict().items()} for p in PLANES}}
+    card = save_checkpoint(out_dir, payload, card)
+    log.info("localizer written to %s: test %s", out_dir, card["metrics"]["test"])
+    return card
+
+
+def regression_metrics(pred: np.ndarray, records: list[tr.CropRecord]) -> dict:
+    """Agreement of predicted Agatston (and volume) totals with the reference, overall, per kernel, kVp, stratum."""
+    ref = np.array([[r.reference_agatston, r.reference_volume] for r in records]).reshape(-1, 2)
+    frame = pd.DataFrame({
+        "method_score": pred[:, 0], "reference_score": ref[:, 0],
+        "kernel_class": [r.series.kernel_class for r in records], "kvp": [f"{r.series.kvp:g}" for r in records],
+        "reference_stratum": [SCHEMES["five_class"].label(v) for v in ref[:, 0]]})
+    overall = agreement(pred[:, 0], ref[:, 0])
+    return {"agatston": overall,
+            "volume": {k: v for k, v in agreement(pred[:, 1], ref[:, 1]).items() if k.startswith("icc") or k == "n"},
+            "table": agreement_table(frame, ["kernel_class", "kvp", "reference_stratum"]).to_dict(orient="records")}
+
+
+def train_regressor_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, localizer_dir: Path,
+                        out_dir: Path) -> dict:
+    """Train the regression ConvNet with each target transform, keep the better one by validation, write it."""
+    timer = Timer()
+    series, grid, convention, info = _setup(layout, root, labels_dir, config)
+    hp = _hyper(tr.RegressorHyper, config["training"]["regressor"])
+    device = pick_device(config["training"]["device"])
+    localizer = HeartLocalizer.load(localizer_dir, device)
+    crops = {k: tr.load_crops([s for s in series if s.split == k], localizer, grid, convention, hp.jitter_mm)
+             for k in SPLITS}
+    log.info("regressor: crops loaded in %.0f s (%s)", timer(), {k: len(v) for k, v in crops.items()})
+    candidates = {}
+    for transform in hp.transforms:
+        rng = seed_everything(hp.seed)
+        net, hist = tr.train_one(crops["train"], crops["val"], hp, transform, device, rng, convention)
+        candidates[transform] = (net, hist)
+    chosen = min(candidates, key=lambda t: candidates[t][1]["best_val_log_mae"])
+    net = candidates[chosen][0]
+    regressor = SliceRegressor(net, {"kind": "regressor", "weights_sha256": "unsaved"}, chosen, device)
+    metrics = {k: regression_metrics(tr.scan_predictions(regressor, crops[k], convention), crops[k])
+               for k in ("val", "test")}
+    card = {
+        "kind": "regressor", "name": "cacflow regression ConvNet (per-slice Agatston and volume)",
+        "trained_on": "synthetic" if "synthetic" in config["cohorts"].get(layout.cohort, {}) else "labelled cohort",
+        "method": "de Vos et al. (seed 003): axial slices of the scoring grid cropped to the heart box, zero-padded "
+                  "to 256 x 256; six conv-BN-ELU-maxpool layers, two FC layers (voxel size appended), outputs "
+                  "Agatston and volume per slice; scan score = sum over slices",
+        "target_transform": chosen, **info, "localizer": localizer.id,
+        "hyper_parameters": tr.hyper_dict(hp), "device": str(device), "training_seconds": round(timer(), 1),
+        "training": {t: h for t, (_, h) in candidates.items()},
+        "selection": {t: h["best_val_log_mae"] for t, (_, h) in candidates.items()},
+        "metrics": metrics, "convention": convention.as_dict(), "software": software_versions(),
+        "test_series": [{"series_key": r.series.series_key, "kernel_class": r.series.kernel_class,
+                         "kvp": r.series.kvp, "reference_agatston": r.reference_agatston, "box": r.box_method}
+                        for r in crops["test"]],
+    }
+    payload = {"arch": {"widths": list(hp.widths), "hidden": list(hp.hidden)}, "transform": chosen,
+               "state": {k: v.cpu() for k, v in net.state_dict().items()}}
+    card = save_checkpoint(out_dir, payload, card)
+    log.info("regressor (%s target) written to %s: test ICC %.3f", chosen, out_dir,
+             card["metrics"]["test"]["agatston"]["icc"])
+    return card

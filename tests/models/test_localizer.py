@@ -1,0 +1,95 @@
+"""Heart localizer geometry: canvas orientation, presence targets, boxes from probabilities and back to the grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cacflow.models.localizer import (
+    CANVAS_SIZE,
+    BoxEstimate,
+    LocalizerError,
+    PlaneNet,
+    box_from_probabilities,
+    build_canvas,
+    implausibility,
+    plane_slices,
+    presence_targets,
+)
+
+SPACING = (1.5, 0.75, 0.75)
+
+
+def _scan(flip_x: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 100 x 200 x 200 scan of air with a water 'heart' block at known indices (z 30-69, y 80-139, x 60-129)."""
+    hu = np.full((100, 200, 200), -1000, np.int16)
+    heart = np.zeros(hu.shape, bool)
+    heart[30:70, 80:140, 60:130] = True
+    hu[heart] = 40
+    direction = np.eye(3)
+    if flip_x:
+        hu, heart = hu[:, :, ::-1].copy(), heart[:, :, ::-1].copy()
+        direction = np.diag([-1.0, 1.0, 1.0])
+    return hu, heart, direction
+
+
+def test_canvas_is_canonical_whatever_the_array_flips():
+    hu, heart, d = _scan()
+    hu_f, heart_f, d_f = _scan(flip_x=True)
+    c1, _, (m1,) = build_canvas(hu, SPACING, d, masks=(heart,))
+    c2, _, (m2,) = build_canvas(hu_f, SPACING, d_f, masks=(heart_f,))
+    assert c1.shape == (CANVAS_SIZE,) * 3
+    np.testing.assert_allclose(c1, c2, atol=1e-3)
+    np.testing.assert_allclose(m1, m2, atol=1e-6)
+
+
+def test_perfect_probabilities_give_a_box_around_the_heart_on_the_input_grid():
+    for flip in (False, True):
+        hu, heart, d = _scan(flip)
+        _, cmap, (frac,) = build_canvas(hu, SPACING, d, masks=(heart,))
+        targets = presence_targets(frac)
+        est = box_from_probabilities(targets.astype(np.float64))
+        z0, z1, y0, y1, x0, x1 = cmap.canvas_to_input(est.lo, est.hi)
+        inside = heart[z0:z1, y0:y1, x0:x1].sum() / heart.sum()
+        assert inside == 1.0
+        true = (30, 70, 80, 140, 60, 130) if not flip else (30, 70, 80, 140, 70, 140)
+        box = (z0, z1, y0, y1, x0, x1)
+        for k, (got, want) in enumerate(zip(box, true)):
+            # the edge is off by at most the 3 mm margin plus half a 3 mm canvas voxel (and one voxel of rounding)
+            assert abs(got - want) <= 4.5 / SPACING[k // 2] + 1, (k, got, want)
+        assert est.confidence > 0.9
+
+
+def test_box_edges_interpolate_the_half_probability_crossing():
+    p = np.zeros((3, 128))
+    p[:, 40:80] = 1.0
+    p[:, 39] = 0.25  # crossing a quarter of the way... smoothed with neighbours, still inside slice 39-40
+    est = box_from_probabilities(p, margin_mm=0.0)
+    assert 39.0 < est.lo[0] < 40.5 and 79.5 <= est.hi[0] <= 80.5
+    assert implausibility(est) is None
+
+
+def test_no_heart_and_implausible_boxes_are_refused():
+    with pytest.raises(LocalizerError, match="heart_not_found"):
+        box_from_probabilities(np.zeros((3, 128)))
+    tiny = BoxEstimate(np.array([60.0, 60, 60]), np.array([62.0, 62, 62]), 1.0, (1.0, 1.0, 1.0))
+    assert "extent" in implausibility(tiny)
+    off = BoxEstimate(np.array([40.0, 0, 0]), np.array([90.0, 50, 50]), 1.0, (1.0, 1.0, 1.0))
+    assert "centre" in implausibility(off)
+
+
+def test_non_axial_scans_are_refused():
+    hu, _, _ = _scan()
+    coronal = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, 1.0, 0]])
+    with pytest.raises(LocalizerError, match="not_axial"):
+        build_canvas(hu, SPACING, coronal)
+
+
+def test_plane_net_takes_every_slice_of_a_plane():
+    canvas = np.full((CANVAS_SIZE,) * 3, -1000.0, np.float32)
+    x = plane_slices(canvas, "coronal")
+    assert x.shape == (CANVAS_SIZE, 1, CANVAS_SIZE, CANVAS_SIZE) and float(x.max()) == 0.0
+    net = PlaneNet().eval()
+    with torch.inference_mode():
+        assert net(x[:4]).shape == (4,)

@@ -1,0 +1,98 @@
+"""The shipped models reproduce their model cards' test metrics on CPU.
+
+The test split of the training cohort (config.yaml `cohorts.train`, split by `training.split`) is regenerated
+from its seed participant by participant (the generator is deterministic per participant), preprocessed by the
+pipeline's own stages and scored by the shipped weights through the same code the training run evaluated with.
+The pipeline's inference stage must give the same per-scan scores. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from cacflow import config as cfg
+from cacflow.models.checkpoint import read_card
+from cacflow.models.predict import HeartLocalizer, SliceRegressor
+from cacflow.pipeline.discover import run_discover
+from cacflow.pipeline.infer import run_infer_shard
+from cacflow.pipeline.layout import CohortLayout
+from cacflow.pipeline.shard import run_shard, shard_options
+from cacflow.scoring.agatston import AgatstonConvention
+from cacflow.synth.cohort import _participant_id, generate_participant
+from cacflow.training import localizer as tl
+from cacflow.training import regressor as tr
+from cacflow.training.data import labelled_series, split_of
+from cacflow.training.run import regression_metrics
+
+REPO = Path(__file__).resolve().parents[2]
+MODELS = REPO / "models"
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def test_split(tmp_path_factory):
+    project = cfg.load(REPO / "config.yaml")
+    spec = project["cohorts"][project["training"]["cohort"]]["synthetic"]
+    split = project["training"]["split"]
+    card = read_card(MODELS / "regressor")
+    assert card["split_seed"] == split["seed"] and card["split_fractions"] == split["fractions"]
+    indices = [i for i in range(spec["n"]) if split_of(_participant_id(i), split["seed"], tuple(split["fractions"]))
+               == "test"]
+    out = tmp_path_factory.mktemp("shipped")
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        list(pool.map(generate_participant, [out] * len(indices), [spec["seed"]] * len(indices), indices,
+                      [spec["small"]] * len(indices)))
+    root = out / "dicom"
+    config = cfg.validate({"cohorts": {"t": {"root": str(root), "selection": {"reconstructions": "all"}}},
+                           "inference": {"device": "cpu"}, "sharding": {"shard_size": 1000}})
+    layout = CohortLayout(out / "results", "t")
+    run_discover(root, layout, cfg.cohort_config(config, "t"), workers=2)
+    shards = json.loads(layout.shard_index.read_text())["shards"]
+    for s in shards:
+        run_shard(layout, s, root, workers=2, **shard_options(config))
+    grid = cfg.grids(config)[config["scoring"]["grid"]]
+    series = labelled_series(layout, root, out / "truth" / "labels", config["scoring"]["grid"], 0, (0.0, 0.0, 1.0))
+    return {"layout": layout, "shards": shards, "config": config, "grid": grid, "series": series,
+            "convention": AgatstonConvention.from_dict(config["scoring"]["convention"])}
+
+
+def test_localizer_reproduces_its_card(test_split):
+    card = read_card(MODELS / "localizer")
+    localizer = HeartLocalizer.load(MODELS / "localizer", "cpu")
+    rows = tl.evaluate_localizer(localizer, test_split["series"], test_split["grid"], test_split["convention"])
+    got, want = tl.summarise_localizer(rows), card["metrics"]["test"]
+    assert got["n"] == want["n"] == card["split_sizes"]["test"]["series"]
+    for key in ("share_coverage_ge_0.98", "median_iou", "median_coverage", "share_found"):
+        assert got[key] == pytest.approx(want[key], abs=0.02), key
+    # the acceptance figures of the localizer on the synthetic test split
+    assert got["share_coverage_ge_0.98"] >= 0.98 and got["median_iou"] >= 0.85
+
+
+def test_regressor_reproduces_its_card_and_the_pipeline_agrees(test_split):
+    card = read_card(MODELS / "regressor")
+    device = "cpu"
+    localizer = HeartLocalizer.load(MODELS / "localizer", device)
+    regressor = SliceRegressor.load(MODELS / "regressor", device)
+    crops = tr.load_crops(test_split["series"], localizer, test_split["grid"], test_split["convention"],
+                          card["hyper_parameters"]["jitter_mm"])
+    pred = tr.scan_predictions(regressor, crops, test_split["convention"])
+    got, want = regression_metrics(pred, crops), card["metrics"]["test"]
+    assert got["agatston"]["n"] == want["agatston"]["n"] == card["split_sizes"]["test"]["series"]
+    for key in ("icc", "icc_log", "ba_log_mean_diff"):
+        assert got["agatston"][key] == pytest.approx(want["agatston"][key], abs=2e-3), key
+    for key in ("five_class_accuracy", "five_class_kappa", "four_class_accuracy", "cac_drs_accuracy"):
+        assert got["agatston"][key] == pytest.approx(want["agatston"][key], abs=1.01 / len(crops)), key
+    # the pipeline's inference stage gives the same per-scan scores as the evaluation path
+    layout, config = test_split["layout"], {**test_split["config"],
+                                            "models": {"localizer": str(MODELS / "localizer"),
+                                                       "regressor": str(MODELS / "regressor")}}
+    by_key = {}
+    for s in test_split["shards"]:
+        rows = run_infer_shard(layout, s, config, MODELS / "localizer", MODELS / "regressor")
+        by_key.update(dict(zip(rows["series_key"], rows["regression_agatston"])))
+    for rec, p in zip(crops, pred[:, 0]):
+        assert float(by_key[rec.series.series_key]) == pytest.approx(p, rel=1e-4, abs=1e-3)

@@ -1,0 +1,64 @@
+# Training targets: `snakemake --cores 2 train` (both models) or train_localizer / train_regressor.
+# They write <training.out>/<model>/{weights.pt,model_card.json}; point config `models:` there to use them.
+
+
+rule train_localizer:
+    """Heart localizer (three plane ConvNets) on the labelled training cohort; weights + model card."""
+    input:
+        training_inputs,
+    output:
+        weights=f"{TRAIN_OUT}/localizer/weights.pt",
+        card=f"{TRAIN_OUT}/localizer/model_card.json",
+    params:
+        root=lambda wc: root_of(TRAIN_COHORT),
+        labels=lambda wc: labels_of(TRAIN_COHORT),
+        training=lambda wc: config["training"],
+    threads: config["sharding"]["threads"]
+    resources:
+        gpu=1,
+        cpus_per_gpu=config["sharding"]["threads"],
+        mem_mb=16000,
+        runtime=240,
+    log:
+        "logs/train/localizer.log",
+    benchmark:
+        "benchmarks/train/localizer.tsv"
+    conda:
+        "../../envs/cacflow-gpu.yaml"
+    script:
+        "../scripts/train.py"
+
+
+rule train_regressor:
+    """Regression ConvNet (raw and ln(y+1) targets, the better by validation) on the training cohort."""
+    input:
+        training_inputs,
+        localizer=f"{TRAIN_OUT}/localizer/weights.pt",
+    output:
+        weights=f"{TRAIN_OUT}/regressor/weights.pt",
+        card=f"{TRAIN_OUT}/regressor/model_card.json",
+    params:
+        root=lambda wc: root_of(TRAIN_COHORT),
+        labels=lambda wc: labels_of(TRAIN_COHORT),
+        training=lambda wc: config["training"],
+    threads: config["sharding"]["threads"]
+    resources:
+        gpu=1,
+        cpus_per_gpu=config["sharding"]["threads"],
+        mem_mb=16000,
+        runtime=480,
+    log:
+        "logs/train/regressor.log",
+    benchmark:
+        "benchmarks/train/regressor.tsv"
+    conda:
+        "../../envs/cacflow-gpu.yaml"
+    script:
+        "../scripts/train.py"
+
+
+rule train:
+    """Both models of the training cohort."""
+    input:
+        rules.train_localizer.output,
+        rules.train_regressor.output,
