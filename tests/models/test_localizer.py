@@ -93,3 +93,18 @@ def test_plane_net_takes_every_slice_of_a_plane():
     net = PlaneNet().eval()
     with torch.inference_mode():
         assert net(x[:4]).shape == (4,)
+
+
+def test_a_confident_plausible_box_is_found_and_mapped_to_lps():
+    from cacflow.models.predict import HeartLocalizer
+
+    hu, heart, d = _scan()
+    _, cmap, (frac,) = build_canvas(hu, SPACING, d, masks=(heart,))
+    probs = presence_targets(frac).astype(np.float64)
+    est = box_from_probabilities(probs)
+    hb = HeartLocalizer._box(est, cmap, SPACING, np.zeros(3), d, probs)
+    assert hb.usable and hb.status == "found" and hb.probabilities is not None
+    (lo, hi) = hb.box_lps_mm
+    assert lo[2] <= 30 * 1.5 and hi[2] >= 69 * 1.5  # the heart's z range in mm (origin 0, z spacing 1.5 mm)
+    low = HeartLocalizer._box(BoxEstimate(est.lo, est.hi, 0.3, (0.3,) * 3), cmap, SPACING, np.zeros(3), d, probs)
+    assert low.status == "low_confidence" and not low.usable and low.reason == "localizer_low_confidence"

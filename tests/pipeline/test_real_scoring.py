@@ -4,6 +4,7 @@ box where the heart is, every other series ends as an exclusion with a reason, n
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,20 +13,26 @@ from cacflow import config as cfg
 from cacflow.discovery.reasons import REASONS
 from cacflow.pipeline.aggregate import TABLES, aggregate_cohort, table_path
 from cacflow.pipeline.discover import run_discover
+from cacflow.pipeline.infer import run_infer_shard
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.score import run_score_shard
 from cacflow.pipeline.shard import run_shard, shard_options
 
 
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
 @pytest.fixture(scope="module")
 def real_run(real_data, tmp_path_factory):
     base = tmp_path_factory.mktemp("real")
-    config = cfg.validate({"cohorts": {"real": {"root": str(real_data)}}})
+    config = cfg.validate({"cohorts": {"real": {"root": str(real_data)}}, "inference": {"device": "cpu"},
+                           "models": {"localizer": str(MODELS / "localizer"), "regressor": str(MODELS / "regressor")}})
     layout = CohortLayout(base / "results", "real")
     run_discover(real_data, layout, config, workers=2)
     shards = json.loads(layout.shard_index.read_text())["shards"]
     for s in shards:
         run_shard(layout, s, real_data, workers=2, **shard_options(config))
+        run_infer_shard(layout, s, config, MODELS / "localizer", MODELS / "regressor")
         run_score_shard(layout, s, real_data, config, workers=2)
     aggregate_cohort(layout, base / "results" / "tables", shards, config)
     return {t: pd.read_parquet(table_path(base / "results" / "tables", t, "real")) for t in TABLES} | {"base": base}

@@ -38,8 +38,8 @@ def trained(small_cohort, tmp_path_factory):
         "training": {"cohort": "t", "split": {"seed": _seed_with_every_split(6, fractions),
                                               "fractions": list(fractions)},
                      "device": "cpu",
-                     "localizer": {"max_epochs": 1, "samples_per_epoch": 32, "batch_size": 16},
-                     "regressor": {"max_epochs": 1, "samples_per_epoch": 16, "batch_size": 8}},
+                     "localizer": {"max_epochs": 2, "patience": 2, "samples_per_epoch": 32, "batch_size": 16},
+                     "regressor": {"max_epochs": 2, "patience": 2, "samples_per_epoch": 16, "batch_size": 8}},
         "inference": {"device": "cpu"}})
     layout = CohortLayout(base / "results", "t")
     run_discover(root, layout, cfg.cohort_config(config, "t"), workers=2)

@@ -37,13 +37,13 @@ def test_snakemake_runs_discover_convert_resample_on_a_generated_cohort(tmp_path
     for key in selected["series_key"]:
         assert (tmp_path / "results" / "tiny" / "volumes" / "scoring" / f"{key}.zarr" / "zarr.json").is_file()
     scores = pd.read_parquet(tables / "scores")
-    assert set(scores["method"]) == {"classic_heart_region", "reference"}
-    assert len(scores) == 2 * len(selected) and (scores["status"] == "scored").all()
+    assert set(scores["method"]) == {"classic_heart_region", "regression", "reference"}
+    assert len(scores) == 3 * len(selected) and (scores["status"] == "scored").all()
     # the run ends by printing the cohort summary
     assert "cacflow summary, cohort tiny" in proc.stdout + proc.stderr
     for log in ("logs/discover/tiny.log", "logs/synth/tiny.log", "logs/aggregate/tiny.log"):
         assert (tmp_path / log).is_file()
-    for stage in ("preprocess", "score"):
+    for stage in ("preprocess", "infer", "score"):
         assert list((tmp_path / "benchmarks" / stage / "tiny").glob("shard-*.tsv"))
     # the README's query examples run as written against these tables
     for block in _readme_python_blocks("## Querying the results"):

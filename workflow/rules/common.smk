@@ -21,6 +21,19 @@ TRAIN_COHORT = config["training"]["cohort"]
 TRAIN_OUT = config["training"]["out"]
 
 
+def model_dir(name):
+    """A configured model directory: as given if it exists from the working directory, else relative to the
+    workflow (where the shipped models/ lie), so runs from another --directory still find them."""
+    path = Path(config["models"][name])
+    if path.is_absolute() or path.exists():
+        return str(path)
+    return str(Path(workflow.basedir) / path)
+
+
+MODELS = {name: model_dir(name) for name in ("localizer", "regressor")}
+config["models"] = MODELS  # scripts and table provenance see the resolved directories
+
+
 wildcard_constraints:
     cohort="[A-Za-z][A-Za-z0-9_-]*",
     shard="shard-[0-9]+",

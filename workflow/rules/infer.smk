@@ -2,13 +2,13 @@ rule infer:
     """One shard of many scans on a GPU node: heart localizer boxes and regression ConvNet scores (models loaded once)."""
     input:
         preprocess=f"{RESULTS}/{{cohort}}/shards/preprocess/{{shard}}.parquet",
-        localizer=f"{config['models']['localizer']}/weights.pt",
-        regressor=f"{config['models']['regressor']}/weights.pt",
+        localizer=f"{MODELS['localizer']}/weights.pt",
+        regressor=f"{MODELS['regressor']}/weights.pt",
     output:
         rows=f"{RESULTS}/{{cohort}}/shards/infer/{{shard}}.parquet",
     params:
-        localizer=config["models"]["localizer"],
-        regressor=config["models"]["regressor"],
+        localizer=MODELS["localizer"],
+        regressor=MODELS["regressor"],
         # rerun triggers: inference settings and the convention (the regressor's zero rule reads it)
         inference=lambda wc: config["inference"],
         convention=lambda wc: config["scoring"]["convention"],

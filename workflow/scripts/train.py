@@ -9,7 +9,7 @@ from cacflow.pipeline.layout import CohortLayout
 from cacflow.training.run import train_localizer_run, train_regressor_run
 
 
-def main(rule: str, root: str, labels: str, results: str, config: dict, out_dir: str, localizer: str | None,
+def main(rule: str, root: str, labels: str, results: str, config: dict, out_dir: str, localizer_weights: str | None,
          threads: int, log_file: str) -> None:
     logs.setup(log_file)
     torch.set_num_threads(max(1, threads))
@@ -17,7 +17,7 @@ def main(rule: str, root: str, labels: str, results: str, config: dict, out_dir:
     if rule == "train_localizer":
         train_localizer_run(layout, Path(root), Path(labels), config, Path(out_dir))
     else:
-        train_regressor_run(layout, Path(root), Path(labels), config, Path(localizer), Path(out_dir))
+        train_regressor_run(layout, Path(root), Path(labels), config, Path(localizer_weights).parent, Path(out_dir))
 
 
 if "snakemake" in globals():

@@ -16,6 +16,7 @@ import torch
 from cacflow.imaging.volume import box_lps_corners
 from cacflow.models.checkpoint import load_checkpoint, model_id
 from cacflow.models.localizer import (
+    BOX_MARGIN_MM,
     MIN_CONFIDENCE,
     PLANES,
     BoxEstimate,
@@ -83,9 +84,10 @@ class HeartBox:
 class HeartLocalizer:
     """The three plane ConvNets of a localizer checkpoint, loaded once."""
 
-    def __init__(self, nets: dict[str, PlaneNet], card: dict, device: torch.device) -> None:
+    def __init__(self, nets: dict[str, PlaneNet], card: dict, device: torch.device,
+                 margin_mm: float = BOX_MARGIN_MM) -> None:
         self.nets = {p: _prepare(n, device) for p, n in nets.items()}
-        self.card, self.device = card, device
+        self.card, self.device, self.margin_mm = card, device, float(margin_mm)
         self.id = model_id(card)
 
     @classmethod
@@ -96,7 +98,8 @@ class HeartLocalizer:
             net = PlaneNet(**payload["arch"])
             net.load_state_dict(payload["state"][plane])
             nets[plane] = net
-        return cls(nets, card, device if isinstance(device, torch.device) else pick_device(device))
+        return cls(nets, card, device if isinstance(device, torch.device) else pick_device(device),
+                   float(payload.get("box_margin_mm", BOX_MARGIN_MM)))
 
     @torch.inference_mode()
     def probabilities(self, canvas: np.ndarray) -> np.ndarray:
@@ -119,7 +122,7 @@ class HeartLocalizer:
             return HeartBox("not_found", None, None, 0.0, exc.reason, exc.message)
         probs = self.probabilities(canvas)
         try:
-            est = box_from_probabilities(probs)
+            est = box_from_probabilities(probs, self.margin_mm)
         except LocalizerError as exc:
             return HeartBox("not_found", None, None, 0.0, exc.reason, exc.message, probs)
         return self._box(est, cmap, spacing_zyx_mm, origin_lps_mm, direction, probs)
@@ -137,7 +140,7 @@ class HeartLocalizer:
         if est.confidence < MIN_CONFIDENCE:
             return HeartBox("low_confidence", box, corners, est.confidence, "localizer_low_confidence",
                             f"localizer confidence {est.confidence:.2f} below {MIN_CONFIDENCE}", probs)
-        return HeartBox("found", box, corners, est.confidence, probs=probs)
+        return HeartBox("found", box, corners, est.confidence, probabilities=probs)
 
 
 class SliceRegressor:

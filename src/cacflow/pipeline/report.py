@@ -18,8 +18,8 @@ def _counts(series: pd.Series) -> str:
 
 
 def cohort_summary(tables_root: Path, cohort: str) -> str:
-    """Scans found, scored, excluded by reason, counts by stratum, and the classic score's agreement with the
-    reference where both exist."""
+    """Scans found, scored, excluded by reason, counts by stratum, how heart boxes were found, and each method's
+    agreement with the reference where both exist."""
     read = {t: pd.read_parquet(table_path(tables_root, t, cohort)) for t in ("series", "scores", "exclusions")}
     series, scores, excl = read["series"], read["scores"], read["exclusions"]
     lines = [f"cacflow summary, cohort {cohort}"]
@@ -38,17 +38,19 @@ def cohort_summary(tables_root: Path, cohort: str) -> str:
                      + (f" (not scored: {_counts(g.loc[g['status'] != 'scored', 'reason'])})" if len(scored) < len(g)
                         else ""))
         lines.append("    five-class strata: " + ", ".join(f"{k}: {int(v)}" for k, v in strata.items()))
+    if "heart_box_method" in series.columns and series["heart_box_method"].notna().any():
+        lines.append(f"  heart box: {_counts(series['heart_box_method'].dropna())}")
     wide = scores[scores["status"] == "scored"].pivot_table(index="series_key", columns="method", values="agatston",
                                                              aggfunc="first")
-    if {"classic_heart_region", "reference"} <= set(wide.columns):
-        both = wide[["classic_heart_region", "reference"]].dropna()
+    five = SCHEMES["five_class"]
+    for method in [m for m in wide.columns if m != "reference"] if "reference" in wide.columns else []:
+        both = wide[[method, "reference"]].dropna()
         if len(both):
-            c, r = both["classic_heart_region"].astype(float), both["reference"].astype(float)
-            five = SCHEMES["five_class"]
+            c, r = both[method].astype(float), both["reference"].astype(float)
             same = sum(five.index(a) == five.index(b) for a, b in zip(c, r))
-            lines.append(f"  classic_heart_region vs reference ({len(both)} series): same five-class stratum "
+            lines.append(f"  {method} vs reference ({len(both)} series): same five-class stratum "
                          f"{same}/{len(both)}; median |difference| {float(np.median(np.abs(c - r))):.1f}; "
-                         f"median difference (classic - reference) {float(np.median(c - r)):+.1f}")
+                         f"median difference (method - reference) {float(np.median(c - r)):+.1f}")
     return "\n".join(lines) + "\n"
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,6 +128,13 @@ def load_series(s: LabelledSeries, grid: ZGrid, convention: AgatstonConvention) 
         heart = resample_labels(read_label_map(s.heart_path, native), native.z_positions_mm, grid) > 0
     return SeriesArrays(volume.hu, tuple(volume.spacing_zyx), tuple(volume.origin), np.asarray(volume.direction),
                         labels, heart, slice_targets(volume.hu, volume.spacing_zyx, labels, convention))
+
+
+def load_many(series: list[LabelledSeries], grid: ZGrid, convention: AgatstonConvention, workers: int = 2):
+    """Yield ``(series, SeriesArrays)`` in order, reading ahead with ``workers`` threads (decompression releases the
+    GIL, so reading overlaps with the caller's work)."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        yield from zip(series, pool.map(lambda s: load_series(s, grid, convention), series))
 
 
 def data_hash(series: list[LabelledSeries]) -> str:

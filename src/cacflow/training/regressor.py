@@ -26,7 +26,7 @@ from cacflow.models.predict import HeartLocalizer, SliceRegressor
 from cacflow.models.regression import INPUT_SIZE, RegressionNet, encode_targets, slices_to_input
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.training.common import EarlyStopping, Timer, to_device, train_autocast
-from cacflow.training.data import LabelledSeries, load_series, slice_targets
+from cacflow.training.data import LabelledSeries, load_many, slice_targets
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,7 @@ def load_crops(series: list[LabelledSeries], localizer: HeartLocalizer, grid: ZG
                convention: AgatstonConvention, margin_mm: float) -> list[CropRecord]:
     """Crop each labelled series to its pipeline heart box widened by ``margin_mm`` in-plane."""
     out = []
-    for s in series:
-        arr = load_series(s, grid, convention)
+    for s, arr in load_many(series, grid, convention):
         choice = choose_heart_box(localizer, arr.hu, arr.spacing_zyx, np.asarray(arr.origin), arr.direction)
         if choice.box_zyx is None:
             log.warning("series %s: no heart box (%s); left out of regressor training", s.series_key, choice.reason)

@@ -66,7 +66,14 @@ def train_localizer_run(layout: CohortLayout, root: Path, labels_dir: Path, conf
     nets, histories = {}, {}
     for plane in PLANES:
         nets[plane], histories[plane] = tl.train_plane(plane, records["train"], records["val"], hp, device, rng)
+    payload = {"arch": {"widths": list(hp.widths), "hidden": hp.hidden},
+               "state": {p: {k: v.cpu() for k, v in nets[p].state_dict().items()} for p in PLANES}}
+    # weights first (card marked unevaluated), so an evaluation failure never loses a finished training
+    save_checkpoint(out_dir, payload, {"kind": "localizer", "evaluated": False, **info})
     localizer = HeartLocalizer(nets, {"kind": "localizer", "weights_sha256": "unsaved"}, device)
+    margin, margin_table = tl.choose_margin(localizer, [s for s in series if s.split == "val"], grid, convention)
+    localizer.margin_mm = payload["box_margin_mm"] = margin
+    log.info("localizer: box margin %.1f mm chosen on validation: %s", margin, margin_table)
     rows = {k: tl.evaluate_localizer(localizer, [s for s in series if s.split == k], grid, convention)
             for k in ("val", "test")}
     card = {
@@ -75,13 +82,12 @@ def train_localizer_run(layout: CohortLayout, root: Path, labels_dir: Path, conf
         "method": "de Vos et al. (seed 003 ref. [3]): per-slice heart presence in axial, coronal and sagittal "
                   "slices of a 3 mm canvas; the runs of p > 0.5 give the box",
         "canvas": {"voxel_mm": CANVAS_MM, "size": CANVAS_SIZE}, **info,
-        "hyper_parameters": tl.hyper_dict(hp), "device": str(device), "training_seconds": round(timer(), 1),
+        "hyper_parameters": tl.hyper_dict(hp), "box_margin_mm": margin, "margin_selection": margin_table,
+        "device": str(device), "training_seconds": round(timer(), 1),
         "training": histories,
         "metrics": {k: tl.summarise_localizer(v) for k, v in rows.items()},
-        "test_series": rows["test"], "software": software_versions(),
+        "test_series": rows["test"], "software": software_versions(), "evaluated": True,
     }
-    payload = {"arch": {"widths": list(hp.widths), "hidden": hp.hidden},
-               "state": {p: {k: v.cpu() for k, v in nets[p].state_dict().items()} for p in PLANES}}
     card = save_checkpoint(out_dir, payload, card)
     log.info("localizer written to %s: test %s", out_dir, card["metrics"]["test"])
     return card
@@ -118,6 +124,9 @@ def train_regressor_run(layout: CohortLayout, root: Path, labels_dir: Path, conf
         candidates[transform] = (net, hist)
     chosen = min(candidates, key=lambda t: candidates[t][1]["best_val_log_mae"])
     net = candidates[chosen][0]
+    payload = {"arch": {"widths": list(hp.widths), "hidden": list(hp.hidden)}, "transform": chosen,
+               "state": {k: v.cpu() for k, v in net.state_dict().items()}}
+    save_checkpoint(out_dir, payload, {"kind": "regressor", "evaluated": False, "target_transform": chosen, **info})
     regressor = SliceRegressor(net, {"kind": "regressor", "weights_sha256": "unsaved"}, chosen, device)
     metrics = {k: regression_metrics(tr.scan_predictions(regressor, crops[k], convention), crops[k])
                for k in ("val", "test")}
@@ -136,9 +145,7 @@ def train_regressor_run(layout: CohortLayout, root: Path, labels_dir: Path, conf
                          "kvp": r.series.kvp, "reference_agatston": r.reference_agatston, "box": r.box_method}
                         for r in crops["test"]],
     }
-    payload = {"arch": {"widths": list(hp.widths), "hidden": list(hp.hidden)}, "transform": chosen,
-               "state": {k: v.cpu() for k, v in net.state_dict().items()}}
-    card = save_checkpoint(out_dir, payload, card)
+    card = save_checkpoint(out_dir, {**payload}, {**card, "evaluated": True})
     log.info("regressor (%s target) written to %s: test ICC %.3f", chosen, out_dir,
              card["metrics"]["test"]["agatston"]["icc"])
     return card
