@@ -56,6 +56,12 @@ def test_real_chest_ct_is_scored_inside_a_plausible_heart_box(real_run):
     # above 130 HU in the region, must still not call it high risk
     assert score["agatston"] < 400, score["agatston"]
     assert (real_run["base"] / "results" / row["qc_picture"]).is_file()
+    # the box came from the localizer or, flagged with the localizer's reason, from the heuristic fallback; the
+    # regression ConvNet scored the scan inside it
+    assert row["heart_box_method"] in ("localizer", "heuristic_fallback")
+    assert (row["heart_box_method"] == "localizer") == pd.isna(row["heart_box_flag"])
+    regression = scores[(scores["series_key"] == row["series_key"]) & (scores["method"] == "regression")].iloc[0]
+    assert regression["status"] == "scored" and regression["region"] == row["heart_box_method"]
 
 
 def test_every_other_real_series_is_an_exclusion_with_a_reason(real_run):
