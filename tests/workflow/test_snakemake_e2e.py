@@ -27,7 +27,8 @@ def test_snakemake_runs_discover_convert_resample_on_a_generated_cohort(tmp_path
         "sharding: {shard_size: 2, threads: 2, scheduler: processes}\n"
     )
     snakemake = shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
-    cmd = [snakemake, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "2"]
+    cmd = [snakemake, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "2", "all",
+           "evaluate_all"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     tables = tmp_path / "results" / "tables"
@@ -39,6 +40,13 @@ def test_snakemake_runs_discover_convert_resample_on_a_generated_cohort(tmp_path
     scores = pd.read_parquet(tables / "scores")
     assert set(scores["method"]) == {"classic_heart_region", "regression", "reference"}
     assert len(scores) == 3 * len(selected) and (scores["status"] == "scored").all()
+    # the evaluation target compares every method with the reference and the localizer with the true hearts
+    evaluation = tmp_path / "results" / "tiny" / "evaluation"
+    agree = pd.read_parquet(evaluation / "agreement.parquet")
+    assert set(agree["method"]) == {"classic_heart_region", "regression"}
+    assert (agree.loc[agree["group"] == "all", "n"] == len(selected)).all()
+    assert len(pd.read_parquet(evaluation / "localizer.parquet")) == len(selected)
+    assert (evaluation / "figures" / "regression.png").is_file()
     # the run ends by printing the cohort summary
     assert "cacflow summary, cohort tiny" in proc.stdout + proc.stderr
     for log in ("logs/discover/tiny.log", "logs/synth/tiny.log", "logs/aggregate/tiny.log"):
