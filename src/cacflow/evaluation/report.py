@@ -24,7 +24,8 @@ import pandas as pd  # noqa: E402
 
 from cacflow.evaluation.agreement import agreement, agreement_table  # noqa: E402
 from cacflow.evaluation.localizer import localizer_metrics  # noqa: E402
-from cacflow.imaging.resample import ZGrid  # noqa: E402
+from cacflow.imaging.resample import ZGrid, resample_labels  # noqa: E402
+from cacflow.io.labels import read_label_map  # noqa: E402
 from cacflow.io.tables import write_parquet  # noqa: E402
 from cacflow.io.zarr_store import read_geometry  # noqa: E402
 from cacflow.pipeline.aggregate import table_path  # noqa: E402
@@ -111,9 +112,6 @@ def localizer_frame(layout: CohortLayout, root: Path, labels_dir: Path | None, g
     cols = ["series_key", "heart_box_method", "localizer_status", "localizer_confidence", "box_iou", "heart_coverage"]
     if labels_dir is None:
         return pd.DataFrame(columns=cols)
-    from cacflow.imaging.resample import resample_labels
-    from cacflow.io.labels import read_label_map
-
     infer = [pd.read_parquet(layout.shard_infer(s)) for s in shards if layout.shard_infer(s).exists()]
     if not infer:
         return pd.DataFrame(columns=cols)

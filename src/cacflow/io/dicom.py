@@ -263,6 +263,16 @@ class SliceRescale:
     padding: int | None = None
 
 
+def read_ids(path: Path) -> tuple[str, str] | None:
+    """(PatientID, SeriesInstanceUID) of one file, or None when unreadable. For finding a series' label maps and
+    splitting by participant in memory only: callers never write them anywhere."""
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID", "SeriesInstanceUID"])
+        return str(ds.get("PatientID", "")), str(ds.SeriesInstanceUID)
+    except Exception:
+        return None
+
+
 def stored_to_hu(stored: np.ndarray, rescale: SliceRescale) -> np.ndarray:
     """HU (float64) = stored * slope + intercept; stored padding values map to -1024 HU."""
     hu = stored.astype(np.float64) * rescale.slope + rescale.intercept

@@ -35,36 +35,30 @@ def write_parquet(frame: pd.DataFrame, path: Path, metadata: dict | None = None)
     return path
 
 
-def write_json(obj, path: Path) -> Path:
-    """Write JSON atomically."""
+def write_bytes(data: bytes, path: Path) -> Path:
+    """Write bytes atomically (temporary sibling, fsync, rename): a file at ``path`` is always complete."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp(path)
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=1, sort_keys=True, default=str)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_json(obj, path: Path) -> Path:
+    """Write JSON atomically."""
+    return write_bytes(json.dumps(obj, indent=1, sort_keys=True, default=str).encode("utf-8"), path)
 
 
 def write_text(text: str, path: Path) -> Path:
     """Write UTF-8 text atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_bytes(text.encode("utf-8"), path)
 
 
 def read_json(path: Path):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import platform
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from cacflow import __version__
+from cacflow.io.tables import write_bytes, write_text
 
 WEIGHTS = "weights.pt"
 CARD = "model_card.json"
@@ -33,13 +33,6 @@ def software_versions() -> dict:
             "python": platform.python_version()}
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(directory: Path, payload: dict, card: dict) -> dict:
     """Write ``payload`` (state dicts, architecture kwargs; tensors and plain values) and its card; returns the card.
 
@@ -52,8 +45,8 @@ def save_checkpoint(directory: Path, payload: dict, card: dict) -> dict:
     data = buf.getvalue()
     card = {**card, "weights_sha256": hashlib.sha256(data).hexdigest(), "weights_bytes": len(data)}
     (directory / CARD).unlink(missing_ok=True)
-    _atomic_write(directory / WEIGHTS, data)
-    _atomic_write(directory / CARD, (json.dumps(card, indent=2, sort_keys=True, default=float) + "\n").encode())
+    write_bytes(data, directory / WEIGHTS)
+    write_text(json.dumps(card, indent=2, sort_keys=True, default=float) + "\n", directory / CARD)
     return card
 
 

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cacflow.models.layers import conv_pool_stack
+
 #: Canvas voxel size (mm, isotropic) and edge length (voxels).
 CANVAS_MM = 3.0
 CANVAS_SIZE = 128
@@ -155,13 +157,8 @@ class PlaneNet(nn.Module):
 
     def __init__(self, widths: tuple[int, ...] = (16, 32, 32, 64, 64), hidden: int = 64) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        c_in = 1
-        for w in widths:
-            layers += [nn.Conv2d(c_in, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ELU(inplace=True),
-                       nn.MaxPool2d(2)]
-            c_in = w
-        self.features = nn.Sequential(*layers)
+        self.features = conv_pool_stack(widths)
+        c_in = widths[-1]
         side = CANVAS_SIZE // 2 ** len(widths)
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_in * side * side, hidden), nn.BatchNorm1d(hidden),
                                   nn.ELU(inplace=True), nn.Linear(hidden, 1))

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from cacflow.models.layers import conv_pool_stack
+
 #: Network input size (pixels); crops larger than this are centre-cropped (recorded in the QC fields).
 INPUT_SIZE = 256
 #: Outputs, in order.
@@ -78,13 +80,8 @@ class RegressionNet(nn.Module):
         super().__init__()
         if len(widths) != 6:
             raise ValueError("the regression ConvNet has six convolution layers")
-        layers: list[nn.Module] = []
-        c_in = 1
-        for w in widths:
-            layers += [nn.Conv2d(c_in, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ELU(inplace=True),
-                       nn.MaxPool2d(2)]
-            c_in = w
-        self.features = nn.Sequential(*layers)
+        self.features = conv_pool_stack(widths)
+        c_in = widths[-1]
         side = INPUT_SIZE // 2**6
         self.fc1 = nn.Linear(c_in * side * side + 3, hidden[0])
         self.bn1 = nn.BatchNorm1d(hidden[0])

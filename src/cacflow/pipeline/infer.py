@@ -28,6 +28,7 @@ from cacflow.io.zarr_store import read_volume
 from cacflow.models.heart_box import choose_heart_box
 from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
 from cacflow.pipeline.layout import CohortLayout
+from cacflow.pipeline.shard import grid_volume
 from cacflow.progress import Progress
 from cacflow.scoring.agatston import AgatstonConvention
 
@@ -68,12 +69,9 @@ def infer_tasks(layout: CohortLayout, shard: str, grid_name: str) -> list[InferT
     """The shard's scans, from the discover task table and each scan's status record."""
     tasks = []
     for r in pd.read_parquet(layout.shard_tasks(shard)).itertuples(index=False):
-        record = read_json(layout.scan_status(r.series_key)) or {}
-        stage = record.get("stages", {}).get(f"resample:{grid_name}", {})
-        path = layout.volume(r.series_key, grid_name)
-        ok = stage.get("status") == "done" and path.exists()
-        tasks.append(InferTask(r.series_key, str(path), stage.get("fingerprint") if ok else None,
-                               None if ok else (record.get("reason") or "not_preprocessed")))
+        fingerprint, record = grid_volume(layout, r.series_key, grid_name)
+        tasks.append(InferTask(r.series_key, str(layout.volume(r.series_key, grid_name)), fingerprint,
+                               None if fingerprint else (record.get("reason") or "not_preprocessed")))
     return tasks
 
 

@@ -24,17 +24,18 @@ from pathlib import Path
 import dask
 import numpy as np
 import pandas as pd
-import pydicom
 from dask import delayed
 
 from cacflow import __version__
 from cacflow.config import section_hash
 from cacflow.imaging.heart_region import HEURISTIC_VERSION, HeartNotFound, HeartRegion, find_heart_region
 from cacflow.imaging.resample import ZGrid, resample_labels
+from cacflow.io.dicom import read_ids
 from cacflow.io.labels import LabelMapError, find_label_map, read_label_map
 from cacflow.io.tables import read_json, write_json, write_parquet
 from cacflow.io.zarr_store import read_geometry, read_volume
 from cacflow.pipeline.layout import CohortLayout
+from cacflow.pipeline.shard import grid_volume
 from cacflow.progress import Progress
 from cacflow.reports.qc import render_qc, write_qc_png
 from cacflow.scoring.agatston import AgatstonConvention
@@ -110,17 +111,21 @@ def score_fingerprint(task: ScoreTask) -> str:
 
 
 def _score_row(task: ScoreTask, method: str, status: str, score: ScanScore | None = None, reason: str | None = None,
-               message: str | None = None, region: str | None = None) -> dict:
-    total = score.total if score is not None else None
+               message: str | None = None, region: str | None = None, totals: dict | None = None) -> dict:
+    """One ``scores`` row: totals from a :class:`ScanScore` or given as ``totals`` (agatston, volume_mm3, ...);
+    every stratum scheme is derived from the Agatston value here."""
+    if score is not None:
+        t = score.total
+        totals = {"agatston": t.agatston, "volume_mm3": t.volume_mm3, "mass_mg": t.mass_mg, "n_lesions": t.n_lesions}
+    totals = totals or {}
+    value = totals.get("agatston")
     row = {
         "series_key": task.series_key, "method": method, "status": status, "reason": reason, "message": message,
-        "agatston": total.agatston if total else None, "volume_mm3": total.volume_mm3 if total else None,
-        "mass_mg": total.mass_mg if total else None, "n_lesions": total.n_lesions if total else None,
-        "region": region, "convention_id": convention_id(task.convention),
+        "agatston": value, "volume_mm3": totals.get("volume_mm3"), "mass_mg": totals.get("mass_mg"),
+        "n_lesions": totals.get("n_lesions"), "region": region, "convention_id": convention_id(task.convention),
         "convention": json.dumps(task.convention, sort_keys=True), "grid": task.grid_name,
     }
     for name, scheme in SCHEMES.items():
-        value = total.agatston if total else None
         row[name] = scheme.label(value)
         row[f"{name}_index"] = scheme.index(value)
     return row
@@ -184,12 +189,8 @@ def _regression_row(task: ScoreTask) -> tuple[dict, dict | None]:
     inf = task.inference
     assert inf is not None
     if inf["status"] == "done":
-        value = float(inf["regression_agatston"])
-        row = _score_row(task, REGRESSION, "scored", region=inf["heart_box_method"])
-        row.update(agatston=value, volume_mm3=float(inf["regression_volume_mm3"]))
-        for name, scheme in SCHEMES.items():
-            row[name], row[f"{name}_index"] = scheme.label(value), scheme.index(value)
-        return row, None
+        totals = {"agatston": float(inf["regression_agatston"]), "volume_mm3": float(inf["regression_volume_mm3"])}
+        return _score_row(task, REGRESSION, "scored", region=inf["heart_box_method"], totals=totals), None
     status = {"excluded": "excluded", "failed": "failed"}.get(inf["status"], "not_scored")
     row = _score_row(task, REGRESSION, status, reason=inf["reason"], message=inf["message"])
     return row, (_exclusion(task, REGRESSION, inf["reason"], inf["message"]) if status != "not_scored" else None)
@@ -317,15 +318,6 @@ def cached_score_series(task: ScoreTask) -> dict:
     return {**rows, "state": "scored", "seconds": time.perf_counter() - t0}
 
 
-def _series_uid_of(root: Path, rel_path: str) -> str | None:
-    """SeriesInstanceUID read from one file's header (only to find a label map; never written anywhere)."""
-    try:
-        ds = pydicom.dcmread(Path(root) / rel_path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
-        return str(ds.SeriesInstanceUID)
-    except Exception:
-        return None
-
-
 def load_score_tasks(layout: CohortLayout, shard: str, root: Path, config: dict, labels_dir: Path | None
                      ) -> list[ScoreTask]:
     """Score tasks of one shard, from the discover step's task table and the preprocessing status records."""
@@ -337,37 +329,33 @@ def load_score_tasks(layout: CohortLayout, shard: str, root: Path, config: dict,
     status = pd.read_parquet(layout.shard_status(shard)).set_index("series_key")
     inferred = {}
     if layout.shard_infer(shard).exists():
-        rows = pd.read_parquet(layout.shard_infer(shard)).astype(object)
-        inferred = {r["series_key"]: {k: (None if pd.isna(v) else v) for k, v in r.items()}
-                    for r in rows.to_dict(orient="records")}
+        inferred = {r["series_key"]: r for r in _plain_rows(pd.read_parquet(layout.shard_infer(shard)))}
     for r in pd.read_parquet(layout.shard_tasks(shard)).itertuples(index=False):
-        record = read_json(layout.scan_status(r.series_key)) or {}
-        stage = record.get("stages", {}).get(f"resample:{grid_name}", {})
-        has_volume = stage.get("status") == "done" and layout.volume(r.series_key, grid_name).exists()
+        fingerprint, _ = grid_volume(layout, r.series_key, grid_name)
+        has_volume = fingerprint is not None
         upstream = status.loc[r.series_key] if r.series_key in status.index else None
         label_path = label_stat = None
         if labels_dir is not None and len(r.paths):
-            uid = _series_uid_of(root, r.paths[0])
-            found = find_label_map(labels_dir, uid) if uid else None
+            ids = read_ids(Path(root) / r.paths[0])
+            found = find_label_map(labels_dir, ids[1]) if ids else None
             if found is not None:
                 st = found.stat()
                 label_path, label_stat = str(found), (int(st.st_size), int(st.st_mtime_ns))
         tasks.append(ScoreTask(
             series_key=r.series_key, results=str(layout.results), cohort=layout.cohort, grid_name=grid_name,
             grid=(float(g["thickness_mm"]), float(g["increment_mm"])), convention=convention,
-            volume_fingerprint=stage.get("fingerprint") if has_volume else None,
+            volume_fingerprint=fingerprint,
             upstream_reason=None if upstream is None or has_volume else (upstream.get("reason") or "not_preprocessed"),
             upstream_message=None if upstream is None else upstream.get("message"),
             label_path=label_path, label_stat=label_stat, qc_pictures=bool(scoring["qc_pictures"]),
-            inference=_plain(inferred.get(r.series_key))))
+            inference=inferred.get(r.series_key)))
     return tasks
 
 
-def _plain(row: dict | None) -> dict | None:
-    """An inference row with plain Python values (JSON- and hash-stable)."""
-    if row is None:
-        return None
-    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+def _plain_rows(frame: pd.DataFrame) -> list[dict]:
+    """Table rows as dicts of plain Python values (None for missing): JSON- and hash-stable."""
+    return [{k: (None if pd.isna(v) else (v.item() if hasattr(v, "item") else v)) for k, v in r.items()}
+            for r in frame.astype(object).to_dict(orient="records")]
 
 
 def run_score_shard(layout: CohortLayout, shard: str, root: Path, config: dict, labels_dir: Path | None = None,

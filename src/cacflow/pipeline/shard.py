@@ -158,6 +158,15 @@ def shard_options(config: dict) -> dict:
             "show_paths": "SourcePath" in config["privacy"]["allowed_fields"]}
 
 
+def grid_volume(layout: CohortLayout, series_key: str, grid_name: str) -> tuple[str | None, dict]:
+    """(fingerprint of the series' volume on ``grid_name``, its status record): the fingerprint is None unless that
+    resampling stage is done and the store exists. Later stages use it to find what they can read."""
+    record = read_json(layout.scan_status(series_key)) or {}
+    stage = record.get("stages", {}).get(f"resample:{grid_name}", {})
+    done = stage.get("status") == "done" and layout.volume(series_key, grid_name).exists()
+    return (stage.get("fingerprint") if done else None), record
+
+
 def run_shard(layout: CohortLayout, shard: str, root: Path, grids: dict[str, ZGrid], workers: int = 1,
               scheduler: str = "processes", spacing_tolerance: float = 0.1, show_paths: bool = False) -> pd.DataFrame:
     """Process every series of ``shard`` and write its status table; returns the status rows."""

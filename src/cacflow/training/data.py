@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pydicom
 
 from cacflow.imaging.resample import ZGrid, resample_labels
+from cacflow.io.dicom import read_ids
 from cacflow.io.labels import find_label_map, read_label_map
 from cacflow.io.tables import read_json
 from cacflow.io.zarr_store import read_geometry, read_volume
 from cacflow.pipeline.layout import CohortLayout
+from cacflow.pipeline.shard import grid_volume
 from cacflow.scoring.agatston import AgatstonConvention, agatston_score
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -39,16 +40,6 @@ def split_of(participant_id: str, seed: int, fractions: tuple[float, float, floa
     u = int.from_bytes(digest[:8], "big") / 2**64
     edges = np.cumsum(fractions)
     return SPLITS[int(np.searchsorted(edges, u, side="right")) if u < edges[-1] else 2]
-
-
-def header_ids(root: Path, rel_path: str) -> tuple[str, str] | None:
-    """(PatientID, SeriesInstanceUID) from one file's header: used in memory to find labels and split, never written."""
-    try:
-        ds = pydicom.dcmread(Path(root) / rel_path, stop_before_pixels=True,
-                             specific_tags=["PatientID", "SeriesInstanceUID"])
-        return str(ds.PatientID), str(ds.SeriesInstanceUID)
-    except Exception:
-        return None
 
 
 @dataclass(frozen=True)
@@ -73,10 +64,9 @@ def labelled_series(layout: CohortLayout, root: Path, labels_dir: Path, grid_nam
     out = []
     for shard in index["shards"]:
         for r in pd.read_parquet(layout.shard_tasks(shard)).itertuples(index=False):
-            record = read_json(layout.scan_status(r.series_key)) or {}
-            if record.get("stages", {}).get(f"resample:{grid_name}", {}).get("status") != "done":
+            if grid_volume(layout, r.series_key, grid_name)[0] is None:
                 continue
-            ids = header_ids(root, r.paths[0]) if len(r.paths) else None
+            ids = read_ids(Path(root) / r.paths[0]) if len(r.paths) else None
             if ids is None:
                 continue
             label = find_label_map(labels_dir, ids[1])
@@ -118,8 +108,12 @@ def slice_targets(hu: np.ndarray, spacing_zyx: tuple[float, float, float], label
     return np.stack([res.per_slice, volume], axis=1).astype(np.float64)
 
 
-def load_series(s: LabelledSeries, grid: ZGrid, convention: AgatstonConvention) -> SeriesArrays:
-    """Read a labelled series' scoring-grid volume and put its labels (and heart mask) on that grid."""
+def load_series(s: LabelledSeries, grid: ZGrid, convention: AgatstonConvention, targets: bool = True
+                ) -> SeriesArrays:
+    """Read a labelled series' scoring-grid volume and put its labels (and heart mask) on that grid.
+
+    ``targets=False`` skips the per-slice reference scores (``per_slice`` is then empty): the localizer needs none.
+    """
     volume = read_volume(s.grid_volume)
     native = read_geometry(s.native_volume)
     labels = resample_labels(read_label_map(s.label_path, native), native.z_positions_mm, grid)
@@ -127,14 +121,16 @@ def load_series(s: LabelledSeries, grid: ZGrid, convention: AgatstonConvention) 
     if s.heart_path is not None:
         heart = resample_labels(read_label_map(s.heart_path, native), native.z_positions_mm, grid) > 0
     return SeriesArrays(volume.hu, tuple(volume.spacing_zyx), tuple(volume.origin), np.asarray(volume.direction),
-                        labels, heart, slice_targets(volume.hu, volume.spacing_zyx, labels, convention))
+                        labels, heart, slice_targets(volume.hu, volume.spacing_zyx, labels, convention) if targets
+                        else np.zeros((0, 2)))
 
 
-def load_many(series: list[LabelledSeries], grid: ZGrid, convention: AgatstonConvention, workers: int = 2):
+def load_many(series: list[LabelledSeries], grid: ZGrid, convention: AgatstonConvention, workers: int = 2,
+              targets: bool = True):
     """Yield ``(series, SeriesArrays)`` in order, reading ahead with ``workers`` threads (decompression releases the
     GIL, so reading overlaps with the caller's work)."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        yield from zip(series, pool.map(lambda s: load_series(s, grid, convention), series))
+        yield from zip(series, pool.map(lambda s: load_series(s, grid, convention, targets), series))
 
 
 def data_hash(series: list[LabelledSeries]) -> str:

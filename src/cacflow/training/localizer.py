@@ -59,7 +59,7 @@ class CanvasRecord:
 def load_canvases(series: list[LabelledSeries], grid: ZGrid, convention: AgatstonConvention) -> list[CanvasRecord]:
     """Canvases and presence targets of series that have a heart mask."""
     out = []
-    for s, arr in load_many([s for s in series if s.heart_path is not None], grid, convention):
+    for s, arr in load_many([s for s in series if s.heart_path is not None], grid, convention, targets=False):
         canvas, _, (heart,) = build_canvas(arr.hu, arr.spacing_zyx, arr.direction, masks=(arr.heart,))
         out.append(CanvasRecord(s, canvas.astype(np.float16), presence_targets(heart)))
     return out
@@ -130,7 +130,7 @@ def evaluate_localizer(localizer: HeartLocalizer, series: list[LabelledSeries], 
                        convention: AgatstonConvention) -> list[dict]:
     """Per-series box IoU, heart coverage and status of a localizer on labelled series (with heart masks)."""
     rows = []
-    for s, arr in load_many([s for s in series if s.heart_path is not None], grid, convention):
+    for s, arr in load_many([s for s in series if s.heart_path is not None], grid, convention, targets=False):
         hb = localizer.locate(arr.hu, arr.spacing_zyx, np.asarray(arr.origin), arr.direction)
         rows.append({"series_key": s.series_key, "kernel_class": s.kernel_class, "kvp": s.kvp, "status": hb.status,
                      "confidence": hb.confidence, **localizer_metrics(hb.box_zyx, arr.heart)})
@@ -149,7 +149,7 @@ def choose_margin(localizer: HeartLocalizer, series: list[LabelledSeries], grid:
     """The box margin with the best median IoU among those that cover the heart (>= 98 % of its voxels) in >= 98 %
     of validation scans (the largest margin if none does), and the table it was chosen from."""
     per_series = []
-    for s, arr in load_many([s for s in series if s.heart_path is not None], grid, convention):
+    for s, arr in load_many([s for s in series if s.heart_path is not None], grid, convention, targets=False):
         canvas, cmap, _ = build_canvas(arr.hu, arr.spacing_zyx, arr.direction)
         per_series.append((localizer.probabilities(canvas), cmap, arr.heart))
     table = []
