@@ -25,6 +25,15 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/train.smk"
 
 
+# Steps that only gather small tables run in the head process, never as cluster jobs.
+localrules:
+    all,
+    aggregate,
+    evaluate,
+    evaluate_all,
+    train,
+
+
 rule all:
     default_target: True
     input:

@@ -7,11 +7,14 @@ import json
 from importlib import resources
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import jsonschema
 import yaml
 
-from cacflow.discovery.selection import SelectionRules
-from cacflow.imaging.resample import ZGrid
+if TYPE_CHECKING:  # imported where used: the workflow imports this module while parsing, in every cluster job
+    from cacflow.discovery.selection import SelectionRules
+    from cacflow.imaging.resample import ZGrid
 
 
 def schema() -> dict:
@@ -75,6 +78,8 @@ def load(path: Path) -> dict:
 
 def selection_rules(config: dict) -> SelectionRules:
     """The ``selection`` section as :class:`SelectionRules`."""
+    from cacflow.discovery.selection import SelectionRules
+
     s = dict(config.get("selection", {}))
     kw = {k: v for k, v in s.items() if k in SelectionRules.__dataclass_fields__}
     if "pixel_spacing_range_mm" in kw:
@@ -86,6 +91,8 @@ def selection_rules(config: dict) -> SelectionRules:
 
 def grids(config: dict) -> dict[str, ZGrid]:
     """Named resampling grids."""
+    from cacflow.imaging.resample import ZGrid
+
     g = config.get("resample", {}).get("grids") or {"scoring": {"thickness_mm": 3.0, "increment_mm": 1.5}}
     return {name: ZGrid(float(v["thickness_mm"]), float(v["increment_mm"])) for name, v in g.items()}
 

@@ -12,10 +12,9 @@ from cacflow.models.regression import (
     decode_outputs,
     encode_targets,
     fit_box,
-    min_slice_agatston,
     slices_to_input,
-    zero_below_minimum,
 )
+from cacflow.scoring.regression_rule import min_slice_agatston, regression_totals, zero_below_minimum
 
 
 def test_crop_is_centred_and_padded_with_air():
@@ -51,6 +50,18 @@ def test_zero_rule_uses_the_smallest_possible_slice_score():
     per = np.array([[0.49, 1.2], [0.5, 1.5], [30.0, 20.0]])
     out = zero_below_minimum(per, 0.5)
     np.testing.assert_array_equal(out, [[0.0, 0.0], [0.5, 1.5], [30.0, 20.0]])
+
+
+def test_regression_totals_apply_the_convention():
+    from cacflow.scoring.agatston import AgatstonConvention
+
+    raw = [[0.49, 1.2], [0.5, 1.5], [30.0, 20.0]]
+    # default: 1 mm² x weight 1 x (1.5 mm increment / 3 mm) = 0.5 -> the first slice is dropped
+    assert regression_totals(raw, 1.5, AgatstonConvention()) == (30.5, 21.5)
+    # 2 mm² minimum area -> 1.0: only the third slice counts
+    assert regression_totals(raw, 1.5, AgatstonConvention(min_area_mm2=2.0)) == (30.0, 20.0)
+    # no slice normalisation -> factor 1: minimum 1.0 as well
+    assert regression_totals(raw, 1.5, AgatstonConvention(z_normalisation="none")) == (30.0, 20.0)
 
 
 def test_network_shape_and_voxel_size_input():

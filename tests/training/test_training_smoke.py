@@ -17,6 +17,8 @@ from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.shard import run_shard, shard_options
 from cacflow.synth.cohort import _participant_id
 from cacflow.training.data import split_of
+from cacflow.scoring.agatston import AgatstonConvention
+from cacflow.scoring.regression_rule import regression_totals
 from cacflow.training.run import train_localizer_run, train_regressor_run
 
 
@@ -77,7 +79,9 @@ def test_inference_shard_scores_every_scan_with_the_trained_models(trained):
         assert set(rows["series_key"]) == set(tasks["series_key"])
         done = rows[rows["status"] == "done"]
         assert len(done) >= 1
-        assert (done["regression_agatston"] >= 0).all() and done["heart_box_method"].notna().all()
+        raw = [np.asarray(json.loads(r)) for r in done["regression_raw"]]
+        assert all(r.shape == (n, 2) for r, n in zip(raw, done["regression_slices"]))
+        assert done["heart_box_method"].notna().all()
         assert np.all(done["box_z1"] > done["box_z0"])
         # a rerun with the same models and volumes infers nothing again
         again = run_infer_shard(layout, shard, config, models / "localizer", models / "regressor")
@@ -100,7 +104,9 @@ def test_score_stage_adds_regression_rows_and_the_chosen_box(trained, small_coho
         for key, row in reg.iterrows():
             inf = infer.loc[key]
             if inf["status"] == "done":
-                assert row["status"] == "scored" and row["agatston"] == pytest.approx(inf["regression_agatston"])
+                expected = regression_totals(json.loads(inf["regression_raw"]), inf["regression_spacing_z_mm"],
+                                             AgatstonConvention.from_dict(config["scoring"]["convention"]))
+                assert row["status"] == "scored" and row["agatston"] == pytest.approx(expected[0])
                 assert row["region"] == inf["heart_box_method"] and row["five_class"] is not pd.NA
                 assert regions.loc[key, "heart_box_method"] == inf["heart_box_method"]
                 assert regions.loc[key, "heart_box_min_z_mm"] == pytest.approx(inf["box_min_z_mm"])

@@ -5,6 +5,7 @@ from pathlib import Path
 from snakemake.utils import min_version
 
 import cacflow.config
+from cacflow.discovery.root_state import root_state
 
 min_version("9.0")
 
@@ -58,6 +59,19 @@ def discover_input(wildcards):
     if is_synthetic(wildcards.cohort):
         return f"{RESOURCES}/synthetic/{wildcards.cohort}/truth/cohort.json"
     return []
+
+
+def discover_root_state(wildcards):
+    """Rerun trigger of a real root's discovery: a fingerprint of its folder tree (new participants, studies,
+    series), so arriving data rerun this cohort's discovery and no other's. Synthetic cohorts have their
+    generator's marker as input instead; watch_depth 0 turns watching off."""
+    c = config["cohorts"][wildcards.cohort]
+    if is_synthetic(wildcards.cohort) or not c["watch_depth"]:
+        return "not watched"
+    if workflow.remote_exec and "discover" not in {t.rulename for t in workflow.dag_settings.target_jobs}:
+        # a cluster job of another rule never reruns discovery: skip the folder walk (seconds at NLST scale)
+        return "not evaluated in this job"
+    return root_state(c["root"], c["watch_depth"])
 
 
 def labels_of(cohort):

@@ -8,10 +8,11 @@ checkpoint discover:
         shards=f"{RESULTS}/{{cohort}}/work/shards.json",
     params:
         root=cohort_root,
+        root_state=discover_root_state,
     threads: config["sharding"]["threads"]
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
         cpus_per_task=config["sharding"]["threads"],
     log:
         "logs/discover/{cohort}.log",

@@ -9,15 +9,15 @@ rule infer:
     params:
         localizer=MODELS["localizer"],
         regressor=MODELS["regressor"],
-        # rerun triggers: inference settings and the convention (the regressor's zero rule reads it)
+        # rerun trigger: inference settings. Not the scoring convention: the score stage applies it to the
+        # regressor's raw per-slice outputs, so a changed convention reruns scoring and aggregation only.
         inference=lambda wc: config["inference"],
-        convention=lambda wc: config["scoring"]["convention"],
     threads: config["sharding"]["threads"]
     resources:
         gpu=1,
         cpus_per_gpu=config["sharding"]["threads"],
-        mem_mb=lambda wc, threads: 4000 + 2000 * threads,
-        runtime=120,
+        mem_mb=lambda wc, threads, attempt: (4000 + 2000 * threads) * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
     log:
         "logs/infer/{cohort}/{shard}.log",
     benchmark:

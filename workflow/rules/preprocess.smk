@@ -8,8 +8,8 @@ rule preprocess:
         root=cohort_root,
     threads: config["sharding"]["threads"]
     resources:
-        mem_mb=lambda wc, threads: 3000 * threads,
-        runtime=120,
+        mem_mb=lambda wc, threads, attempt: 3000 * threads * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
         cpus_per_task=config["sharding"]["threads"],
     log:
         "logs/preprocess/{cohort}/{shard}.log",

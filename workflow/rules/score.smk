@@ -12,8 +12,8 @@ rule score:
         scoring=lambda wc: config["scoring"],
     threads: config["sharding"]["threads"]
     resources:
-        mem_mb=lambda wc, threads: 3000 * threads,
-        runtime=120,
+        mem_mb=lambda wc, threads, attempt: 3000 * threads * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
         cpus_per_task=config["sharding"]["threads"],
     log:
         "logs/score/{cohort}/{shard}.log",

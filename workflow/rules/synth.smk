@@ -8,7 +8,7 @@ rule synth_cohort:
     threads: config["sharding"]["threads"]
     resources:
         mem_mb=8000,
-        runtime=120,
+        runtime=lambda wc, attempt: 120 * attempt,
         cpus_per_task=config["sharding"]["threads"],
     log:
         "logs/synth/{cohort}.log",

@@ -31,11 +31,10 @@ from cacflow.models.regression import (
     RegressionNet,
     decode_outputs,
     fit_box,
-    min_slice_agatston,
     slices_to_input,
-    zero_below_minimum,
 )
 from cacflow.scoring.agatston import AgatstonConvention
+from cacflow.scoring.regression_rule import min_slice_agatston, zero_below_minimum
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -178,13 +177,19 @@ class SliceRegressor:
     def score(self, hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float],
               box_zyx: tuple[int, int, int, int, int, int], convention: AgatstonConvention) -> "RegressionScore":
         """The scan's regression scores: per-slice predictions inside the box, small slices zeroed, summed."""
-        crop = fit_box(box_zyx, hu.shape)
-        z0, z1, y0, y1, x0, x1 = crop.box_zyx
-        raw = self.predict_slices(hu[z0:z1, y0:y1, x0:x1], spacing_zyx_mm)
+        raw, crop_zyx, truncated = self.predict_box(hu, spacing_zyx_mm, box_zyx)
         minimum = min_slice_agatston(convention.min_area_mm2, convention.slice_factor(float(spacing_zyx_mm[0])))
         per_slice = zero_below_minimum(raw, minimum)
         return RegressionScore(float(per_slice[:, 0].sum()), float(per_slice[:, 1].sum()), per_slice,
-                               crop.box_zyx, crop.truncated)
+                               crop_zyx, truncated)
+
+    def predict_box(self, hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float],
+                    box_zyx: tuple[int, int, int, int, int, int]) -> tuple[np.ndarray, tuple[int, ...], bool]:
+        """Raw per-slice predictions (n, 2) [Agatston, volume mm³] of the box's slices (no convention applied),
+        the crop actually used (z0, z1, y0, y1, x0, x1) and whether the box had to be truncated to 256²."""
+        crop = fit_box(box_zyx, hu.shape)
+        z0, z1, y0, y1, x0, x1 = crop.box_zyx
+        return self.predict_slices(hu[z0:z1, y0:y1, x0:x1], spacing_zyx_mm), crop.box_zyx, crop.truncated
 
 
 @dataclass(frozen=True)

@@ -28,23 +28,6 @@ RAW_SCALE = np.array([100.0, 100.0], dtype=np.float32)
 TRANSFORMS: tuple[str, ...] = ("log", "raw")
 
 
-def min_slice_agatston(min_area_mm2: float, slice_factor: float) -> float:
-    """The smallest Agatston contribution a slice with any calcium can have: one lesion of the minimum area with
-    density weight 1, times the slice factor (0.5 on the 3 mm / 1.5 mm grid with 1 mm² minimum area)."""
-    return float(min_area_mm2) * 1.0 * float(slice_factor)
-
-
-def zero_below_minimum(per_slice: np.ndarray, minimum_agatston: float) -> np.ndarray:
-    """Per-slice predictions (n, 2) with slices below the smallest possible Agatston contribution set to zero.
-
-    A regression output is never exactly zero; a slice predicted below what one minimum-size lesion would score
-    holds no countable calcium, so both its Agatston and volume become 0 (this is what lets the method say "0").
-    """
-    out = np.array(per_slice, dtype=np.float64, copy=True)
-    out[out[:, 0] < minimum_agatston] = 0.0
-    return out
-
-
 def normalise_hu(hu: torch.Tensor) -> torch.Tensor:
     """HU -> network input: clip to [-1000, 2000] HU and map to [0, 3] (air 0, water 1, 1000 HU 2).
 

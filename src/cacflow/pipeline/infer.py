@@ -5,8 +5,10 @@ decompression releases the GIL) while the main thread runs the networks: per sca
 (128 slices each, one batch per plane) and the regressor over the box's slices in batches of
 ``inference.batch_size``. CUDA with bf16 autocast when present, CPU with ``channels_last`` otherwise.
 
-Each scan's row is cached under a fingerprint of its volume, both models' weights and the convention, so a rerun
-of a grown cohort infers only new or changed scans and a replaced checkpoint reinfers everything it touches.
+Each scan's row is cached under a fingerprint of its volume and both models' weights, so a rerun of a grown cohort
+infers only new or changed scans and a replaced checkpoint reinfers everything it touches. The row holds the
+regressor's raw per-slice outputs; the scoring convention (minimum area, slice normalisation) is applied by the
+score stage, so changing the convention reruns scoring, not inference.
 """
 
 from __future__ import annotations
@@ -30,18 +32,17 @@ from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.shard import grid_volume
 from cacflow.progress import Progress
-from cacflow.scoring.agatston import AgatstonConvention
 
 log = logging.getLogger(__name__)
 
 #: Bump when the rows this stage writes change for the same inputs and models.
-INFER_VERSION = 1
+INFER_VERSION = 2
 
 INFER_COLUMNS: tuple[str, ...] = (
     "series_key", "status", "reason", "message", "heart_box_method", "localizer_status", "localizer_reason",
     "localizer_confidence", "box_z0", "box_z1", "box_y0", "box_y1", "box_x0", "box_x1",
     "box_min_x_mm", "box_min_y_mm", "box_min_z_mm", "box_max_x_mm", "box_max_y_mm", "box_max_z_mm",
-    "regression_agatston", "regression_volume_mm3", "regression_slices", "crop_truncated",
+    "regression_raw", "regression_spacing_z_mm", "regression_slices", "crop_truncated",
     "localizer_model", "regressor_model",
 )
 TYPES: dict[str, str] = {
@@ -50,7 +51,7 @@ TYPES: dict[str, str] = {
     "localizer_confidence": "Float64",
     **{f"box_{a}{e}": "Int64" for a in "zyx" for e in "01"},
     **{f"box_{m}_{a}_mm": "Float64" for m in ("min", "max") for a in "xyz"},
-    "regression_agatston": "Float64", "regression_volume_mm3": "Float64", "regression_slices": "Int64",
+    "regression_raw": "string", "regression_spacing_z_mm": "Float64", "regression_slices": "Int64",
     "crop_truncated": "boolean",
 }
 
@@ -81,9 +82,11 @@ def _empty_row(key: str, status: str, reason: str | None, message: str | None) -
     return row
 
 
-def infer_scan(localizer: HeartLocalizer, regressor: SliceRegressor, key: str, volume,
-               convention: AgatstonConvention) -> dict:
-    """The inference row of one scan (volume: a :class:`~cacflow.imaging.volume.Volume` on the scoring grid)."""
+def infer_scan(localizer: HeartLocalizer, regressor: SliceRegressor, key: str, volume) -> dict:
+    """The inference row of one scan (volume: a :class:`~cacflow.imaging.volume.Volume` on the scoring grid).
+
+    ``regression_raw`` is the JSON list of the box slices' raw [Agatston, volume mm³] predictions (cranial-caudal
+    order of the grid); :func:`cacflow.models.regression.regression_totals` turns it into the scan's scores."""
     origin, direction = np.asarray(volume.origin), np.asarray(volume.direction)
     choice = choose_heart_box(localizer, volume.hu, volume.spacing_zyx, origin, direction)
     hb = choice.localizer
@@ -94,19 +97,20 @@ def infer_scan(localizer: HeartLocalizer, regressor: SliceRegressor, key: str, v
         row.update(status="excluded", reason=choice.reason or "heart_not_found",
                    message=f"series {key}: no heart box ({choice.message})")
         return row
-    res = regressor.score(volume.hu, volume.spacing_zyx, choice.box_zyx, convention)
+    raw, _, truncated = regressor.predict_box(volume.hu, volume.spacing_zyx, choice.box_zyx)
     (lo, hi) = choice.box_lps_mm
     row.update({f"box_{a}{e}": int(v) for (a, e), v in zip([(a, e) for a in "zyx" for e in "01"], choice.box_zyx)})
     row.update(box_min_x_mm=lo[0], box_min_y_mm=lo[1], box_min_z_mm=lo[2], box_max_x_mm=hi[0], box_max_y_mm=hi[1],
-               box_max_z_mm=hi[2], regression_agatston=res.agatston, regression_volume_mm3=res.volume_mm3,
-               regression_slices=int(res.per_slice.shape[0]), crop_truncated=bool(res.truncated))
+               box_max_z_mm=hi[2], regression_raw=json.dumps(np.asarray(raw, dtype=np.float64).tolist()),
+               regression_spacing_z_mm=float(volume.spacing_zyx[0]), regression_slices=int(raw.shape[0]),
+               crop_truncated=bool(truncated))
     return row
 
 
-def infer_fingerprint(task: InferTask, localizer: HeartLocalizer, regressor: SliceRegressor,
-                      convention: AgatstonConvention) -> str:
+def infer_fingerprint(task: InferTask, localizer: HeartLocalizer, regressor: SliceRegressor) -> str:
+    """Changes when the scan's volume, either model's weights or this stage's code change."""
     doc = {"v": INFER_VERSION, "volume": task.volume_fingerprint, "localizer": localizer.card["weights_sha256"],
-           "regressor": regressor.card["weights_sha256"], "convention": convention.as_dict()}
+           "regressor": regressor.card["weights_sha256"]}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -129,7 +133,6 @@ def run_infer_shard(layout: CohortLayout, shard: str, config: dict, localizer_di
     localizer = HeartLocalizer.load(localizer_dir, device)
     regressor = SliceRegressor.load(regressor_dir, device, batch_size=int(icfg["batch_size"]))
     load_s = time.perf_counter() - t0
-    convention = AgatstonConvention.from_dict(config["scoring"]["convention"])
     tasks = infer_tasks(layout, shard, config["scoring"]["grid"])
     rows: list[dict] = []
     todo: list[tuple[InferTask, str]] = []
@@ -138,7 +141,7 @@ def run_infer_shard(layout: CohortLayout, shard: str, config: dict, localizer_di
             rows.append(_empty_row(t.series_key, "not_run", t.upstream_reason,
                                    f"series {t.series_key}: no scoring volume ({t.upstream_reason})"))
             continue
-        fp = infer_fingerprint(t, localizer, regressor, convention)
+        fp = infer_fingerprint(t, localizer, regressor)
         cached = read_json(layout.infer_cache(t.series_key)) if use_cache else None
         if cached and cached.get("fingerprint") == fp:
             rows.append({**cached["row"], "state": "up_to_date"})
@@ -157,7 +160,7 @@ def run_infer_shard(layout: CohortLayout, shard: str, config: dict, localizer_di
                                  "rerun preprocessing")
             else:
                 try:
-                    row = infer_scan(localizer, regressor, t.series_key, volume, convention)
+                    row = infer_scan(localizer, regressor, t.series_key, volume)
                 except Exception as exc:  # one scan must never stop its shard
                     row = _empty_row(t.series_key, "failed", "inference_failed",
                                      f"series {t.series_key}: inference failed: {type(exc).__name__}: "

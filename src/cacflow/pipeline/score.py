@@ -39,6 +39,7 @@ from cacflow.pipeline.shard import grid_volume
 from cacflow.progress import Progress
 from cacflow.reports.qc import render_qc, write_qc_png
 from cacflow.scoring.agatston import AgatstonConvention
+from cacflow.scoring.regression_rule import regression_totals
 from cacflow.scoring.scan import VESSELS, ScanScore, score_scan
 from cacflow.scoring.strata import SCHEMES
 
@@ -184,12 +185,22 @@ def inference_box(task: ScoreTask) -> tuple[int, int, int, int, int, int] | None
     return tuple(int(inf[f"box_{a}{e}"]) for a in "zyx" for e in "01")  # type: ignore[return-value]
 
 
+def _regression_scores(task: ScoreTask) -> tuple[float, float]:
+    """(Agatston, volume mm³) of the regression method: the inference row's raw per-slice outputs under the
+    configured convention."""
+    inf = task.inference
+    assert inf is not None and inf["status"] == "done"
+    return regression_totals(json.loads(inf["regression_raw"]), float(inf["regression_spacing_z_mm"]),
+                             AgatstonConvention.from_dict(task.convention))
+
+
 def _regression_row(task: ScoreTask) -> tuple[dict, dict | None]:
     """The ``regression`` method's score row (and exclusion) from the scan's inference row."""
     inf = task.inference
     assert inf is not None
     if inf["status"] == "done":
-        totals = {"agatston": float(inf["regression_agatston"]), "volume_mm3": float(inf["regression_volume_mm3"])}
+        agatston, volume = _regression_scores(task)
+        totals = {"agatston": agatston, "volume_mm3": volume}
         return _score_row(task, REGRESSION, "scored", region=inf["heart_box_method"], totals=totals), None
     status = {"excluded": "excluded", "failed": "failed"}.get(inf["status"], "not_scored")
     row = _score_row(task, REGRESSION, status, reason=inf["reason"], message=inf["message"])
@@ -292,7 +303,7 @@ def _write_picture(task: ScoreTask, layout: CohortLayout, hu: np.ndarray, spacin
              f"({classic.strata['five_class']})")
     inf = task.inference or {}
     if inf.get("status") == "done":
-        value = float(inf["regression_agatston"])
+        value = _regression_scores(task)[0]
         title += f" | {REGRESSION} {value:.1f} ({SCHEMES['five_class'].label(value)}; box: {inf['heart_box_method']})"
     if reference is not None:
         title += f" | reference {reference.total.agatston:.1f} ({reference.strata['five_class']})"
@@ -313,9 +324,26 @@ def cached_score_series(task: ScoreTask) -> dict:
     cached = read_json(path)
     if cached and cached.get("fingerprint") == fp:
         return {**cached["rows"], "state": "up_to_date", "seconds": time.perf_counter() - t0}
-    rows = asdict(score_series(task))
+    try:
+        rows = asdict(score_series(task))
+    except Exception as exc:  # a fault no method caught: the scan is excluded, its shard goes on; not cached
+        log.exception("series %s: scoring failed", task.series_key)
+        return {**asdict(_failed_series(task, exc)), "state": "failed", "seconds": time.perf_counter() - t0}
     write_json({"fingerprint": fp, "cacflow_version": __version__, "rows": rows}, path)
     return {**rows, "state": "scored", "seconds": time.perf_counter() - t0}
+
+
+def _failed_series(task: ScoreTask, exc: Exception) -> SeriesScores:
+    """Rows of a scan whose scoring raised outside every method's own handling: each method 'failed' with reason
+    scoring_failed and an exclusion, so the cohort's tables say what happened to it."""
+    out = SeriesScores()
+    msg = f"series {task.series_key}: scoring failed: {type(exc).__name__}: {str(exc)[:200]}"
+    methods = [CLASSIC] + ([REGRESSION] if task.inference else []) + ([REFERENCE] if task.label_path else [])
+    for method in methods:
+        out.scores.append(_score_row(task, method, "failed", reason="scoring_failed", message=msg))
+        out.exclusions.append(_exclusion(task, method, "scoring_failed", msg))
+    out.region = _region_row(task, None, "failed", "scoring_failed", None, None)
+    return out
 
 
 def load_score_tasks(layout: CohortLayout, shard: str, root: Path, config: dict, labels_dir: Path | None

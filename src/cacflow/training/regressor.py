@@ -39,9 +39,10 @@ class RegressorHyper:
     hidden: tuple[int, int] = (128, 64)
     learning_rate: float = 2e-3
     batch_size: int = 64
-    max_epochs: int = 12
-    patience: int = 4
-    samples_per_epoch: int = 2048
+    max_epochs: int = 24
+    patience: int = 8
+    samples_per_epoch: int = 4096
+    schedule: str = "cosine"  # "cosine": learning rate annealed to 0 over max_epochs; "constant"
     positive_fraction: float = 0.5
     jitter_mm: float = 8.0
     transforms: tuple[str, ...] = ("log", "raw")
@@ -152,6 +153,11 @@ def train_one(train: list[CropRecord], val: list[CropRecord], hp: RegressorHyper
     if device.type == "cpu":
         net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), lr=hp.learning_rate, betas=(0.9, 0.999))
+    steps = max(1, hp.samples_per_epoch // hp.batch_size)
+    if hp.schedule not in ("cosine", "constant"):
+        raise ValueError(f"regressor schedule {hp.schedule!r}: use 'cosine' or 'constant'")
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=hp.max_epochs * steps)
+             if hp.schedule == "cosine" else None)
     stop = EarlyStopping(hp.patience)
     sizes = np.array([r.hu.shape[0] for r in train], dtype=np.float64)
     weights = sizes / sizes.sum()
@@ -159,7 +165,7 @@ def train_one(train: list[CropRecord], val: list[CropRecord], hp: RegressorHyper
     timer = Timer()
     for epoch in range(hp.max_epochs):
         net.train()
-        running, steps = 0.0, max(1, hp.samples_per_epoch // hp.batch_size)
+        running = 0.0
         for _ in range(steps):
             x, y, vox = _batch(train, rng, hp, convention, transform, weights)
             with train_autocast(device):
@@ -168,6 +174,8 @@ def train_one(train: list[CropRecord], val: list[CropRecord], hp: RegressorHyper
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             running += loss.item()
         net.eval()
         pred = scan_predictions(SliceRegressor(net, {"kind": "regressor", "weights_sha256": "training"}, transform,

@@ -1,0 +1,43 @@
+"""Turning a regression ConvNet's per-slice outputs into a scan score under a scoring convention.
+
+A regression output is never exactly zero, so a rule decides which slices hold countable calcium: a slice
+predicted below the smallest contribution one lesion could make under the convention (minimum area x density
+weight 1 x slice normalisation factor) counts 0. On the 3 mm / 1.5 mm scoring grid with a 1 mm² minimum area that
+is 1 x 1 x 0.5 = 0.5 Agatston units. Pure NumPy: the score stage applies it without loading the networks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cacflow.scoring.agatston import AgatstonConvention
+
+
+def min_slice_agatston(min_area_mm2: float, slice_factor: float) -> float:
+    """The smallest Agatston contribution a slice with any calcium can have: one lesion of the minimum area with
+    density weight 1, times the slice factor (0.5 on the 3 mm / 1.5 mm grid with 1 mm² minimum area)."""
+    return float(min_area_mm2) * 1.0 * float(slice_factor)
+
+
+def zero_below_minimum(per_slice: np.ndarray, minimum_agatston: float) -> np.ndarray:
+    """Per-slice predictions (n, 2) with slices below the smallest possible Agatston contribution set to zero.
+
+    A regression output is never exactly zero; a slice predicted below what one minimum-size lesion would score
+    holds no countable calcium, so both its Agatston and volume become 0 (this is what lets the method say "0").
+    """
+    out = np.array(per_slice, dtype=np.float64, copy=True)
+    out[out[:, 0] < minimum_agatston] = 0.0
+    return out
+
+
+def regression_totals(raw_per_slice: np.ndarray, spacing_z_mm: float, convention: AgatstonConvention
+                      ) -> tuple[float, float]:
+    """A scan's regression (Agatston, volume mm³) from its raw per-slice predictions (n, 2) [Agatston, volume]
+    on a grid of ``spacing_z_mm`` slice spacing: slices below the convention's smallest possible contribution count
+    0 (:func:`zero_below_minimum`), the rest are summed."""
+    raw = np.asarray(raw_per_slice, dtype=np.float64).reshape(-1, 2)
+    minimum = min_slice_agatston(convention.min_area_mm2, convention.slice_factor(float(spacing_z_mm)))
+    kept = zero_below_minimum(raw, minimum)
+    return float(kept[:, 0].sum()), float(kept[:, 1].sum())
+
+
