@@ -10,8 +10,10 @@
 # The node offers every CPU of this machine, its memory less 1 GiB, and one fake gres/gpu device (a character
 # device with /dev/null's numbers: slurmd 22.05 drops a GPU without a device file). Accounting goes through
 # slurmdbd + MariaDB so `sacct` answers as on a real site (the executor plugin polls job states with sacct).
-# Daemons are started by hand (no systemd here) and each one's PID is recorded in $STATE/started; `stop` reads
-# that list, so daemons that were already running before `start` (a site's own munged, say) are left alone.
+# Daemons are started by hand (no systemd here) and each one's PID is recorded in $CACFLOW_SLURM_STATE/started
+# (default /run/cacflow-slurm); `stop` with the same CACFLOW_SLURM_STATE reads that list, so daemons that were
+# already running before `start` (an earlier test session's, a site's own munged) are left alone.
+# Knobs: CACFLOW_SLURM_STATE, CACFLOW_FAKE_GPUS (default 1), CACFLOW_SLURM_DB_PASSWORD.
 set -euo pipefail
 
 STATE=${CACFLOW_SLURM_STATE:-/run/cacflow-slurm}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -13,25 +14,28 @@ REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "tests" / "slurm" / "local_cluster.sh"
 
 
-def _cluster(action: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(CLUSTER), action], capture_output=True, text=True, timeout=timeout)
+def _cluster(action: str, state: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, **({"CACFLOW_SLURM_STATE": str(state)} if state else {})}
+    return subprocess.run(["bash", str(CLUSTER), action], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="session")
-def slurm_cluster():
+def slurm_cluster(tmp_path_factory):
     """The local SLURM cluster: used as it is when already up (CI starts it), else installed and started here and
-    stopped at the end of the session. It never skips: a cluster that cannot start fails the tests that need it."""
-    if _cluster("status", 60).returncode == 0:
+    stopped at the end of the session (only the daemons started here: they are recorded in a state folder of this
+    session). It never skips: a cluster that cannot start fails the tests that need it."""
+    if _cluster("status", timeout=60).returncode == 0:
         yield "already running"
         return
+    state = tmp_path_factory.mktemp("slurm_state")
     for action in ("install", "start"):
-        proc = _cluster(action)
+        proc = _cluster(action, state)
         if proc.returncode != 0:
             pytest.fail(f"local SLURM cluster: `{CLUSTER.name} {action}` failed:\n{proc.stdout}\n{proc.stderr[-4000:]}")
     try:
         yield "started by the tests"
     finally:
-        _cluster("stop", 120)
+        _cluster("stop", state, 120)
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +65,6 @@ def cohort_table():
 def run_snakemake(snakemake_exe):
     """run(workdir, *args, timeout=...) -> CompletedProcess of the repository's workflow in ``workdir`` (which
     holds its config.yaml), with this interpreter's environment first on PATH."""
-    import os
 
     def run(workdir: Path, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
         env = dict(os.environ)
