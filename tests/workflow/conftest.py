@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,9 +45,7 @@ def snakemake_exe() -> str:
     return shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
 
 
-def _sorted_table(path: Path) -> "pd.DataFrame":
-    import pandas as pd
-
+def _sorted_table(path: Path) -> pd.DataFrame:
     frame = pd.read_parquet(path)
     keys = [c for c in ("series_key", "method", "vessel", "lesion_index", "level", "stage", "file_key")
             if c in frame.columns]

@@ -7,13 +7,13 @@ studies arrive in A, then the regressor checkpoint is replaced, then the scoring
 from __future__ import annotations
 
 import hashlib
-import io
+import json
 import shutil
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
-import torch
 import yaml
 
 from cacflow.models.checkpoint import load_checkpoint, save_checkpoint
@@ -41,6 +41,11 @@ def _snapshot(files: list[Path]) -> dict[str, tuple[str, int]]:
 def _stage_frames(workdir: Path, cohort: str, stage: str) -> pd.DataFrame:
     paths = sorted((workdir / "results" / cohort / "shards" / stage).glob("shard-*.parquet"))
     return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+
+
+def _provenance(path: Path) -> dict:
+    """The cacflow provenance a stage wrote into a Parquet file's metadata."""
+    return json.loads(pq.read_schema(path).metadata[b"cacflow"])
 
 
 def _mtimes(paths) -> dict[str, int]:
@@ -103,24 +108,15 @@ def test_new_studies_in_one_cohort_process_only_those_and_leave_the_other_cohort
     infer = pd.concat([pd.read_parquet(p) for p in sorted((workdir / "results" / "A" / "shards" / "infer")
                                                           .glob("*.parquet"))])
     assert set(infer["series_key"]) == set(series["series_key"])
-    inferred = [pq_meta(p)["inferred"] for p in (workdir / "results" / "A" / "shards" / "infer").glob("*.parquet")]
+    inferred = [_provenance(p)["inferred"] for p in (workdir / "results" / "A" / "shards" / "infer").glob("*.parquet")]
     assert sum(inferred) == 3
-    scored = [pq_meta(p)["states"].get("scored", 0)
+    scored = [_provenance(p)["states"].get("scored", 0)
               for p in (workdir / "results" / "A" / "shards" / "score").glob("*/scores.parquet")]
     assert sum(scored) == 3
     # A's partitions were rewritten; B's files kept their bytes and modification times
     assert all(a_before[k] != v for k, v in _mtimes(a_tables).items())
     assert _snapshot(_files(workdir, "B")) == before_b
     assert dry_run_jobs(workdir, "--cores", "2") == {}
-
-
-def pq_meta(path: Path) -> dict:
-    """The cacflow provenance a stage wrote into a Parquet file's metadata."""
-    import json
-
-    import pyarrow.parquet as pq
-
-    return json.loads(pq.read_schema(path).metadata[b"cacflow"])
 
 
 def _replace_regressor(directory: Path) -> None:
