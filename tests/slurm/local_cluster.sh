@@ -8,7 +8,8 @@
 #   bash tests/slurm/local_cluster.sh status    # daemons and node state; exit 0 when the node is usable
 #
 # The node offers every CPU of this machine, its memory less 1 GiB, and one fake gres/gpu device (a character
-# device with /dev/null's numbers: slurmd 22.05 drops a GPU without a device file). Accounting goes through
+# device with /dev/null's numbers: slurmd 22.05 drops a GPU without a device file), in two partitions: main
+# (default) and gpu. Accounting goes through
 # slurmdbd + MariaDB so `sacct` answers as on a real site (the executor plugin polls job states with sacct).
 # Daemons are started by hand (no systemd here) and each one's PID is recorded in $CACFLOW_SLURM_STATE/started
 # (default /run/cacflow-slurm); `stop` with the same CACFLOW_SLURM_STATE reads that list, so daemons that were
@@ -99,6 +100,8 @@ JobCompType=jobcomp/none
 $gres_types
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$memory $gres_line State=UNKNOWN
 PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+# a second partition on the same node, so tests can check that GPU rules go where the profile sends them
+PartitionName=gpu Nodes=ALL Default=NO MaxTime=INFINITE State=UP
 CONF
   # slurmdbd refuses a configuration (it holds the database password) that others can read
   install -o slurm -g slurm -m 600 /dev/stdin /etc/slurm/slurmdbd.conf <<CONF

@@ -26,9 +26,11 @@ FAST_POLLING = ["--seconds-between-status-checks", "1", "--slurm-init-seconds-be
 
 
 def _env() -> dict[str, str]:
-    """This interpreter's environment first on PATH: SLURM jobs inherit it (sbatch --export=ALL)."""
+    """This interpreter's environment first on PATH (SLURM jobs inherit it: sbatch --export=ALL), and the
+    partitions the profile reads from the environment: GPU rules to 'gpu', every other job to 'main'."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(CACFLOW_SLURM_PARTITION="main", CACFLOW_SLURM_GPU_PARTITION="gpu")
     return env
 
 
@@ -40,8 +42,8 @@ def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
 
 def sacct_jobs(workdir: Path, since: str) -> pd.DataFrame:
     """SLURM's accounting records of the allocations submitted from ``workdir`` since ``since``: job id, rule
-    (from the plugin's --comment rule_<name>_wildcards_...), state, allocated TRES and exit code."""
-    fields = ["JobIDRaw", "JobName", "State", "AllocTRES", "Comment", "WorkDir", "ExitCode"]
+    (from the plugin's --comment rule_<name>_wildcards_...), state, partition, allocated TRES and exit code."""
+    fields = ["JobIDRaw", "JobName", "State", "Partition", "AllocTRES", "Comment", "WorkDir", "ExitCode"]
     out = subprocess.run(["sacct", "-X", "-n", "-P", "-S", since, "-E", "now", "-o", ",".join(fields)],
                          capture_output=True, text=True, check=True).stdout
     rows = [dict(zip(fields, line.split("|"))) for line in out.splitlines() if line.strip()]
@@ -87,6 +89,8 @@ def test_every_cluster_job_went_through_slurm_and_completed(demo_on_slurm_and_lo
     # the GPU rule asked for and got a GPU; no other job holds one
     gpu = jobs["AllocTRES"].str.contains("gres/gpu=1", regex=False)
     assert set(jobs.loc[gpu, "rule"]) == {"infer"}, jobs[["rule", "AllocTRES"]].to_string()
+    # partitions came from the environment through the profile, without editing it or the workflow
+    assert dict(zip(jobs["rule"], jobs["Partition"])) == {r: "gpu" if r == "infer" else "main" for r in expected}
     # the run reports the jobs it submitted through the SLURM executor
     assert "slurm" in run["log"].lower()
 
