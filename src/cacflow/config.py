@@ -6,7 +6,6 @@ import hashlib
 import json
 from importlib import resources
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import jsonschema

@@ -60,18 +60,31 @@ def cohort_table():
     return read
 
 
+def _workflow_env(**extra: str) -> dict[str, str]:
+    """This process's environment with its interpreter's folder first on PATH (snakemake, its scripts and SLURM jobs,
+    which inherit it through sbatch --export=ALL, use this venv), plus ``extra`` variables."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return {**env, **extra}
+
+
 @pytest.fixture(scope="session")
 def run_snakemake(snakemake_exe):
-    """run(workdir, *args, timeout=...) -> CompletedProcess of the repository's workflow in ``workdir`` (which
-    holds its config.yaml), with this interpreter's environment first on PATH."""
-
-    def run(workdir: Path, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
-        env = dict(os.environ)
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-        cmd = ["timeout", "-k", "15", str(int(timeout)), snakemake_exe, "-s", str(REPO / "Snakefile"),
+    """run(workdir, *args, timeout=..., snakefile=..., env=...) -> CompletedProcess of a workflow (the repository's
+    by default) in ``workdir`` (which holds its config.yaml), under :func:`_workflow_env` with ``env`` added."""
+    def run(workdir: Path, *args: str, timeout: float = 1200, snakefile: Path = REPO / "Snakefile",
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        # Snakemake ignores SIGTERM while it polls; `timeout -k` makes sure a hung run ends
+        cmd = ["timeout", "-k", "15", str(int(timeout)), snakemake_exe, "-s", str(snakefile),
                "--directory", str(workdir), *args]
-        return subprocess.run(cmd, capture_output=True, text=True, env=env)
+        return subprocess.run(cmd, capture_output=True, text=True, env=_workflow_env(**(env or {})))
     return run
+
+
+@pytest.fixture(scope="session")
+def workflow_env() -> dict[str, str]:
+    """The environment workflow runs get (this interpreter's folder first on PATH)."""
+    return _workflow_env()
 
 
 def planned_jobs(output: str) -> dict[str, int]:

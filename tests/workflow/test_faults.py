@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -38,7 +37,7 @@ def _workdir(base: Path, name: str, small_cohort: Path) -> Path:
 
 @pytest.mark.e2e
 def test_a_shard_killed_mid_way_reruns_to_the_tables_of_an_uninterrupted_run(
-        tmp_path, small_cohort, run_snakemake, snakemake_exe, cohort_table):
+        tmp_path, small_cohort, run_snakemake, snakemake_exe, cohort_table, workflow_env):
     reference = _workdir(tmp_path, "uninterrupted", small_cohort)
     proc = run_snakemake(reference, "--cores", "2")
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -46,9 +45,9 @@ def test_a_shard_killed_mid_way_reruns_to_the_tables_of_an_uninterrupted_run(
     workdir = _workdir(tmp_path, "killed", small_cohort)
     status_dir = workdir / "results" / "K" / "status"
     shard_table = workdir / "results" / "K" / "shards" / "preprocess" / "shard-0000.parquet"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     job = subprocess.Popen([snakemake_exe, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=workflow_env,
+                           start_new_session=True)
     deadline = time.monotonic() + 600
     try:
         # wait until the preprocessing shard has finished some scans but not the shard, then kill everything

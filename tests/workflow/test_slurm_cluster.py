@@ -5,10 +5,8 @@ Slow (a few minutes: every job pays sbatch, srun and a Snakemake job step); runs
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,19 +23,8 @@ LOCAL_RULES = {"all", "aggregate", "evaluate", "evaluate_all", "train"}
 FAST_POLLING = ["--seconds-between-status-checks", "1", "--slurm-init-seconds-before-status-checks", "1"]
 
 
-def _env() -> dict[str, str]:
-    """This interpreter's environment first on PATH (SLURM jobs inherit it: sbatch --export=ALL), and the
-    partitions the profile reads from the environment: GPU rules to 'gpu', every other job to 'main'."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(CACFLOW_SLURM_PARTITION="main", CACFLOW_SLURM_GPU_PARTITION="gpu")
-    return env
-
-
-def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
-    # Snakemake ignores SIGTERM while it polls; `timeout -k` makes sure a hung run ends
-    return subprocess.run(["timeout", "-k", "15", str(int(timeout)), *cmd], capture_output=True, text=True,
-                          env=_env())
+#: The partitions the profile reads from the environment: GPU rules to 'gpu', every other job to 'main'.
+PARTITIONS = {"CACFLOW_SLURM_PARTITION": "main", "CACFLOW_SLURM_GPU_PARTITION": "gpu"}
 
 
 def sacct_jobs(workdir: Path, since: str) -> pd.DataFrame:
@@ -58,7 +45,7 @@ def _since() -> str:
 
 
 @pytest.fixture(scope="module")
-def demo_on_slurm_and_locally(tmp_path_factory, slurm_cluster, snakemake_exe):
+def demo_on_slurm_and_locally(tmp_path_factory, slurm_cluster, run_snakemake):
     """The demo cohort run twice from the same generated DICOM: through SLURM with the project's profile (first,
     so the generator's job goes through SLURM too), then locally with --cores 2."""
     base = tmp_path_factory.mktemp("slurm_demo")
@@ -70,7 +57,7 @@ def demo_on_slurm_and_locally(tmp_path_factory, slurm_cluster, snakemake_exe):
         workdir.mkdir()
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
         since = _since()
-        proc = _run([snakemake_exe, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *extra], 1200)
+        proc = run_snakemake(workdir, *extra, env=PARTITIONS)
         assert proc.returncode == 0, f"{name} run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
         runs[name] = {"workdir": workdir, "since": since, "log": proc.stdout + proc.stderr}
     return runs
@@ -122,13 +109,13 @@ rule flaky:
 
 
 @pytest.mark.e2e
-def test_a_failed_slurm_job_is_retried_as_the_profile_says(tmp_path, slurm_cluster, snakemake_exe):
+def test_a_failed_slurm_job_is_retried_as_the_profile_says(tmp_path, slurm_cluster, run_snakemake):
     retries = yaml.safe_load((PROFILE / "config.v8+.yaml").read_text())["retries"]
     assert retries >= 1
     (tmp_path / "Snakefile").write_text(RETRY_SNAKEFILE)
     since = _since()
-    proc = _run([snakemake_exe, "-s", str(tmp_path / "Snakefile"), "--directory", str(tmp_path),
-                 "--profile", str(PROFILE), *FAST_POLLING], 600)
+    proc = run_snakemake(tmp_path, "--profile", str(PROFILE), *FAST_POLLING, timeout=600,
+                         snakefile=tmp_path / "Snakefile", env=PARTITIONS)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (tmp_path / "flaky.done").read_text().strip() == "ok"
     jobs = sacct_jobs(tmp_path, since)

@@ -34,7 +34,7 @@ from cacflow.models.regression import (
     slices_to_input,
 )
 from cacflow.scoring.agatston import AgatstonConvention
-from cacflow.scoring.regression_rule import min_slice_agatston, zero_below_minimum
+from cacflow.scoring.regression_rule import counted_slices
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -178,8 +178,7 @@ class SliceRegressor:
               box_zyx: tuple[int, int, int, int, int, int], convention: AgatstonConvention) -> "RegressionScore":
         """The scan's regression scores: per-slice predictions inside the box, small slices zeroed, summed."""
         raw, crop_zyx, truncated = self.predict_box(hu, spacing_zyx_mm, box_zyx)
-        minimum = min_slice_agatston(convention.min_area_mm2, convention.slice_factor(float(spacing_zyx_mm[0])))
-        per_slice = zero_below_minimum(raw, minimum)
+        per_slice = counted_slices(raw, spacing_zyx_mm[0], convention)
         return RegressionScore(float(per_slice[:, 0].sum()), float(per_slice[:, 1].sum()), per_slice,
                                crop_zyx, truncated)
 

@@ -86,7 +86,7 @@ def infer_scan(localizer: HeartLocalizer, regressor: SliceRegressor, key: str, v
     """The inference row of one scan (volume: a :class:`~cacflow.imaging.volume.Volume` on the scoring grid).
 
     ``regression_raw`` is the JSON list of the box slices' raw [Agatston, volume mm³] predictions (cranial-caudal
-    order of the grid); :func:`cacflow.models.regression.regression_totals` turns it into the scan's scores."""
+    order of the grid); :func:`cacflow.scoring.regression_rule.regression_totals` turns it into the scan's scores."""
     origin, direction = np.asarray(volume.origin), np.asarray(volume.direction)
     choice = choose_heart_box(localizer, volume.hu, volume.spacing_zyx, origin, direction)
     hb = choice.localizer

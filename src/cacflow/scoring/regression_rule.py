@@ -30,14 +30,16 @@ def zero_below_minimum(per_slice: np.ndarray, minimum_agatston: float) -> np.nda
     return out
 
 
-def regression_totals(raw_per_slice: np.ndarray, spacing_z_mm: float, convention: AgatstonConvention
-                      ) -> tuple[float, float]:
-    """A scan's regression (Agatston, volume mm³) from its raw per-slice predictions (n, 2) [Agatston, volume]
-    on a grid of ``spacing_z_mm`` slice spacing: slices below the convention's smallest possible contribution count
-    0 (:func:`zero_below_minimum`), the rest are summed."""
+def counted_slices(raw_per_slice: np.ndarray, spacing_z_mm: float, convention: AgatstonConvention) -> np.ndarray:
+    """Raw per-slice predictions (n, 2) [Agatston, volume mm³] on a grid of ``spacing_z_mm`` slice spacing, with
+    slices below the convention's smallest possible contribution set to 0 (:func:`zero_below_minimum`)."""
     raw = np.asarray(raw_per_slice, dtype=np.float64).reshape(-1, 2)
     minimum = min_slice_agatston(convention.min_area_mm2, convention.slice_factor(float(spacing_z_mm)))
-    kept = zero_below_minimum(raw, minimum)
+    return zero_below_minimum(raw, minimum)
+
+
+def regression_totals(raw_per_slice: np.ndarray, spacing_z_mm: float, convention: AgatstonConvention
+                      ) -> tuple[float, float]:
+    """A scan's regression (Agatston, volume mm³): the sums of :func:`counted_slices`."""
+    kept = counted_slices(raw_per_slice, spacing_z_mm, convention)
     return float(kept[:, 0].sum()), float(kept[:, 1].sum())
-
-
