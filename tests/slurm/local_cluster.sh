@@ -40,9 +40,11 @@ until_ok() {
 
 pid_of() { [[ -s $1 ]] && running "$(cat "$1")" && cat "$1"; }
 
-remember() { # remember NAME PIDFILE: record a daemon this script started
-  echo "$1 $(cat "$2") $2" >> "$STATE/started"
-  say "$1 started (pid $(cat "$2"))"
+remember() { # remember NAME PIDFILE: record a daemon this script started (its pid file read once)
+  local pid
+  pid=$(cat "$2")
+  echo "$1 $pid $2" >> "$STATE/started"
+  say "$1 started (pid $pid)"
 }
 
 install_packages() {
@@ -134,11 +136,12 @@ start_munge() {
 start_mariadb() {
   pid_of /run/mysqld/mysqld.pid >/dev/null && { say "mariadbd already running"; return; }
   install -d -o mysql -g mysql -m 0755 /run/mysqld
+  rm -f /run/mysqld/mysqld.pid  # stale: its daemon is gone (checked above)
   [[ -d /var/lib/mysql/mysql ]] || mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
   # socket only, no TCP port
   nohup /usr/sbin/mariadbd --user=mysql --skip-networking >> /var/log/slurm/mariadb.log 2>&1 &
   until_ok 30 mariadbd mariadb -e 'SELECT 1'
-  until_ok 10 "mariadbd pid file" test -s /run/mysqld/mysqld.pid
+  until_ok 10 "mariadbd pid file" pid_of /run/mysqld/mysqld.pid
   remember mariadbd /run/mysqld/mysqld.pid
   mariadb -e "CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$DB_PASSWORD';
               ALTER USER 'slurm'@'localhost' IDENTIFIED BY '$DB_PASSWORD';
@@ -149,9 +152,10 @@ start_daemon() { # start_daemon NAME PIDFILE READY-CHECK...
   local name=$1 pidfile=$2
   shift 2
   pid_of "$pidfile" >/dev/null && { say "$name already running"; return; }
+  rm -f "$pidfile"  # stale: its daemon is gone (checked above); a stale pid must not be recorded as this one
   "/usr/sbin/$name"  # each SLURM daemon forks into the background and writes its pid file
   until_ok 30 "$name" "$@"
-  until_ok 10 "$name pid file" test -s "$pidfile"
+  until_ok 10 "$name pid file" pid_of "$pidfile"
   remember "$name" "$pidfile"
 }
 
@@ -192,9 +196,11 @@ stop() {
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 50); do running "$pid" || break; sleep 0.2; done
     running "$pid" && { say "$name ignored SIGTERM, SIGKILL"; kill -9 "$pid" 2>/dev/null || true; }
-    [[ $(cat "$pidfile" 2>/dev/null) == "$pid" ]] && rm -f "$pidfile"
+    # a daemon may remove its own pid file on exit; `if` keeps a missing one from failing the loop
+    if [[ $(cat "$pidfile" 2>/dev/null) == "$pid" ]]; then rm -f "$pidfile"; fi
   done
   rm -f "$STATE/started"
+  say "stopped"
 }
 
 status() {
