@@ -22,17 +22,19 @@ TRAIN_COHORT = config["training"]["cohort"]
 TRAIN_OUT = config["training"]["out"]
 
 
-def model_dir(name):
+def model_dir(given):
     """A configured model directory: as given if it exists from the working directory, else relative to the
     workflow (where the shipped models/ lie), so runs from another --directory still find them."""
-    path = Path(config["models"][name])
+    path = Path(given)
     if path.is_absolute() or path.exists():
         return str(path)
     return str(Path(workflow.basedir) / path)
 
 
-MODELS = {name: model_dir(name) for name in ("localizer", "regressor")}
-config["models"] = MODELS  # scripts and table provenance see the resolved directories
+MODELS = {name: model_dir(config["models"][name]) for name in ("localizer", "regressor")}
+# segmentation scorers: {method name: model directory}; each is a method of the score tables
+SEGMENTERS = {name: model_dir(d) for name, d in sorted(config["models"]["segmentation"].items())}
+config["models"] = {**MODELS, "segmentation": SEGMENTERS}  # scripts and table provenance see resolved directories
 
 
 wildcard_constraints:

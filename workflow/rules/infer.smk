@@ -1,14 +1,17 @@
 rule infer:
-    """One shard of many scans on a GPU node: heart localizer boxes and regression ConvNet scores (models loaded once)."""
+    """One shard of many scans on a GPU node: heart boxes, regression ConvNet outputs and segmentation scorers' masks
+    (models loaded once)."""
     input:
         preprocess=f"{RESULTS}/{{cohort}}/shards/preprocess/{{shard}}.parquet",
         localizer=f"{MODELS['localizer']}/weights.pt",
         regressor=f"{MODELS['regressor']}/weights.pt",
+        segmentation=[f"{d}/weights.pt" for d in SEGMENTERS.values()],
     output:
         rows=f"{RESULTS}/{{cohort}}/shards/infer/{{shard}}.parquet",
     params:
         localizer=MODELS["localizer"],
         regressor=MODELS["regressor"],
+        segmentation=SEGMENTERS,
         # rerun trigger: inference settings. Not the scoring convention: the score stage applies it to the
         # regressor's raw per-slice outputs, so a changed convention reruns scoring and aggregation only.
         inference=lambda wc: config["inference"],

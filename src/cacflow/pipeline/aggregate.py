@@ -64,7 +64,10 @@ def provenance(config: dict, cohort: str, table: str, models: dict | None = None
                                              "scorer_version": SCORER_VERSION},
                     "regression": {"region": "localizer box (heuristic fallback, flagged)",
                                    "models": ["localizer", "regressor"]},
-                    "reference": {"labels": "cohort label maps", "scorer_version": SCORER_VERSION}},
+                    "reference": {"labels": "cohort label maps", "scorer_version": SCORER_VERSION},
+                    **{name: {"region": "localizer box (heuristic fallback, flagged)", "models": [name],
+                              "gate_hu": 130, "scorer_version": SCORER_VERSION}
+                       for name in config.get("models", {}).get("segmentation", {})}},
         "models": models or {},
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -141,7 +144,9 @@ def write_tables(tables_root: Path, cohort: str, tables: dict[str, pd.DataFrame]
 def model_provenance(config: dict) -> dict:
     """What the tables' model-based rows came from: each configured model's id, card summary and weights hash."""
     out = {}
-    for name, directory in config.get("models", {}).items():
+    models = dict(config.get("models", {}))
+    models.update(models.pop("segmentation", None) or {})
+    for name, directory in models.items():
         try:
             card = read_card(Path(directory))
         except CheckpointError:

@@ -1,4 +1,5 @@
-"""One inference job: the heart localizer and the regression ConvNet over every scan of a shard.
+"""One inference job: the heart localizer, the regression ConvNet and the segmentation scorers over every scan
+of a shard.
 
 The models are loaded once per job. A thread pool reads and decodes the next scans' scoring-grid volumes (Zarr
 decompression releases the GIL) while the main thread runs the networks: per scan, the three localizer networks
@@ -8,7 +9,9 @@ decompression releases the GIL) while the main thread runs the networks: per sca
 Each scan's row is cached under a fingerprint of its volume and both models' weights, so a rerun of a grown cohort
 infers only new or changed scans and a replaced checkpoint reinfers everything it touches. The row holds the
 regressor's raw per-slice outputs; the scoring convention (minimum area, slice normalisation) is applied by the
-score stage, so changing the convention reruns scoring, not inference.
+score stage, so changing the convention reruns scoring, not inference. Each segmentation scorer
+(``models.segmentation``: {method: model directory}) labels the calcium inside the heart box; its gated label map
+is stored in the row as sparse text (:mod:`cacflow.io.sparse_mask`) and scored by the score stage.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ import numpy as np
 import pandas as pd
 
 from cacflow import __version__
+from cacflow.io.sparse_mask import encode_mask
 from cacflow.io.tables import read_json, write_json, write_parquet
 from cacflow.io.zarr_store import read_volume
 from cacflow.models.heart_box import choose_heart_box
 from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
+from cacflow.models.mask_scorers import MaskScorer, load_mask_scorer
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.shard import grid_volume
 from cacflow.progress import Progress
@@ -36,18 +41,18 @@ from cacflow.progress import Progress
 log = logging.getLogger(__name__)
 
 #: Bump when the rows this stage writes change for the same inputs and models.
-INFER_VERSION = 2
+INFER_VERSION = 3
 
 INFER_COLUMNS: tuple[str, ...] = (
     "series_key", "status", "reason", "message", "heart_box_method", "localizer_status", "localizer_reason",
     "localizer_confidence", "box_z0", "box_z1", "box_y0", "box_y1", "box_x0", "box_x1",
     "box_min_x_mm", "box_min_y_mm", "box_min_z_mm", "box_max_x_mm", "box_max_y_mm", "box_max_z_mm",
     "regression_raw", "regression_spacing_z_mm", "regression_slices", "crop_truncated",
-    "localizer_model", "regressor_model",
+    "localizer_model", "regressor_model", "segmentation",
 )
 TYPES: dict[str, str] = {
     **{c: "string" for c in ("series_key", "status", "reason", "message", "heart_box_method", "localizer_status",
-                             "localizer_reason", "localizer_model", "regressor_model")},
+                             "localizer_reason", "localizer_model", "regressor_model", "segmentation")},
     "localizer_confidence": "Float64",
     **{f"box_{a}{e}": "Int64" for a in "zyx" for e in "01"},
     **{f"box_{m}_{a}_mm": "Float64" for m in ("min", "max") for a in "xyz"},
@@ -82,11 +87,15 @@ def _empty_row(key: str, status: str, reason: str | None, message: str | None) -
     return row
 
 
-def infer_scan(localizer: HeartLocalizer, regressor: SliceRegressor, key: str, volume) -> dict:
+def infer_scan(localizer: HeartLocalizer, regressor: SliceRegressor, key: str, volume,
+               segmenters: dict[str, MaskScorer] | None = None) -> dict:
     """The inference row of one scan (volume: a :class:`~cacflow.imaging.volume.Volume` on the scoring grid).
 
     ``regression_raw`` is the JSON list of the box slices' raw [Agatston, volume mm³] predictions (cranial-caudal
-    order of the grid); :func:`cacflow.scoring.regression_rule.regression_totals` turns it into the scan's scores."""
+    order of the grid); :func:`cacflow.scoring.regression_rule.regression_totals` turns it into the scan's scores.
+    ``segmentation`` is JSON {method: {"model": id, "kind": card kind, "mask": sparse text}} of each segmentation
+    scorer's map on the grid (z, y, x; 0 outside the heart box): gated vessel labels (kind vessel_segmentation) or
+    calcification levels 0..4 (kind calcium_levels)."""
     origin, direction = np.asarray(volume.origin), np.asarray(volume.direction)
     choice = choose_heart_box(localizer, volume.hu, volume.spacing_zyx, origin, direction)
     hb = choice.localizer
@@ -104,13 +113,20 @@ def infer_scan(localizer: HeartLocalizer, regressor: SliceRegressor, key: str, v
                box_max_z_mm=hi[2], regression_raw=json.dumps(np.asarray(raw, dtype=np.float64).tolist()),
                regression_spacing_z_mm=float(volume.spacing_zyx[0]), regression_slices=int(raw.shape[0]),
                crop_truncated=bool(truncated))
+    if segmenters:
+        row["segmentation"] = json.dumps({
+            name: {"model": seg.id, "kind": seg.kind, "mask": encode_mask(seg.predict_box(volume.hu, choice.box_zyx))}
+            for name, seg in sorted(segmenters.items())}, sort_keys=True)
     return row
 
 
-def infer_fingerprint(task: InferTask, localizer: HeartLocalizer, regressor: SliceRegressor) -> str:
-    """Changes when the scan's volume, either model's weights or this stage's code change."""
+def infer_fingerprint(task: InferTask, localizer: HeartLocalizer, regressor: SliceRegressor,
+                      segmenters: dict[str, MaskScorer] | None = None) -> str:
+    """Changes when the scan's volume, any model's weights, the set of segmentation scorers or this stage's code
+    change."""
     doc = {"v": INFER_VERSION, "volume": task.volume_fingerprint, "localizer": localizer.card["weights_sha256"],
-           "regressor": regressor.card["weights_sha256"]}
+           "regressor": regressor.card["weights_sha256"],
+           "segmentation": {k: s.card["weights_sha256"] for k, s in sorted((segmenters or {}).items())}}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -122,9 +138,10 @@ def _read(task: InferTask):
 
 
 def run_infer_shard(layout: CohortLayout, shard: str, config: dict, localizer_dir: Path, regressor_dir: Path,
-                    use_cache: bool = True) -> pd.DataFrame:
+                    segmentation_dirs: dict[str, Path] | None = None, use_cache: bool = True) -> pd.DataFrame:
     """Infer every scan of a shard and write ``shards/infer/<shard>.parquet``; returns the rows.
 
+    ``segmentation_dirs``: {method name: model directory} of the segmentation scorers to run (None: none).
     ``use_cache=False`` infers every scan again (benchmarks); results are identical either way.
     """
     icfg = config["inference"]
@@ -132,6 +149,7 @@ def run_infer_shard(layout: CohortLayout, shard: str, config: dict, localizer_di
     t0 = time.perf_counter()
     localizer = HeartLocalizer.load(localizer_dir, device)
     regressor = SliceRegressor.load(regressor_dir, device, batch_size=int(icfg["batch_size"]))
+    segmenters = {name: load_mask_scorer(Path(d), device) for name, d in sorted((segmentation_dirs or {}).items())}
     load_s = time.perf_counter() - t0
     tasks = infer_tasks(layout, shard, config["scoring"]["grid"])
     rows: list[dict] = []
@@ -141,7 +159,7 @@ def run_infer_shard(layout: CohortLayout, shard: str, config: dict, localizer_di
             rows.append(_empty_row(t.series_key, "not_run", t.upstream_reason,
                                    f"series {t.series_key}: no scoring volume ({t.upstream_reason})"))
             continue
-        fp = infer_fingerprint(t, localizer, regressor)
+        fp = infer_fingerprint(t, localizer, regressor, segmenters)
         cached = read_json(layout.infer_cache(t.series_key)) if use_cache else None
         if cached and cached.get("fingerprint") == fp:
             rows.append({**cached["row"], "state": "up_to_date"})
@@ -160,7 +178,7 @@ def run_infer_shard(layout: CohortLayout, shard: str, config: dict, localizer_di
                                  "rerun preprocessing")
             else:
                 try:
-                    row = infer_scan(localizer, regressor, t.series_key, volume)
+                    row = infer_scan(localizer, regressor, t.series_key, volume, segmenters)
                 except Exception as exc:  # one scan must never stop its shard
                     row = _empty_row(t.series_key, "failed", "inference_failed",
                                      f"series {t.series_key}: inference failed: {type(exc).__name__}: "
@@ -175,7 +193,8 @@ def run_infer_shard(layout: CohortLayout, shard: str, config: dict, localizer_di
     frame = pd.DataFrame(rows, columns=list(INFER_COLUMNS)).astype(TYPES)
     meta = {"cacflow_version": __version__, "shard": shard, "device": str(device), "wall_s": wall,
             "model_load_s": load_s, "infer_s": infer_s, "inferred": len(todo), "scans": len(tasks),
-            "localizer": localizer.id, "regressor": regressor.id}
+            "localizer": localizer.id, "regressor": regressor.id,
+            "segmentation": {k: s.id for k, s in segmenters.items()}}
     write_parquet(frame, layout.shard_infer(shard), meta)
     log.info("%s %s: inferred %d of %d scans in %.1f s (model load %.2f s)", layout.cohort, shard, len(todo),
              len(tasks), wall, load_s)

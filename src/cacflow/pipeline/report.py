@@ -38,6 +38,10 @@ def cohort_summary(tables_root: Path, cohort: str) -> str:
                      + (f" (not scored: {_counts(g.loc[g['status'] != 'scored', 'reason'])})" if len(scored) < len(g)
                         else ""))
         lines.append("    five-class strata: " + ", ".join(f"{k}: {int(v)}" for k, v in strata.items()))
+    if "second_reader" in scores.columns and scores["second_reader"].notna().any():
+        flags = scores.drop_duplicates("series_key")["second_reader"]
+        lines.append(f"  second reader (automatic methods one five-class stratum or more apart): "
+                     f"{int(flags.fillna(False).sum())} of {int(flags.notna().sum())} series flagged")
     if "heart_box_method" in series.columns and series["heart_box_method"].notna().any():
         lines.append(f"  heart box: {_counts(series['heart_box_method'].dropna())}")
     wide = scores[scores["status"] == "scored"].pivot_table(index="series_key", columns="method", values="agatston",

@@ -7,6 +7,15 @@ Methods (all through :func:`cacflow.scoring.scan.score_scan` under one recorded 
   :mod:`cacflow.imaging.heart_region` (no weights needed). No heart found: a null score with status ``excluded``.
 - ``reference``: the same library inside a reference label map (1 LM, 2 LAD, 3 CX, 4 RCA) from the cohort's
   ``labels`` folder, resampled onto the scoring grid with a slab maximum.
+- ``regression``: the regression ConvNet's per-slice outputs from the inference stage, under the convention.
+- one method per segmentation scorer (``models.segmentation``, e.g. ``unetpp``): the library inside the scorer's
+  vessel label map from the inference stage, gated at 130 HU (the library's threshold: a predicted pixel below it
+  is never counted) with 2-D components under the minimum area dropped; vessel and lesion rows are filled. A
+  calcification level model (kind ``calcium_levels``) is scored by :func:`cacflow.scoring.robust_agatston.robust_score`
+  instead: its levels replace HU (no HU gate, no vessels; mass null).
+
+Every scored row carries the second-reader flag of its scan (:mod:`cacflow.scoring.second_reader`): the automatic
+methods disagree on the five-class stratum.
 
 A series whose volume could not be made gets null scores with status ``not_scored`` and the preprocessing reason;
 no series is ever given a 0 it did not earn. Each series' rows are cached with a fingerprint of everything they
@@ -32,6 +41,7 @@ from cacflow.imaging.heart_region import HEURISTIC_VERSION, HeartNotFound, Heart
 from cacflow.imaging.resample import ZGrid, resample_labels
 from cacflow.io.dicom import read_ids
 from cacflow.io.labels import LabelMapError, find_label_map, read_label_map
+from cacflow.io.sparse_mask import decode_mask
 from cacflow.io.tables import read_json, write_json, write_parquet
 from cacflow.io.zarr_store import read_geometry, read_volume
 from cacflow.pipeline.layout import CohortLayout
@@ -41,19 +51,22 @@ from cacflow.reports.qc import render_qc, write_qc_png
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.scoring.regression_rule import regression_totals
 from cacflow.scoring.scan import VESSELS, ScanScore, score_scan
+from cacflow.scoring.robust_agatston import robust_score
+from cacflow.scoring.second_reader import second_reader
 from cacflow.scoring.strata import SCHEMES
 
 log = logging.getLogger(__name__)
 
 #: Bump when the rows this stage writes change for the same inputs.
-SCORER_VERSION = 2
+SCORER_VERSION = 3
 CLASSIC = "classic_heart_region"
 REFERENCE = "reference"
 REGRESSION = "regression"
 
 SCORE_COLUMNS: tuple[str, ...] = (
     "series_key", "method", "status", "reason", "message", "agatston", "volume_mm3", "mass_mg", "n_lesions",
-    *SCHEMES, *(f"{s}_index" for s in SCHEMES), "region", "convention_id", "convention", "grid",
+    *SCHEMES, *(f"{s}_index" for s in SCHEMES), "region", "convention_id", "convention", "grid", "model",
+    "second_reader", "second_reader_note",
 )
 VESSEL_COLUMNS: tuple[str, ...] = ("series_key", "method", "vessel", "agatston", "volume_mm3", "mass_mg",
                                    "n_lesions", "convention_id")
@@ -87,6 +100,7 @@ class ScoreTask:
     label_stat: tuple[int, int] | None = None  # (size, mtime_ns) of the label map
     qc_pictures: bool = True
     inference: dict | None = None  # the scan's row of the inference stage (heart box, regression scores)
+    segmentation_methods: tuple[str, ...] = ()  # configured segmentation scorers (models.segmentation keys)
 
 
 @dataclass
@@ -108,11 +122,12 @@ def convention_id(convention: dict) -> str:
 def score_fingerprint(task: ScoreTask) -> str:
     """Changes when the volume, the convention, a method's code or the label map change."""
     return section_hash(task.volume_fingerprint, task.grid, task.convention, SCORER_VERSION, HEURISTIC_VERSION,
-                        task.label_stat, task.qc_pictures, task.inference)
+                        task.label_stat, task.qc_pictures, task.inference, list(task.segmentation_methods))
 
 
 def _score_row(task: ScoreTask, method: str, status: str, score: ScanScore | None = None, reason: str | None = None,
-               message: str | None = None, region: str | None = None, totals: dict | None = None) -> dict:
+               message: str | None = None, region: str | None = None, totals: dict | None = None,
+               model: str | None = None) -> dict:
     """One ``scores`` row: totals from a :class:`ScanScore` or given as ``totals`` (agatston, volume_mm3, ...);
     every stratum scheme is derived from the Agatston value here."""
     if score is not None:
@@ -124,7 +139,8 @@ def _score_row(task: ScoreTask, method: str, status: str, score: ScanScore | Non
         "series_key": task.series_key, "method": method, "status": status, "reason": reason, "message": message,
         "agatston": value, "volume_mm3": totals.get("volume_mm3"), "mass_mg": totals.get("mass_mg"),
         "n_lesions": totals.get("n_lesions"), "region": region, "convention_id": convention_id(task.convention),
-        "convention": json.dumps(task.convention, sort_keys=True), "grid": task.grid_name,
+        "convention": json.dumps(task.convention, sort_keys=True), "grid": task.grid_name, "model": model,
+        "second_reader": None, "second_reader_note": None,
     }
     for name, scheme in SCHEMES.items():
         row[name] = scheme.label(value)
@@ -201,14 +217,73 @@ def _regression_row(task: ScoreTask) -> tuple[dict, dict | None]:
     if inf["status"] == "done":
         agatston, volume = _regression_scores(task)
         totals = {"agatston": agatston, "volume_mm3": volume}
-        return _score_row(task, REGRESSION, "scored", region=inf["heart_box_method"], totals=totals), None
+        return _score_row(task, REGRESSION, "scored", region=inf["heart_box_method"], totals=totals,
+                          model=inf.get("regressor_model")), None
     status = {"excluded": "excluded", "failed": "failed"}.get(inf["status"], "not_scored")
     row = _score_row(task, REGRESSION, status, reason=inf["reason"], message=inf["message"])
     return row, (_exclusion(task, REGRESSION, inf["reason"], inf["message"]) if status != "not_scored" else None)
 
 
+def _segmentation_rows(task: ScoreTask, hu: np.ndarray, spacing: tuple[float, float, float], origin: np.ndarray,
+                       direction: np.ndarray, convention: AgatstonConvention, out: SeriesScores) -> None:
+    """Rows of every configured segmentation scorer from its label map in the scan's inference row (none when the
+    inference stage did not run for the cohort, as for the regression method)."""
+    if not task.inference:
+        return
+    inf = task.inference
+    masks = json.loads(inf["segmentation"]) if inf.get("segmentation") else {}
+    for method in task.segmentation_methods:
+        if inf.get("status") != "done":
+            status = {"excluded": "excluded", "failed": "failed"}.get(inf.get("status"), "not_scored")
+            reason = inf.get("reason") or "not_inferred"
+            message = inf.get("message") or f"series {task.series_key}: no inference row"
+            out.scores.append(_score_row(task, method, status, reason=reason, message=message))
+            if status != "not_scored":
+                out.exclusions.append(_exclusion(task, method, reason, message))
+            continue
+        entry = masks.get(method)
+        if entry is None:  # configured after this shard was inferred: the infer stage reruns on the next run
+            msg = f"series {task.series_key}: no {method} mask in the inference row; rerun the infer stage"
+            out.scores.append(_score_row(task, method, "not_scored", reason="not_inferred", message=msg))
+            continue
+        try:
+            labels = decode_mask(entry["mask"])
+            if labels.shape != hu.shape:
+                raise ValueError(f"mask shape {labels.shape} differs from the scoring grid {hu.shape}")
+            if entry.get("kind") == "calcium_levels":  # levels replace HU: no threshold of the scan's HU
+                t = robust_score(labels, spacing, origin, direction, convention).total
+                totals = {"agatston": t.agatston, "volume_mm3": t.volume_mm3, "mass_mg": None,
+                          "n_lesions": t.n_lesions}  # no lesion rows: their HU fields would be level stand-ins
+                out.scores.append(_score_row(task, method, "scored", region=inf.get("heart_box_method"),
+                                             totals=totals, model=entry.get("model")))
+                continue
+            score = score_scan(hu, spacing, origin, direction, labels, vessel_labels=True, convention=convention)
+            out.scores.append(_score_row(task, method, "scored", score, region=inf.get("heart_box_method"),
+                                         model=entry.get("model")))
+            _detail_rows(task, method, score, out)
+        except Exception as exc:  # one method's fault never costs the others' rows
+            msg = f"series {task.series_key}: {method} scoring failed: {type(exc).__name__}: {str(exc)[:200]}"
+            out.scores.append(_score_row(task, method, "failed", reason="scoring_failed", message=msg))
+            out.exclusions.append(_exclusion(task, method, "scoring_failed", msg))
+
+
+def _flag_second_reader(out: SeriesScores) -> None:
+    """Set the second-reader flag and note on every score row of the scan (automatic methods only count)."""
+    strata = {r["method"]: (int(r["five_class_index"]), r["five_class"]) for r in out.scores
+              if r["status"] == "scored" and r["method"] != REFERENCE and r["five_class_index"] is not None}
+    flag, note = second_reader(strata)
+    for r in out.scores:
+        r["second_reader"], r["second_reader_note"] = flag, note
+
+
 def score_series(task: ScoreTask) -> SeriesScores:
     """Score one series by every applicable method; never raises for bad input."""
+    out = _score_series(task)
+    _flag_second_reader(out)
+    return out
+
+
+def _score_series(task: ScoreTask) -> SeriesScores:
     out = SeriesScores()
     layout = CohortLayout(Path(task.results), task.cohort)
     if task.volume_fingerprint is None:
@@ -219,6 +294,8 @@ def score_series(task: ScoreTask) -> SeriesScores:
             out.scores.append(_score_row(task, REGRESSION, "not_scored", reason=reason, message=message))
         if task.label_path:
             out.scores.append(_score_row(task, REFERENCE, "not_scored", reason=reason, message=message))
+        for method in task.segmentation_methods if task.inference else ():
+            out.scores.append(_score_row(task, method, "not_scored", reason=reason, message=message))
         out.region = _region_row(task, None, "not_run", reason, None, None)
         return out
     if task.inference:
@@ -231,7 +308,8 @@ def score_series(task: ScoreTask) -> SeriesScores:
         volume = read_volume(layout.volume(task.series_key, task.grid_name))
     except Exception as exc:
         msg = f"series {task.series_key}: scoring volume unreadable ({type(exc).__name__}); rerun preprocessing"
-        for method in (CLASSIC, REFERENCE) if task.label_path else (CLASSIC,):
+        for method in (((CLASSIC, REFERENCE) if task.label_path else (CLASSIC,))
+                       + (task.segmentation_methods if task.inference else ())):
             out.scores.append(_score_row(task, method, "failed", reason="volume_unreadable", message=msg))
             out.exclusions.append(_exclusion(task, method, "volume_unreadable", msg))
         out.region = _region_row(task, None, "not_run", "volume_unreadable", None, None)
@@ -286,6 +364,8 @@ def score_series(task: ScoreTask) -> SeriesScores:
             out.scores.append(_score_row(task, REFERENCE, "failed", reason="scoring_failed", message=msg))
             out.exclusions.append(_exclusion(task, REFERENCE, "scoring_failed", msg))
 
+    _segmentation_rows(task, volume.hu, volume.spacing_zyx, origin, direction, convention, out)
+
     qc_rel = None
     if task.qc_pictures and region is not None and classic is not None:
         try:
@@ -338,7 +418,8 @@ def _failed_series(task: ScoreTask, exc: Exception) -> SeriesScores:
     scoring_failed and an exclusion, so the cohort's tables say what happened to it."""
     out = SeriesScores()
     msg = f"series {task.series_key}: scoring failed: {type(exc).__name__}: {str(exc)[:200]}"
-    methods = [CLASSIC] + ([REGRESSION] if task.inference else []) + ([REFERENCE] if task.label_path else [])
+    methods = ([CLASSIC] + ([REGRESSION] if task.inference else []) + ([REFERENCE] if task.label_path else [])
+               + (list(task.segmentation_methods) if task.inference else []))
     for method in methods:
         out.scores.append(_score_row(task, method, "failed", reason="scoring_failed", message=msg))
         out.exclusions.append(_exclusion(task, method, "scoring_failed", msg))
@@ -376,7 +457,8 @@ def load_score_tasks(layout: CohortLayout, shard: str, root: Path, config: dict,
             upstream_reason=None if upstream is None or has_volume else (upstream.get("reason") or "not_preprocessed"),
             upstream_message=None if upstream is None else upstream.get("message"),
             label_path=label_path, label_stat=label_stat, qc_pictures=bool(scoring["qc_pictures"]),
-            inference=inferred.get(r.series_key)))
+            inference=inferred.get(r.series_key),
+            segmentation_methods=tuple(sorted(config.get("models", {}).get("segmentation", {})))))
     return tasks
 
 
@@ -423,7 +505,8 @@ TYPES: dict[str, dict[str, str]] = {
     "scores": {"series_key": "string", "method": "string", "status": "string", "reason": "string",
                "message": "string", "agatston": "Float64", "volume_mm3": "Float64", "mass_mg": "Float64",
                "n_lesions": "Int64", **{s: "string" for s in SCHEMES}, **{f"{s}_index": "Int8" for s in SCHEMES},
-               "region": "string", "convention_id": "string", "convention": "string", "grid": "string"},
+               "region": "string", "convention_id": "string", "convention": "string", "grid": "string",
+               "model": "string", "second_reader": "boolean", "second_reader_note": "string"},
     "vessels": {"series_key": "string", "method": "string", "vessel": "string", "agatston": "float64",
                 "volume_mm3": "float64", "mass_mg": "float64", "n_lesions": "int64", "convention_id": "string"},
     "lesions": {"series_key": "string", "method": "string", "lesion_index": "int64", "vessel": "string",

@@ -15,11 +15,15 @@ from cacflow.imaging.resample import ZGrid
 from cacflow.models.checkpoint import save_checkpoint, software_versions
 from cacflow.models.localizer import CANVAS_MM, CANVAS_SIZE, PLANES
 from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
+from cacflow.models.calcium_levels import LevelArch, LevelPredictor
+from cacflow.models.segmentation import SegmentationArch, VesselSegmenter
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.scoring.strata import SCHEMES
 from cacflow.training import localizer as tl
 from cacflow.training import regressor as tr
+from cacflow.training import calcium_levels as tcl
+from cacflow.training import segmentation as ts
 from cacflow.training.common import Timer, seed_everything
 from cacflow.training.data import SPLITS, LabelledSeries, data_hash, labelled_series
 
@@ -148,4 +152,98 @@ def train_regressor_run(layout: CohortLayout, root: Path, labels_dir: Path, conf
     card = save_checkpoint(out_dir, {**payload}, {**card, "evaluated": True})
     log.info("regressor (%s target) written to %s: test ICC %.3f", chosen, out_dir,
              card["metrics"]["test"]["agatston"]["icc"])
+    return card
+
+
+def train_vessel_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, localizer_dir: Path,
+                     arch: str, out_dir: Path) -> dict:
+    """Train a vessel-specific calcium segmentation ConvNet (``arch`` 'unetpp' or 'unet'), evaluate on the
+    validation and test scans, write weights + card."""
+    timer = Timer()
+    series, grid, convention, info = _setup(layout, root, labels_dir, config)
+    hp = _hyper(ts.VesselSegHyper, config["training"]["vessel_segmentation"])
+    device = pick_device(config["training"]["device"])
+    localizer = HeartLocalizer.load(localizer_dir, device)
+    crops = {k: tr.load_crops([s for s in series if s.split == k], localizer, grid, convention, 8.0)
+             for k in SPLITS}
+    log.info("%s: crops loaded in %.0f s (%s)", arch, timer(), {k: len(v) for k, v in crops.items()})
+    rng = seed_everything(hp.seed)
+    net, history = ts.train_vessel_net(arch, crops["train"], crops["val"], hp, device, rng, convention)
+    payload = {"arch": {"arch": arch, "features": list(hp.features)},
+               "state": {k: v.cpu() for k, v in net.state_dict().items()}}
+    save_checkpoint(out_dir, payload, {"kind": "vessel_segmentation", "evaluated": False, "arch": arch, **info})
+    seg = VesselSegmenter(net, SegmentationArch(arch, hp.features),
+                          {"kind": "vessel_segmentation", "weights_sha256": "unsaved"}, device)
+    metrics, test_rows = {}, []
+    for k in ("val", "test"):
+        counts, rows = ts.evaluate_records(seg, crops[k], convention)
+        metrics[k] = ts.segmentation_metrics(counts, rows)
+        test_rows = rows if k == "test" else test_rows
+    names = {"unetpp": "U-Net++", "unet": "U-Net"}
+    card = {
+        "kind": "vessel_segmentation", "arch": arch,
+        "name": f"cacflow vessel-specific calcium {names[arch]} (LM, LAD, CX, RCA)",
+        "trained_on": "synthetic" if "synthetic" in config["cohorts"].get(layout.cohort, {}) else "labelled cohort",
+        "method": "seed 001: axial slices of the scoring grid inside the heart box, two input channels (HU and the "
+                  ">= 130 HU binary image), five classes (background, LM, LAD, CX, RCA), focal loss "
+                  "(alpha 0.5, gamma 3), balanced sampling of slices with and without calcium; predicted labels "
+                  "gated at 130 HU and scored by the scoring library (2-D components under 1 mm2 dropped)",
+        **info, "localizer": localizer.id, "hyper_parameters": ts.hyper_dict(hp), "device": str(device),
+        "training_seconds": round(timer(), 1), "training": history, "metrics": metrics,
+        "convention": convention.as_dict(), "software": software_versions(), "test_series": test_rows,
+        "evaluated": True,
+    }
+    card = save_checkpoint(out_dir, payload, card)
+    test = card["metrics"]["test"]
+    log.info("%s written to %s: test calcium Dice %.3f, ICC %.3f", arch, out_dir, test["calcium_dice"],
+             test["agatston"]["icc"])
+    return card
+
+
+def train_levels_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, localizer_dir: Path,
+                     out_dir: Path) -> dict:
+    """Train the kernel-robust calcification level model on the soft/sharp pairs, evaluate on the validation and
+    test pairs (sharp series against the soft reference, classic baseline beside it), write weights + card."""
+    timer = Timer()
+    series, grid, convention, info = _setup(layout, root, labels_dir, config)
+    hp = _hyper(tcl.LevelHyper, config["training"]["calcium_levels"])
+    device = pick_device(config["training"]["device"])
+    localizer = HeartLocalizer.load(localizer_dir, device)
+    pairs = {k: tcl.load_pairs([s for s in series if s.split == k], localizer, grid, convention) for k in SPLITS}
+    for k, v in pairs.items():
+        if not v:
+            raise ValueError(f"cohort {layout.cohort}: no soft/sharp pair of one acquisition in the {k} split; the "
+                             "calcification level model needs paired reconstructions (selection reconstructions: all)")
+    log.info("levels: pairs loaded in %.0f s (%s)", timer(), {k: len(v) for k, v in pairs.items()})
+    rng = seed_everything(hp.seed)
+    net, history = tcl.train_level_net(pairs["train"], pairs["val"], hp, device, rng, convention)
+    payload = {"arch": {"backbone": hp.backbone, "channels": list(hp.channels)},
+               "state": {k: v.cpu() for k, v in net.state_dict().items()}}
+    save_checkpoint(out_dir, payload, {"kind": "calcium_levels", "evaluated": False, **info})
+    model = LevelPredictor(net, LevelArch(hp.backbone, tuple(hp.channels)),
+                           {"kind": "calcium_levels", "weights_sha256": "unsaved"}, device)
+    metrics, test_rows = {}, []
+    for k in ("val", "test"):
+        counts, rows = tcl.evaluate_pairs(model, pairs[k], convention)
+        metrics[k] = tcl.level_metrics(counts, rows)
+        test_rows = rows if k == "test" else test_rows
+    card = {
+        "kind": "calcium_levels", "name": f"cacflow kernel-robust calcification levels ({hp.backbone})",
+        "trained_on": "synthetic" if "synthetic" in config["cohorts"].get(layout.cohort, {}) else "labelled cohort",
+        "method": "seed 000 (robust Agatston score): per-pixel calcification level 0-4 predicted from a slice of "
+                  "any kernel, trained on sharp (and soft) slices against the soft reconstruction's levels inside "
+                  "the reference labels; loss cross-entropy + Dice + information gain; score: 2-D components of "
+                  "level >= 1, area >= 1 mm2, density factor = highest level of the component, slice factor "
+                  "increment / 3 mm (cacflow.scoring.robust_agatston)",
+        **info, "localizer": localizer.id, "hyper_parameters": tcl.hyper_dict(hp),
+        "pairs": {k: len(v) for k, v in pairs.items()}, "device": str(device),
+        "training_seconds": round(timer(), 1), "training": history, "metrics": metrics,
+        "convention": convention.as_dict(), "software": software_versions(), "test_pairs": test_rows,
+        "evaluated": True,
+    }
+    card = save_checkpoint(out_dir, payload, card)
+    m = card["metrics"]["test"]
+    log.info("levels written to %s: test mean level Dice %.3f, sharp stratum accuracy %.3f (classic %.3f)", out_dir,
+             m["dice"]["mean_level"], m["robust_sharp_vs_soft_reference"]["five_class_accuracy"],
+             m["classic_sharp_vs_soft_reference"]["five_class_accuracy"])
     return card

@@ -1,0 +1,132 @@
+"""Vessel-specific calcium segmentation ConvNets on axial slices (seed 001: U-Net++ with vessel labels).
+
+Input: an axial slice of the scoring grid (z, y, x order; 3 mm slabs every 1.5 mm) cropped in-plane to the heart
+box, as two channels: the HU image (normalised as the regressor does, :func:`normalise_hu`) and the binary image
+of voxels at or above the calcium threshold (130 HU). Output: per-pixel scores of five classes, background and the
+coronary labels of :data:`cacflow.scoring.scan.VESSELS` (1 LM, 2 LAD, 3 CX, 4 RCA). The predicted label map is
+gated at the threshold (a pixel below 130 HU is never calcium) and scored by the one scoring library, whose
+convention drops 2-D components under 1 mm² (``min_area_mm2``).
+
+Architectures (MONAI): ``unetpp`` is :class:`monai.networks.nets.BasicUNetPlusPlus` (nested dense skip paths),
+``unet`` the plain :class:`monai.networks.nets.BasicUNet` of the same depth (four down-samplings) and widths, the
+seed's comparison. Both take any slice size divisible by 16; :func:`pad_to` pads with air.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from cacflow.models.checkpoint import load_checkpoint, model_id
+from cacflow.models.regression import normalise_hu
+
+#: Lowest HU of calcium (Agatston): the second input channel and the gate on predicted masks.
+CALCIUM_HU = 130.0
+#: Output classes: background, then the vessel codes 1..4.
+N_CLASSES = 5
+ARCHITECTURES: tuple[str, ...] = ("unetpp", "unet")
+#: Slice sides must be multiples of this (four 2 x 2 down-samplings).
+DIVISOR = 16
+
+
+def build_vessel_net(arch: str, features: tuple[int, ...]) -> nn.Module:
+    """A 2-D network with 2 input channels and :data:`N_CLASSES` outputs; ``features`` are MONAI's six widths."""
+    from monai.networks.nets import BasicUNet, BasicUNetPlusPlus  # MONAI import costs ~1 s: only when needed
+
+    if arch == "unetpp":
+        return BasicUNetPlusPlus(spatial_dims=2, in_channels=2, out_channels=N_CLASSES, features=tuple(features),
+                                 deep_supervision=False)
+    if arch == "unet":
+        return BasicUNet(spatial_dims=2, in_channels=2, out_channels=N_CLASSES, features=tuple(features))
+    raise ValueError(f"unknown vessel segmentation architecture {arch!r}; use one of {ARCHITECTURES}")
+
+
+def logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Class scores (n, 5, h, w); BasicUNetPlusPlus returns a list of outputs, the last is the full one."""
+    out = net(x)
+    return out[-1] if isinstance(out, (list, tuple)) else out
+
+
+def slices_to_input(hu: np.ndarray) -> torch.Tensor:
+    """HU slices (n, h, w) -> network input (n, 2, h, w): normalised HU and the >= 130 HU binary image."""
+    t = torch.from_numpy(np.ascontiguousarray(hu, dtype=np.float32))
+    return torch.stack([normalise_hu(t), (t >= CALCIUM_HU).float()], dim=1)
+
+
+def pad_to(hu: np.ndarray, divisor: int = DIVISOR) -> tuple[np.ndarray, tuple[int, int]]:
+    """Pad slices (n, h, w) at the bottom/right with air (-1000 HU) to sides divisible by ``divisor``;
+    returns the padded array and the original (h, w)."""
+    n, h, w = hu.shape
+    H, W = -(-h // divisor) * divisor, -(-w // divisor) * divisor
+    if (H, W) == (h, w):
+        return hu, (h, w)
+    out = np.full((n, H, W), -1000, dtype=hu.dtype)
+    out[:, :h, :w] = hu
+    return out, (h, w)
+
+
+def gate(labels: np.ndarray, hu: np.ndarray) -> np.ndarray:
+    """Labels with every pixel below :data:`CALCIUM_HU` set to background (uint8)."""
+    return np.where(hu >= CALCIUM_HU, labels, 0).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class SegmentationArch:
+    """What a vessel segmentation checkpoint needs to rebuild its network."""
+
+    arch: str
+    features: tuple[int, ...]
+
+
+KIND = "vessel_segmentation"
+
+
+class VesselSegmenter:
+    """A vessel segmentation checkpoint loaded once; labels the calcium inside heart boxes of many scans."""
+
+    kind = KIND
+
+    def __init__(self, net: nn.Module, arch: SegmentationArch, card: dict, device: torch.device,
+                 batch_size: int = 16) -> None:
+        self.net = net.to(device).eval()
+        if device.type == "cpu":
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.arch, self.card, self.device, self.batch_size = arch, card, device, batch_size
+        self.id = model_id(card)
+
+    @classmethod
+    def load(cls, directory: Path, device: torch.device, batch_size: int = 16) -> "VesselSegmenter":
+        payload, card = load_checkpoint(directory, KIND)
+        arch = SegmentationArch(payload["arch"]["arch"], tuple(payload["arch"]["features"]))
+        net = build_vessel_net(arch.arch, arch.features)
+        net.load_state_dict(payload["state"])
+        return cls(net, arch, card, device, batch_size)
+
+    @torch.inference_mode()
+    def predict_slices(self, hu: np.ndarray) -> np.ndarray:
+        """Gated vessel labels (n, h, w) uint8 of HU slices (n, h, w) of any size (padded internally)."""
+        padded, (h, w) = pad_to(hu)
+        out = []
+        for i in range(0, len(padded), self.batch_size):
+            x = slices_to_input(padded[i:i + self.batch_size]).to(self.device)
+            if self.device.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+                y = logits(self.net, x)
+            else:
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    y = logits(self.net, x)
+            out.append(y.float().argmax(dim=1).to(torch.uint8).cpu().numpy())
+        labels = np.concatenate(out)[:, :h, :w] if out else np.zeros((0, h, w), np.uint8)
+        return gate(labels, hu)
+
+    def predict_box(self, hu: np.ndarray, box_zyx: tuple[int, int, int, int, int, int]) -> np.ndarray:
+        """Gated vessel labels on the whole grid (z, y, x; uint8, 0 outside the heart box)."""
+        z0, z1, y0, y1, x0, x1 = box_zyx
+        labels = np.zeros(hu.shape, dtype=np.uint8)
+        if z1 > z0 and y1 > y0 and x1 > x0:
+            labels[z0:z1, y0:y1, x0:x1] = self.predict_slices(hu[z0:z1, y0:y1, x0:x1])
+        return labels

@@ -1,0 +1,273 @@
+"""Training the kernel-robust calcification level model (seed 000, robust Agatston score).
+
+Data: participants of the labelled cohort with a soft **and** a sharp reconstruction of one acquisition (the
+synthetic generator writes such pairs; they lie on the same grid). Both volumes are cropped to the heart box the
+pipeline finds on the sharp series (on the soft one where the sharp has none), widened by 8 mm. The target of
+both is the level map of the **soft** series inside the reference calcium labels
+(:func:`cacflow.scoring.robust_agatston.hu_to_levels`). A sample is a ``patch`` x ``patch`` window of one
+slice; its input is the sharp slice with probability ``sharp_fraction`` and the soft slice otherwise (so the model
+also scores soft scans as the soft reference would), half of the windows centred near calcium. No intensity
+augmentation (seed 000: colour augmentation hurts level prediction).
+
+Loss: cross-entropy + Dice (MONAI, levels 1..4) + information-gain loss
+``-1/V Σ_i Σ_D M(D*_i, D) log P(D | z_i)`` with ``M = exp(-α (D* - D)²)`` (:func:`information_gain_loss`).
+Model selection per epoch by the validation pairs' mean level Dice on the sharp series.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cacflow.evaluation.agreement import agreement
+from cacflow.imaging.resample import ZGrid
+from cacflow.models.calcium_levels import LevelArch, LevelPredictor, build_level_net, slices_to_input
+from cacflow.models.heart_box import choose_heart_box
+from cacflow.models.predict import HeartLocalizer
+from cacflow.models.segmentation import logits
+from cacflow.scoring.agatston import AgatstonConvention
+from cacflow.scoring.robust_agatston import N_LEVELS, hu_to_levels, robust_score
+from cacflow.scoring.scan import score_scan
+from cacflow.training.common import EarlyStopping, Timer, to_device, train_autocast
+from cacflow.training.data import LabelledSeries, load_series
+from cacflow.training.segmentation import window
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LevelHyper:
+    """Hyper-parameters of a calcification level run (recorded in the model card)."""
+
+    backbone: str = "unet"
+    channels: tuple[int, ...] = (16, 32, 64, 128, 256)
+    patch: int = 96
+    batch_size: int = 16
+    learning_rate: float = 1e-3  # AdamW, as the seed
+    max_epochs: int = 16
+    patience: int = 16
+    samples_per_epoch: int = 1024
+    positive_fraction: float = 0.5
+    sharp_fraction: float = 0.75
+    igl_alpha: float = 1.0
+    val_pairs: int = 6
+    seed: int = 0
+
+
+@dataclass
+class PairRecord:
+    """A soft/sharp pair cropped to the sharp series' heart box: both HU crops, the soft levels, the labels."""
+
+    participant: str
+    sharp: LabelledSeries
+    soft: LabelledSeries
+    sharp_hu: np.ndarray  # int16 (z, h, w)
+    soft_hu: np.ndarray
+    levels: np.ndarray  # uint8 (z, h, w): soft-kernel levels inside the reference labels
+    labels: np.ndarray  # uint8 vessel labels
+    inner: tuple[int, int, int, int]
+    spacing_zyx: tuple[float, float, float]
+    positive: np.ndarray
+
+
+def kernel_pairs(series: list[LabelledSeries]) -> list[tuple[LabelledSeries, LabelledSeries]]:
+    """(sharp, soft) series of each participant that has one of each (sorted by participant)."""
+    by = defaultdict(dict)
+    for s in series:
+        if s.kernel_class in ("soft", "sharp"):
+            by[s.participant].setdefault(s.kernel_class, s)
+    return [(k["sharp"], k["soft"]) for p, k in sorted(by.items()) if len(k) == 2]
+
+
+def load_pairs(series: list[LabelledSeries], localizer: HeartLocalizer, grid: ZGrid,
+               convention: AgatstonConvention, margin_mm: float = 8.0) -> list[PairRecord]:
+    """Crop every soft/sharp pair of ``series`` to the sharp series' pipeline heart box widened by ``margin_mm``."""
+    out = []
+    for sharp, soft in kernel_pairs(series):
+        a = load_series(sharp, grid, convention, targets=False)
+        b = load_series(soft, grid, convention, targets=False)
+        if a.hu.shape != b.hu.shape:
+            log.warning("pair %s: soft and sharp grids differ (%s, %s); left out", sharp.participant, a.hu.shape,
+                        b.hu.shape)
+            continue
+        choice = choose_heart_box(localizer, a.hu, a.spacing_zyx, np.asarray(a.origin), a.direction)
+        if choice.box_zyx is None:  # same grid: the soft series' box serves (its noise hides the heart less)
+            choice = choose_heart_box(localizer, b.hu, b.spacing_zyx, np.asarray(b.origin), b.direction)
+        if choice.box_zyx is None:
+            log.warning("pair %s: no heart box (%s); left out", sharp.participant, choice.reason)
+            continue
+        z0, z1, y0, y1, x0, x1 = choice.box_zyx
+        my, mx = (int(np.ceil(margin_mm / sp)) for sp in a.spacing_zyx[1:])
+        ny, nx = a.hu.shape[1:]
+        Y0, Y1, X0, X1 = max(0, y0 - my), min(ny, y1 + my), max(0, x0 - mx), min(nx, x1 + mx)
+        crop = (slice(z0, z1), slice(Y0, Y1), slice(X0, X1))
+        labels = np.maximum(a.labels, b.labels)[crop]
+        soft_hu = np.ascontiguousarray(b.hu[crop])
+        levels = hu_to_levels(soft_hu, labels, convention)
+        out.append(PairRecord(sharp.participant, sharp, soft, np.ascontiguousarray(a.hu[crop]), soft_hu, levels,
+                              np.ascontiguousarray(labels), (y0 - Y0, y1 - Y0, x0 - X0, x1 - X0), a.spacing_zyx,
+                              np.nonzero(levels.any(axis=(1, 2)))[0]))
+    return out
+
+
+def information_gain_loss(logits_: torch.Tensor, target: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Information-gain loss of class scores (n, C, h, w) against integer levels (n, 1, h, w):
+    mean over pixels of ``-Σ_D exp(-α (D* - D)²) log softmax(z)_D`` (near misses are rewarded more than far ones)."""
+    n_cls = logits_.shape[1]
+    d = torch.arange(n_cls, device=logits_.device, dtype=torch.float32)
+    m = torch.exp(-alpha * (d[:, None] - d[None, :]) ** 2)  # (C*, C)
+    weights = m[target[:, 0].long()].permute(0, 3, 1, 2)  # (n, C, h, w)
+    return -(weights * torch.log_softmax(logits_, dim=1)).sum(dim=1).mean()
+
+
+def _sample(rec: PairRecord, rng: np.random.Generator, hp: LevelHyper) -> tuple[np.ndarray, np.ndarray]:
+    size = hp.patch
+    if rng.random() < hp.positive_fraction and len(rec.positive):
+        z = int(rng.choice(rec.positive))
+        ys, xs = np.nonzero(rec.levels[z])
+        k = int(rng.integers(len(ys)))
+        shift = size // 3
+        cy = int(ys[k]) - size // 2 + int(rng.integers(-shift, shift + 1))
+        cx = int(xs[k]) - size // 2 + int(rng.integers(-shift, shift + 1))
+    else:
+        z = int(rng.integers(rec.sharp_hu.shape[0]))
+        h, w = rec.sharp_hu.shape[1:]
+        cy = int(rng.integers(min(0, h - size), max(1, h - size + 1)))
+        cx = int(rng.integers(min(0, w - size), max(1, w - size + 1)))
+    source = rec.sharp_hu if rng.random() < hp.sharp_fraction else rec.soft_hu
+    return window(source[z], cy, cx, size, -1000), window(rec.levels[z], cy, cx, size, 0)
+
+
+def _batch(records: list[PairRecord], weights: np.ndarray, rng: np.random.Generator, hp: LevelHyper
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    his, levs = zip(*(_sample(records[int(rng.choice(len(records), p=weights))], rng, hp)
+                      for _ in range(hp.batch_size)))
+    return slices_to_input(np.stack(his)), torch.from_numpy(np.stack(levs).astype(np.int64))[:, None]
+
+
+@dataclass
+class LevelCounts:
+    """Pooled per-level pixel counts (levels 1..4) on the nominal boxes."""
+
+    tp: np.ndarray
+    fp: np.ndarray
+    fn: np.ndarray
+
+    @classmethod
+    def empty(cls) -> "LevelCounts":
+        return cls(np.zeros(N_LEVELS, np.int64), np.zeros(N_LEVELS, np.int64), np.zeros(N_LEVELS, np.int64))
+
+    def add(self, pred: np.ndarray, ref: np.ndarray) -> None:
+        for k in range(1, N_LEVELS):
+            p, r = pred == k, ref == k
+            self.tp[k] += int((p & r).sum())
+            self.fp[k] += int((p & ~r).sum())
+            self.fn[k] += int((~p & r).sum())
+        p, r = pred > 0, ref > 0
+        self.tp[0] += int((p & r).sum())
+        self.fp[0] += int((p & ~r).sum())
+        self.fn[0] += int((~p & r).sum())
+
+    def dice(self) -> dict:
+        """Per-level Dice (1..4), their mean (``mean_level``: the seed's figure) and the calcium (level >= 1) Dice."""
+        d = [float(2 * t / (2 * t + f + n)) if (2 * t + f + n) else 1.0 for t, f, n in zip(self.tp, self.fp, self.fn)]
+        return {"mean_level": float(np.mean(d[1:])), "calcium": d[0], **{f"level_{k}": d[k] for k in range(1, 5)}}
+
+
+def _nominal(rec: PairRecord) -> tuple[int, int, int, int, int, int]:
+    y0, y1, x0, x1 = rec.inner
+    return (0, rec.sharp_hu.shape[0], y0, y1, x0, x1)
+
+
+def evaluate_pairs(model: LevelPredictor, records: list[PairRecord], convention: AgatstonConvention
+                   ) -> tuple[LevelCounts, list[dict]]:
+    """Level Dice on the sharp series and one row per pair: robust score of the sharp (and soft) series, the
+    classic score of the sharp series inside the reference labels (the seed's baseline) and the soft reference."""
+    counts = LevelCounts.empty()
+    rows = []
+    origin, direction = np.zeros(3), np.eye(3)
+    for rec in records:
+        pred_sharp = model.predict_box(rec.sharp_hu, _nominal(rec))
+        pred_soft = model.predict_box(rec.soft_hu, _nominal(rec))
+        y0, y1, x0, x1 = rec.inner
+        counts.add(pred_sharp[:, y0:y1, x0:x1], rec.levels[:, y0:y1, x0:x1])
+        sp = rec.spacing_zyx
+        rows.append({
+            "participant": rec.participant, "sharp_series": rec.sharp.series_key, "kvp": rec.sharp.kvp,
+            "reference_soft": robust_score(rec.levels, sp, origin, direction, convention).total.agatston,
+            "robust_sharp": robust_score(pred_sharp, sp, origin, direction, convention).total.agatston,
+            "robust_soft": robust_score(pred_soft, sp, origin, direction, convention).total.agatston,
+            "classic_sharp": score_scan(rec.sharp_hu, sp, origin, direction, rec.labels,
+                                        convention=convention).total.agatston,
+        })
+    return counts, rows
+
+
+def level_metrics(counts: LevelCounts, rows: list[dict]) -> dict:
+    """Dice on the level maps and the robust/classic scores of the sharp series against the soft reference."""
+    f = pd.DataFrame(rows)
+    ref = f["reference_soft"].to_numpy(float)
+
+    def brief(values: np.ndarray) -> dict:
+        a = agreement(values, ref)
+        return {k: a[k] for k in ("n", "icc", "icc_log", "five_class_accuracy", "five_class_kappa",
+                                  "four_class_accuracy", "cac_drs_accuracy", "ba_log_mean_diff")} | \
+            {"five_class_confusion": a["confusion"]["five_class"]}
+
+    return {"dice": counts.dice(), "robust_sharp_vs_soft_reference": brief(f["robust_sharp"].to_numpy(float)),
+            "classic_sharp_vs_soft_reference": brief(f["classic_sharp"].to_numpy(float)),
+            "robust_soft_vs_soft_reference": brief(f["robust_soft"].to_numpy(float))}
+
+
+def train_level_net(train: list[PairRecord], val: list[PairRecord], hp: LevelHyper, device: torch.device,
+                    rng: np.random.Generator, convention: AgatstonConvention) -> tuple[torch.nn.Module, dict]:
+    """Train one backbone; the state of the epoch with the best validation mean level Dice is kept."""
+    from monai.losses import DiceLoss
+
+    net = build_level_net(hp.backbone, hp.channels).to(device)
+    if device.type == "cpu":
+        net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(net.parameters(), lr=hp.learning_rate)
+    steps = max(1, hp.samples_per_epoch // hp.batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=hp.max_epochs * steps)
+    dice_loss = DiceLoss(to_onehot_y=True, softmax=True, include_background=False)
+    sizes = np.array([r.sharp_hu.shape[0] for r in train], dtype=np.float64)
+    weights = sizes / sizes.sum()
+    stop = EarlyStopping(hp.patience)
+    timer = Timer()
+    arch = LevelArch(hp.backbone, tuple(hp.channels))
+    for epoch in range(hp.max_epochs):
+        net.train()
+        running = 0.0
+        for _ in range(steps):
+            x, y = _batch(train, weights, rng, hp)
+            with train_autocast(device):
+                out = logits(net, to_device(x, device))
+            out, y = out.float(), y.to(device)
+            loss = (torch.nn.functional.cross_entropy(out, y[:, 0]) + dice_loss(out, y)
+                    + information_gain_loss(out, y, hp.igl_alpha))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            running += loss.item()
+        model = LevelPredictor(net, arch, {"kind": "calcium_levels", "weights_sha256": "training"}, device)
+        counts, _ = evaluate_pairs(model, val[:hp.val_pairs], convention)
+        dice = counts.dice()["mean_level"]
+        log.info("levels %s epoch %d: train loss %.4f, val mean level Dice %.4f (%.0f s)", hp.backbone, epoch,
+                 running / steps, dice, timer())
+        net.train()
+        if stop.update(epoch, 1.0 - dice, net, train=running / steps, val_dice=dice):
+            break
+    net.load_state_dict(stop.best_state)
+    return net.eval(), {"best_epoch": stop.best_epoch, "best_val_mean_level_dice": 1.0 - stop.best,
+                        "history": stop.history}
+
+
+def hyper_dict(hp: LevelHyper) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(hp).items()}

@@ -1,0 +1,189 @@
+"""Training the vessel-specific calcium segmentation ConvNets (seed 001: U-Net++, a plain U-Net to compare).
+
+Data: the labelled series cropped to their pipeline heart boxes (:func:`cacflow.training.regressor.load_crops`,
+the same crops the regressor learns from). A sample is a ``patch`` x ``patch`` window of one axial slice of the
+scoring grid; a share ``positive_fraction`` of the samples is centred (up to a third of the patch off) on a
+reference calcium pixel, the rest fall anywhere in a random slice (balanced sampling of slices with and without
+calcium). The target is the reference vessel label map gated at 130 HU (what the network can see in its second
+input channel); pixels outside the crop are air and background. No flips or rotations: which side a vessel lies on
+is what tells LAD from RCA.
+
+Loss: focal loss (alpha 0.5, gamma 3, MONAI's :class:`~monai.losses.FocalLoss` over the softmax of the five
+classes). Model selection per epoch by the validation scans' calcium Dice (:mod:`cacflow.evaluation.segmentation`),
+predicted as the pipeline predicts: whole axial slices of the nominal heart box.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cacflow.evaluation.agreement import agreement, agreement_table, icc_a1
+from cacflow.evaluation.segmentation import SegmentationCounts, compare_masks
+from cacflow.models.segmentation import (
+    SegmentationArch,
+    VesselSegmenter,
+    build_vessel_net,
+    gate,
+    logits,
+    slices_to_input,
+)
+from cacflow.scoring.agatston import AgatstonConvention
+from cacflow.scoring.scan import VESSELS, score_scan
+from cacflow.scoring.strata import SCHEMES
+from cacflow.training.common import EarlyStopping, Timer, to_device, train_autocast
+from cacflow.training.regressor import CropRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VesselSegHyper:
+    """Hyper-parameters of a vessel segmentation run (recorded in the model card)."""
+
+    features: tuple[int, ...] = (16, 16, 32, 64, 128, 16)
+    patch: int = 96
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    max_epochs: int = 20
+    patience: int = 6
+    samples_per_epoch: int = 1024
+    positive_fraction: float = 0.5
+    focal_alpha: float = 0.5
+    focal_gamma: float = 3.0
+    val_series: int = 12  # validation scans predicted after each epoch (all of them in the final evaluation)
+    seed: int = 0
+
+
+def window(a: np.ndarray, cy: int, cx: int, size: int, fill: float) -> np.ndarray:
+    """``size`` x ``size`` window of a 2-D array with its top-left at (cy, cx), ``fill`` outside."""
+    out = np.full((size, size), fill, dtype=a.dtype)
+    h, w = a.shape
+    y0, x0 = max(0, cy), max(0, cx)
+    y1, x1 = min(h, cy + size), min(w, cx + size)
+    if y1 > y0 and x1 > x0:
+        out[y0 - cy:y1 - cy, x0 - cx:x1 - cx] = a[y0:y1, x0:x1]
+    return out
+
+
+def sample_patch(rec: CropRecord, rng: np.random.Generator, hp: VesselSegHyper) -> tuple[np.ndarray, np.ndarray]:
+    """One (HU, gated label) patch of ``hp.patch`` pixels from a cropped series."""
+    size = hp.patch
+    if rng.random() < hp.positive_fraction and len(rec.positive):
+        z = int(rng.choice(rec.positive))
+        ys, xs = np.nonzero(rec.labels[z])
+        k = int(rng.integers(len(ys)))
+        shift = size // 3
+        cy = int(ys[k]) - size // 2 + int(rng.integers(-shift, shift + 1))
+        cx = int(xs[k]) - size // 2 + int(rng.integers(-shift, shift + 1))
+    else:
+        z = int(rng.integers(rec.hu.shape[0]))
+        h, w = rec.hu.shape[1:]
+        cy = int(rng.integers(min(0, h - size), max(1, h - size + 1)))
+        cx = int(rng.integers(min(0, w - size), max(1, w - size + 1)))
+    hu = window(rec.hu[z], cy, cx, size, -1000)
+    lab = window(rec.labels[z], cy, cx, size, 0)
+    return hu, gate(lab, hu)
+
+
+def _batch(records: list[CropRecord], weights: np.ndarray, rng: np.random.Generator, hp: VesselSegHyper
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    his, labs = [], []
+    for _ in range(hp.batch_size):
+        hu, lab = sample_patch(records[int(rng.choice(len(records), p=weights))], rng, hp)
+        his.append(hu)
+        labs.append(lab)
+    return slices_to_input(np.stack(his)), torch.from_numpy(np.stack(labs).astype(np.int64))[:, None]
+
+
+def predict_record(seg: VesselSegmenter, rec: CropRecord) -> np.ndarray:
+    """Gated predicted labels on the record's crop (z, h, w), predicted inside the nominal box only."""
+    y0, y1, x0, x1 = rec.inner
+    return seg.predict_box(rec.hu, (0, rec.hu.shape[0], y0, y1, x0, x1))
+
+
+def evaluate_records(seg: VesselSegmenter, records: list[CropRecord], convention: AgatstonConvention
+                     ) -> tuple[SegmentationCounts, list[dict]]:
+    """Pooled voxel/lesion counts and one row per scan (predicted and reference totals and vessel scores)."""
+    counts = SegmentationCounts()
+    rows = []
+    origin, direction = np.zeros(3), np.eye(3)
+    for rec in records:
+        pred = predict_record(seg, rec)
+        counts.add(compare_masks(rec.hu, rec.spacing_zyx, pred, rec.labels, convention))
+        p = score_scan(rec.hu, rec.spacing_zyx, origin, direction, pred, vessel_labels=True, convention=convention)
+        r = score_scan(rec.hu, rec.spacing_zyx, origin, direction, rec.labels, vessel_labels=True,
+                       convention=convention)
+        rows.append({"series_key": rec.series.series_key, "kernel_class": rec.series.kernel_class,
+                     "kvp": rec.series.kvp, "predicted_agatston": p.total.agatston,
+                     "reference_agatston": rec.reference_agatston,
+                     **{f"predicted_{v}": p.vessels[v].agatston for v in VESSELS.values()},
+                     **{f"reference_{v}": r.vessels[v].agatston for v in VESSELS.values()}})
+    return counts, rows
+
+
+def segmentation_metrics(counts: SegmentationCounts, rows: list[dict]) -> dict:
+    """Calcium Dice, lesion detection per vessel, total agreement (ICC, strata, κ) and per-vessel ICC."""
+    frame = pd.DataFrame(rows)
+    pred, ref = frame["predicted_agatston"].to_numpy(float), frame["reference_agatston"].to_numpy(float)
+    table = frame.assign(method_score=pred, reference_score=ref, kvp=[f"{v:g}" for v in frame["kvp"]],
+                         reference_stratum=[SCHEMES["five_class"].label(v) for v in ref])
+    return {
+        "calcium_dice": counts.dice, "voxels": {"tp": counts.tp, "fp": counts.fp, "fn": counts.fn},
+        "lesion_detection_rate": counts.detection_rate(), "reference_lesions": dict(counts.lesions),
+        "agatston": agreement(pred, ref),
+        "vessel_icc": {v: icc_a1(frame[[f"predicted_{v}", f"reference_{v}"]].to_numpy(float))
+                       for v in VESSELS.values()},
+        "table": agreement_table(table, ["kernel_class", "kvp", "reference_stratum"]).to_dict(orient="records"),
+    }
+
+
+def train_vessel_net(arch: str, train: list[CropRecord], val: list[CropRecord], hp: VesselSegHyper,
+                     device: torch.device, rng: np.random.Generator, convention: AgatstonConvention
+                     ) -> tuple[torch.nn.Module, dict]:
+    """Train one architecture; the state of the epoch with the best validation calcium Dice is kept."""
+    from monai.losses import FocalLoss
+
+    net = build_vessel_net(arch, hp.features).to(device)
+    if device.type == "cpu":
+        net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(net.parameters(), lr=hp.learning_rate)
+    steps = max(1, hp.samples_per_epoch // hp.batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=hp.max_epochs * steps)
+    loss_fn = FocalLoss(to_onehot_y=True, use_softmax=True, gamma=hp.focal_gamma, alpha=hp.focal_alpha)
+    sizes = np.array([r.hu.shape[0] for r in train], dtype=np.float64)
+    weights = sizes / sizes.sum()
+    val_subset = val[:hp.val_series]
+    stop = EarlyStopping(hp.patience)
+    timer = Timer()
+    card = {"kind": "vessel_segmentation", "weights_sha256": "training"}
+    for epoch in range(hp.max_epochs):
+        net.train()
+        running = 0.0
+        for _ in range(steps):
+            x, y = _batch(train, weights, rng, hp)
+            with train_autocast(device):
+                out = logits(net, to_device(x, device))
+            loss = loss_fn(out.float(), y.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            running += loss.item()
+        seg = VesselSegmenter(net, SegmentationArch(arch, hp.features), card, device)
+        counts, _ = evaluate_records(seg, val_subset, convention)
+        log.info("%s epoch %d: train focal %.5f, val calcium Dice %.4f (%.0f s)", arch, epoch, running / steps,
+                 counts.dice, timer())
+        net.train()
+        if stop.update(epoch, 1.0 - counts.dice, net, train=running / steps, val_dice=counts.dice):
+            break
+    net.load_state_dict(stop.best_state)
+    return net.eval(), {"best_epoch": stop.best_epoch, "best_val_dice": 1.0 - stop.best, "history": stop.history}
+
+
+def hyper_dict(hp: VesselSegHyper) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(hp).items()}
