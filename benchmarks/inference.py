@@ -3,8 +3,9 @@
 Usage (after the workflow has preprocessed a cohort):
     python benchmarks/inference.py --results results --cohort demo [--device auto] [--out benchmarks/out/inference.json]
 
-1. Models alone, on the first scan of the cohort: the localizer (3 x 128 canvas slices) and the regressor over the
-   scan's heart-box slices at batch sizes 8-128; seconds per scan (median of repeats).
+1. Models alone, on the first scan of the cohort: the localizer (3 x 128 canvas slices), the regressor over the
+   scan's heart-box slices at batch sizes 8-128 and each shipped segmentation scorer (models/unetpp, unet, levels)
+   over the same box at batch 16; seconds per scan (median of repeats) and the ratio to the regressor at 64.
 2. Shards of N = 1, 2, 4, ... scans, each run as a fresh Python process exactly as a workflow job runs it
    (interpreter start, imports, model load, reading volumes, inference, writing rows): wall seconds, seconds per
    scan and scans per second. Per-scan time falls with N because the fixed costs are paid once per job.
@@ -27,6 +28,7 @@ import torch
 from cacflow import config as cfg
 from cacflow.io.zarr_store import read_volume
 from cacflow.models.heart_box import choose_heart_box
+from cacflow.models.mask_scorers import load_mask_scorer
 from cacflow.models.localizer import build_canvas
 from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
 from cacflow.models.regression import fit_box
@@ -75,6 +77,16 @@ def model_times(layout: CohortLayout, key: str, config: dict, device: torch.devi
         reg.predict_slices(slices[:batch], volume.spacing_zyx)  # warm-up
         rows.append({"model": "regressor", "batch": batch, "slices": len(slices),
                      "s_per_scan": _median_time(lambda: reg.predict_slices(slices, volume.spacing_zyx), repeats)})
+    base = next(r["s_per_scan"] for r in rows if r["model"] == "regressor" and r["batch"] == 64)
+    for name in ("unetpp", "unet", "levels"):
+        directory = Path(__file__).resolve().parents[1] / "models" / name
+        if not (directory / "weights.pt").is_file():
+            continue
+        scorer = load_mask_scorer(directory, device)
+        scorer.predict_slices(slices[:16])  # warm-up
+        t = _median_time(lambda: scorer.predict_slices(slices), repeats)
+        rows.append({"model": name, "batch": 16, "slices": len(slices), "s_per_scan": t,
+                     "ratio_to_regressor_b64": t / base})
     return rows
 
 

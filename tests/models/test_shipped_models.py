@@ -13,10 +13,13 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
+import torch
 
 from cacflow import config as cfg
 from cacflow.models.checkpoint import read_card
 from cacflow.models.predict import HeartLocalizer, SliceRegressor
+from cacflow.models.calcium_levels import LevelPredictor
+from cacflow.models.segmentation import VesselSegmenter
 from cacflow.pipeline.discover import run_discover
 from cacflow.pipeline.infer import run_infer_shard
 from cacflow.pipeline.layout import CohortLayout
@@ -26,6 +29,8 @@ from cacflow.scoring.regression_rule import regression_totals
 from cacflow.synth.cohort import _participant_id, generate_participant
 from cacflow.training import localizer as tl
 from cacflow.training import regressor as tr
+from cacflow.training import calcium_levels as tcl
+from cacflow.training import segmentation as ts
 from cacflow.training.data import labelled_series, split_of
 from cacflow.training.run import regression_metrics
 
@@ -61,6 +66,13 @@ def test_split(tmp_path_factory):
             "convention": AgatstonConvention.from_dict(config["scoring"]["convention"])}
 
 
+@pytest.fixture(scope="module")
+def test_crops(test_split):
+    """The test series cropped to the shipped localizer's heart boxes (8 mm margin), as the trainings evaluated."""
+    localizer = HeartLocalizer.load(MODELS / "localizer", "cpu")
+    return tr.load_crops(test_split["series"], localizer, test_split["grid"], test_split["convention"], 8.0)
+
+
 def test_localizer_reproduces_its_card(test_split):
     card = read_card(MODELS / "localizer")
     localizer = HeartLocalizer.load(MODELS / "localizer", "cpu")
@@ -73,13 +85,12 @@ def test_localizer_reproduces_its_card(test_split):
     assert got["share_coverage_ge_0.98"] >= 0.98 and got["median_iou"] >= 0.85
 
 
-def test_regressor_reproduces_its_card_and_the_pipeline_agrees(test_split):
+def test_regressor_reproduces_its_card_and_the_pipeline_agrees(test_split, test_crops):
     card = read_card(MODELS / "regressor")
     device = "cpu"
-    localizer = HeartLocalizer.load(MODELS / "localizer", device)
     regressor = SliceRegressor.load(MODELS / "regressor", device)
-    crops = tr.load_crops(test_split["series"], localizer, test_split["grid"], test_split["convention"],
-                          card["hyper_parameters"]["jitter_mm"])
+    assert card["hyper_parameters"]["jitter_mm"] == 8.0
+    crops = test_crops
     pred = tr.scan_predictions(regressor, crops, test_split["convention"])
     got, want = regression_metrics(pred, crops), card["metrics"]["test"]
     assert got["agatston"]["n"] == want["agatston"]["n"] == card["split_sizes"]["test"]["series"]
@@ -100,3 +111,39 @@ def test_regressor_reproduces_its_card_and_the_pipeline_agrees(test_split):
                                              done["regression_spacing_z_mm"])})
     for rec, p in zip(crops, pred[:, 0]):
         assert float(by_key[rec.series.series_key]) == pytest.approx(p, rel=1e-4, abs=1e-3)
+
+
+@pytest.mark.parametrize("arch", ["unetpp", "unet"])
+def test_vessel_segmenter_reproduces_its_card(test_split, test_crops, arch):
+    """The shipped U-Net++ (and the plain U-Net it is compared with) on the regenerated test split: the card's
+    Dice, lesion detection and agreement figures (models/README.md says which targets they miss)."""
+    card = read_card(MODELS / arch)
+    seg = VesselSegmenter.load(MODELS / arch, torch.device("cpu"))
+    crops = test_crops
+    counts, rows = ts.evaluate_records(seg, crops, test_split["convention"])
+    got, want = ts.segmentation_metrics(counts, rows), card["metrics"]["test"]
+    assert got["agatston"]["n"] == want["agatston"]["n"] == card["split_sizes"]["test"]["series"]
+    assert got["calcium_dice"] == pytest.approx(want["calcium_dice"], abs=5e-3)
+    for vessel, rate in want["lesion_detection_rate"].items():
+        assert got["lesion_detection_rate"][vessel] == pytest.approx(rate, abs=0.02), vessel
+    assert got["agatston"]["icc"] == pytest.approx(want["agatston"]["icc"], abs=2e-3)
+    for key in ("five_class_accuracy", "five_class_kappa"):
+        assert got["agatston"][key] == pytest.approx(want["agatston"][key], abs=1.01 / len(crops)), key
+
+
+def test_level_model_reproduces_its_card(test_split):
+    """The shipped calcification level model on the regenerated test pairs: level Dice, and the robust and classic
+    scores of the sharp series against the soft reference, as in its card."""
+    card = read_card(MODELS / "levels")
+    localizer = HeartLocalizer.load(MODELS / "localizer", "cpu")
+    model = LevelPredictor.load(MODELS / "levels", torch.device("cpu"))
+    pairs = tcl.load_pairs(test_split["series"], localizer, test_split["grid"], test_split["convention"])
+    counts, rows = tcl.evaluate_pairs(model, pairs, test_split["convention"])
+    got, want = tcl.level_metrics(counts, rows), card["metrics"]["test"]
+    assert len(pairs) == card["pairs"]["test"]
+    for key in ("mean_level", "calcium"):
+        assert got["dice"][key] == pytest.approx(want["dice"][key], abs=5e-3), key
+    for method in ("robust_sharp_vs_soft_reference", "classic_sharp_vs_soft_reference"):
+        assert got[method]["icc"] == pytest.approx(want[method]["icc"], abs=2e-3), method
+        assert got[method]["five_class_accuracy"] == pytest.approx(want[method]["five_class_accuracy"],
+                                                                   abs=1.01 / len(pairs)), method

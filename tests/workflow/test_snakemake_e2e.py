@@ -25,6 +25,8 @@ def test_snakemake_runs_discover_convert_resample_on_a_generated_cohort(tmp_path
     (tmp_path / "config.yaml").write_text(
         "cohorts:\n  tiny:\n    synthetic: {n: 3, seed: 5, small: true}\n"
         "sharding: {shard_size: 2, threads: 2, scheduler: processes}\n"
+        # the shipped segmentation scorers, opted in (relative model paths resolve against the workflow)
+        "models: {segmentation: {unetpp: models/unetpp, levels: models/levels}}\n"
     )
     snakemake = shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
     cmd = [snakemake, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "2", "all",
@@ -38,12 +40,18 @@ def test_snakemake_runs_discover_convert_resample_on_a_generated_cohort(tmp_path
     for key in selected["series_key"]:
         assert (tmp_path / "results" / "tiny" / "volumes" / "scoring" / f"{key}.zarr" / "zarr.json").is_file()
     scores = pd.read_parquet(tables / "scores")
-    assert set(scores["method"]) == {"classic_heart_region", "regression", "reference"}
-    assert len(scores) == 3 * len(selected) and (scores["status"] == "scored").all()
+    assert set(scores["method"]) == {"classic_heart_region", "regression", "reference", "unetpp", "levels"}
+    assert len(scores) == 5 * len(selected) and (scores["status"] == "scored").all()
+    # the vessel-specific scorer fills the vessel table; every scan carries one second-reader flag
+    vessels = pd.read_parquet(tables / "vessels")
+    assert len(vessels.query("method == 'unetpp'")) == 4 * len(selected)
+    assert not len(vessels.query("method == 'levels'")) and scores.query("method == 'levels'")["mass_mg"].isna().all()
+    assert scores["second_reader"].notna().all()
+    assert (scores.groupby("series_key")["second_reader"].nunique() == 1).all()
     # the evaluation target compares every method with the reference and the localizer with the true hearts
     evaluation = tmp_path / "results" / "tiny" / "evaluation"
     agree = pd.read_parquet(evaluation / "agreement.parquet")
-    assert set(agree["method"]) == {"classic_heart_region", "regression"}
+    assert set(agree["method"]) == {"classic_heart_region", "regression", "unetpp", "levels"}
     assert (agree.loc[agree["group"] == "all", "n"] == len(selected)).all()
     assert len(pd.read_parquet(evaluation / "localizer.parquet")) == len(selected)
     assert (evaluation / "figures" / "regression.png").is_file()
