@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from cacflow.models.checkpoint import load_checkpoint, model_id
+from cacflow.models.checkpoint import load_checkpoint
 from cacflow.models.regression import normalise_hu
-from cacflow.models.segmentation import logits, pad_to
+from cacflow.models.segmentation import SliceLabeller
 from cacflow.scoring.robust_agatston import N_LEVELS
 
 BACKBONES: tuple[str, ...] = ("unet", "segresnet", "attention_unet")
@@ -59,18 +59,10 @@ class LevelArch:
     channels: tuple[int, ...]
 
 
-class LevelPredictor:
-    """A calcification level checkpoint loaded once; predicts level maps inside heart boxes of many scans."""
+class LevelPredictor(SliceLabeller):
+    """A calcification level checkpoint: level maps 0..4 of slices of any kernel."""
 
     kind = KIND
-
-    def __init__(self, net: nn.Module, arch: LevelArch, card: dict, device: torch.device, batch_size: int = 16
-                 ) -> None:
-        self.net = net.to(device).eval()
-        if device.type == "cpu":
-            self.net = self.net.to(memory_format=torch.channels_last)
-        self.arch, self.card, self.device, self.batch_size = arch, card, device, batch_size
-        self.id = model_id(card)
 
     @classmethod
     def load(cls, directory: Path, device: torch.device, batch_size: int = 16) -> "LevelPredictor":
@@ -80,25 +72,5 @@ class LevelPredictor:
         net.load_state_dict(payload["state"])
         return cls(net, arch, card, device, batch_size)
 
-    @torch.inference_mode()
-    def predict_slices(self, hu: np.ndarray) -> np.ndarray:
-        """Level maps (n, h, w) uint8 of HU slices (n, h, w) of any size."""
-        padded, (h, w) = pad_to(hu)
-        out = []
-        for i in range(0, len(padded), self.batch_size):
-            x = slices_to_input(padded[i:i + self.batch_size]).to(self.device)
-            if self.device.type == "cpu":
-                y = logits(self.net, x.contiguous(memory_format=torch.channels_last))
-            else:
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    y = logits(self.net, x)
-            out.append(y.float().argmax(dim=1).to(torch.uint8).cpu().numpy())
-        return np.concatenate(out)[:, :h, :w] if out else np.zeros((0, h, w), np.uint8)
-
-    def predict_box(self, hu: np.ndarray, box_zyx: tuple[int, int, int, int, int, int]) -> np.ndarray:
-        """Level map on the whole grid (z, y, x; uint8, 0 outside the heart box)."""
-        z0, z1, y0, y1, x0, x1 = box_zyx
-        levels = np.zeros(hu.shape, dtype=np.uint8)
-        if z1 > z0 and y1 > y0 and x1 > x0:
-            levels[z0:z1, y0:y1, x0:x1] = self.predict_slices(hu[z0:z1, y0:y1, x0:x1])
-        return levels
+    def encode(self, hu: np.ndarray) -> torch.Tensor:
+        return slices_to_input(hu)

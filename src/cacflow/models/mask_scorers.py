@@ -11,9 +11,9 @@ from cacflow.models.calcium_levels import KIND as LEVELS
 from cacflow.models.calcium_levels import LevelPredictor
 from cacflow.models.checkpoint import CheckpointError, read_card
 from cacflow.models.segmentation import KIND as VESSELS
-from cacflow.models.segmentation import VesselSegmenter
+from cacflow.models.segmentation import SliceLabeller, VesselSegmenter
 
-MaskScorer = VesselSegmenter | LevelPredictor
+MaskScorer = SliceLabeller
 _CLASSES = {VESSELS: VesselSegmenter, LEVELS: LevelPredictor}
 
 

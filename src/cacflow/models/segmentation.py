@@ -82,21 +82,62 @@ class SegmentationArch:
     features: tuple[int, ...]
 
 
-KIND = "vessel_segmentation"
+class SliceLabeller:
+    """A checkpoint whose network labels every pixel of axial slices, loaded once and called for scan after scan.
 
+    Subclasses say how HU slices become the network input (:meth:`encode`) and what happens to the argmax labels
+    (:meth:`finish`). CUDA runs under bf16 autocast; the CPU in float32 with ``channels_last``.
+    """
 
-class VesselSegmenter:
-    """A vessel segmentation checkpoint loaded once; labels the calcium inside heart boxes of many scans."""
+    kind: str
 
-    kind = KIND
-
-    def __init__(self, net: nn.Module, arch: SegmentationArch, card: dict, device: torch.device,
-                 batch_size: int = 16) -> None:
+    def __init__(self, net: nn.Module, arch, card: dict, device: torch.device, batch_size: int = 16) -> None:
         self.net = net.to(device).eval()
         if device.type == "cpu":
             self.net = self.net.to(memory_format=torch.channels_last)
         self.arch, self.card, self.device, self.batch_size = arch, card, device, batch_size
         self.id = model_id(card)
+
+    def encode(self, hu: np.ndarray) -> torch.Tensor:
+        """HU slices (n, h, w) -> network input (n, c, h, w)."""
+        raise NotImplementedError
+
+    def finish(self, labels: np.ndarray, hu: np.ndarray) -> np.ndarray:
+        """Post-processing of the argmax labels (n, h, w) of HU slices ``hu``; none by default."""
+        return labels
+
+    @torch.inference_mode()
+    def predict_slices(self, hu: np.ndarray) -> np.ndarray:
+        """Labels (n, h, w) uint8 of HU slices (n, h, w) of any size (padded internally)."""
+        padded, (h, w) = pad_to(hu)
+        out = []
+        for i in range(0, len(padded), self.batch_size):
+            x = self.encode(padded[i:i + self.batch_size]).to(self.device)
+            if self.device.type == "cpu":
+                y = logits(self.net, x.contiguous(memory_format=torch.channels_last))
+            else:
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    y = logits(self.net, x)
+            out.append(y.float().argmax(dim=1).to(torch.uint8).cpu().numpy())
+        labels = np.concatenate(out)[:, :h, :w] if out else np.zeros((0, h, w), np.uint8)
+        return self.finish(labels, hu)
+
+    def predict_box(self, hu: np.ndarray, box_zyx: tuple[int, int, int, int, int, int]) -> np.ndarray:
+        """Labels on the whole grid (z, y, x; uint8, 0 outside the heart box)."""
+        z0, z1, y0, y1, x0, x1 = box_zyx
+        labels = np.zeros(hu.shape, dtype=np.uint8)
+        if z1 > z0 and y1 > y0 and x1 > x0:
+            labels[z0:z1, y0:y1, x0:x1] = self.predict_slices(hu[z0:z1, y0:y1, x0:x1])
+        return labels
+
+
+KIND = "vessel_segmentation"
+
+
+class VesselSegmenter(SliceLabeller):
+    """A vessel segmentation checkpoint: gated vessel labels (0 background, 1-4 :data:`VESSELS` codes)."""
+
+    kind = KIND
 
     @classmethod
     def load(cls, directory: Path, device: torch.device, batch_size: int = 16) -> "VesselSegmenter":
@@ -106,27 +147,8 @@ class VesselSegmenter:
         net.load_state_dict(payload["state"])
         return cls(net, arch, card, device, batch_size)
 
-    @torch.inference_mode()
-    def predict_slices(self, hu: np.ndarray) -> np.ndarray:
-        """Gated vessel labels (n, h, w) uint8 of HU slices (n, h, w) of any size (padded internally)."""
-        padded, (h, w) = pad_to(hu)
-        out = []
-        for i in range(0, len(padded), self.batch_size):
-            x = slices_to_input(padded[i:i + self.batch_size]).to(self.device)
-            if self.device.type == "cpu":
-                x = x.contiguous(memory_format=torch.channels_last)
-                y = logits(self.net, x)
-            else:
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    y = logits(self.net, x)
-            out.append(y.float().argmax(dim=1).to(torch.uint8).cpu().numpy())
-        labels = np.concatenate(out)[:, :h, :w] if out else np.zeros((0, h, w), np.uint8)
-        return gate(labels, hu)
+    def encode(self, hu: np.ndarray) -> torch.Tensor:
+        return slices_to_input(hu)
 
-    def predict_box(self, hu: np.ndarray, box_zyx: tuple[int, int, int, int, int, int]) -> np.ndarray:
-        """Gated vessel labels on the whole grid (z, y, x; uint8, 0 outside the heart box)."""
-        z0, z1, y0, y1, x0, x1 = box_zyx
-        labels = np.zeros(hu.shape, dtype=np.uint8)
-        if z1 > z0 and y1 > y0 and x1 > x0:
-            labels[z0:z1, y0:y1, x0:x1] = self.predict_slices(hu[z0:z1, y0:y1, x0:x1])
-        return labels
+    def finish(self, labels: np.ndarray, hu: np.ndarray) -> np.ndarray:
+        return gate(labels, hu)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -33,9 +33,9 @@ from cacflow.models.segmentation import logits
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.scoring.robust_agatston import N_LEVELS, hu_to_levels, robust_score
 from cacflow.scoring.scan import score_scan
-from cacflow.training.common import EarlyStopping, Timer, to_device, train_autocast
-from cacflow.training.data import LabelledSeries, load_series
-from cacflow.training.segmentation import window
+from cacflow.training.common import EarlyStopping, Timer, train_steps
+from cacflow.training.data import LabelledSeries, load_series, widened_crop
+from cacflow.training.segmentation import patch_corner, window
 
 log = logging.getLogger(__name__)
 
@@ -101,16 +101,12 @@ def load_pairs(series: list[LabelledSeries], localizer: HeartLocalizer, grid: ZG
         if choice.box_zyx is None:
             log.warning("pair %s: no heart box (%s); left out", sharp.participant, choice.reason)
             continue
-        z0, z1, y0, y1, x0, x1 = choice.box_zyx
-        my, mx = (int(np.ceil(margin_mm / sp)) for sp in a.spacing_zyx[1:])
-        ny, nx = a.hu.shape[1:]
-        Y0, Y1, X0, X1 = max(0, y0 - my), min(ny, y1 + my), max(0, x0 - mx), min(nx, x1 + mx)
-        crop = (slice(z0, z1), slice(Y0, Y1), slice(X0, X1))
+        crop, inner = widened_crop(choice.box_zyx, a.spacing_zyx, a.hu.shape, margin_mm)
         labels = np.maximum(a.labels, b.labels)[crop]
         soft_hu = np.ascontiguousarray(b.hu[crop])
         levels = hu_to_levels(soft_hu, labels, convention)
         out.append(PairRecord(sharp.participant, sharp, soft, np.ascontiguousarray(a.hu[crop]), soft_hu, levels,
-                              np.ascontiguousarray(labels), (y0 - Y0, y1 - Y0, x0 - X0, x1 - X0), a.spacing_zyx,
+                              np.ascontiguousarray(labels), inner, a.spacing_zyx,
                               np.nonzero(levels.any(axis=(1, 2)))[0]))
     return out
 
@@ -127,18 +123,7 @@ def information_gain_loss(logits_: torch.Tensor, target: torch.Tensor, alpha: fl
 
 def _sample(rec: PairRecord, rng: np.random.Generator, hp: LevelHyper) -> tuple[np.ndarray, np.ndarray]:
     size = hp.patch
-    if rng.random() < hp.positive_fraction and len(rec.positive):
-        z = int(rng.choice(rec.positive))
-        ys, xs = np.nonzero(rec.levels[z])
-        k = int(rng.integers(len(ys)))
-        shift = size // 3
-        cy = int(ys[k]) - size // 2 + int(rng.integers(-shift, shift + 1))
-        cx = int(xs[k]) - size // 2 + int(rng.integers(-shift, shift + 1))
-    else:
-        z = int(rng.integers(rec.sharp_hu.shape[0]))
-        h, w = rec.sharp_hu.shape[1:]
-        cy = int(rng.integers(min(0, h - size), max(1, h - size + 1)))
-        cx = int(rng.integers(min(0, w - size), max(1, w - size + 1)))
+    z, cy, cx = patch_corner(rec.levels, rec.positive, rng, size, hp.positive_fraction)
     source = rec.sharp_hu if rng.random() < hp.sharp_fraction else rec.soft_hu
     return window(source[z], cy, cx, size, -1000), window(rec.levels[z], cy, cx, size, 0)
 
@@ -241,33 +226,21 @@ def train_level_net(train: list[PairRecord], val: list[PairRecord], hp: LevelHyp
     stop = EarlyStopping(hp.patience)
     timer = Timer()
     arch = LevelArch(hp.backbone, tuple(hp.channels))
+    def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (torch.nn.functional.cross_entropy(out, y[:, 0]) + dice_loss(out, y)
+                + information_gain_loss(out, y, hp.igl_alpha))
+
     for epoch in range(hp.max_epochs):
-        net.train()
-        running = 0.0
-        for _ in range(steps):
-            x, y = _batch(train, weights, rng, hp)
-            with train_autocast(device):
-                out = logits(net, to_device(x, device))
-            out, y = out.float(), y.to(device)
-            loss = (torch.nn.functional.cross_entropy(out, y[:, 0]) + dice_loss(out, y)
-                    + information_gain_loss(out, y, hp.igl_alpha))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            running += loss.item()
+        running = train_steps(net, logits, lambda: _batch(train, weights, rng, hp), loss_fn, opt, sched, device,
+                              steps)
         model = LevelPredictor(net, arch, {"kind": "calcium_levels", "weights_sha256": "training"}, device)
         counts, _ = evaluate_pairs(model, val[:hp.val_pairs], convention)
         dice = counts.dice()["mean_level"]
         log.info("levels %s epoch %d: train loss %.4f, val mean level Dice %.4f (%.0f s)", hp.backbone, epoch,
-                 running / steps, dice, timer())
-        net.train()
-        if stop.update(epoch, 1.0 - dice, net, train=running / steps, val_dice=dice):
+                 running, dice, timer())
+        if stop.update(epoch, 1.0 - dice, net, train=running, val_dice=dice):
             break
     net.load_state_dict(stop.best_state)
     return net.eval(), {"best_epoch": stop.best_epoch, "best_val_mean_level_dice": 1.0 - stop.best,
                         "history": stop.history}
 
-
-def hyper_dict(hp: LevelHyper) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(hp).items()}

@@ -6,7 +6,7 @@ import logging
 import random
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -64,3 +64,30 @@ class Timer:
 
     def __call__(self) -> float:
         return time.perf_counter() - self.t0
+
+
+def hyper_dict(hp) -> dict:
+    """A hyper-parameter dataclass as a JSON-ready dict (tuples as lists), for model cards."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(hp).items()}
+
+
+def train_steps(net: torch.nn.Module, forward, next_batch, loss_fn, opt: torch.optim.Optimizer, sched,
+                device: torch.device, steps: int) -> float:
+    """``steps`` optimisation steps of a segmentation network; returns the mean training loss.
+
+    ``next_batch()`` gives (input, target) on the CPU; ``forward(net, x)`` the class scores; ``loss_fn(scores,
+    target)`` the loss on float32 scores. Forward runs under :func:`train_autocast`; the scheduler steps per step.
+    """
+    net.train()
+    running = 0.0
+    for _ in range(steps):
+        x, y = next_batch()
+        with train_autocast(device):
+            out = forward(net, to_device(x, device))
+        loss = loss_fn(out.float(), y.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        running += loss.item()
+    return running / steps

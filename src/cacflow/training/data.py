@@ -142,3 +142,15 @@ def data_hash(series: list[LabelledSeries]) -> str:
         if s.heart_path is not None:
             h.update(Path(s.heart_path).read_bytes())
     return h.hexdigest()
+
+
+def widened_crop(box_zyx: tuple[int, int, int, int, int, int], spacing_zyx: tuple[float, float, float],
+                 shape_zyx: tuple[int, ...], margin_mm: float
+                 ) -> tuple[tuple[slice, slice, slice], tuple[int, int, int, int]]:
+    """A heart box (half-open voxel ranges z, y, x) widened in-plane by ``margin_mm`` (clipped to the volume): the
+    crop's slices and the nominal box's in-plane ranges (y0, y1, x0, x1) in crop coordinates."""
+    z0, z1, y0, y1, x0, x1 = box_zyx
+    my, mx = (int(np.ceil(margin_mm / sp)) for sp in spacing_zyx[1:])
+    ny, nx = shape_zyx[1:]
+    Y0, Y1, X0, X1 = max(0, y0 - my), min(ny, y1 + my), max(0, x0 - mx), min(nx, x1 + mx)
+    return (slice(z0, z1), slice(Y0, Y1), slice(X0, X1)), (y0 - Y0, y1 - Y0, x0 - X0, x1 - X0)

@@ -9,7 +9,7 @@ loss (binary cross-entropy) and stops after ``patience`` epochs without improvem
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -180,6 +180,3 @@ def summarise_localizer(rows: list[dict]) -> dict:
             "median_coverage": float(np.median(cov)), "median_iou": float(np.median(iou)),
             "min_iou": float(iou.min()), "share_found": float(np.mean([r["status"] == "found" for r in rows]))}
 
-
-def hyper_dict(hp: LocalizerHyper) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(hp).items()}

@@ -15,7 +15,7 @@ raw and the log target by the same figure.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from cacflow.models.predict import HeartLocalizer, SliceRegressor
 from cacflow.models.regression import INPUT_SIZE, RegressionNet, encode_targets, slices_to_input
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.training.common import EarlyStopping, Timer, to_device, train_autocast
-from cacflow.training.data import LabelledSeries, load_many, slice_targets
+from cacflow.training.data import LabelledSeries, load_many, slice_targets, widened_crop
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +73,12 @@ def load_crops(series: list[LabelledSeries], localizer: HeartLocalizer, grid: ZG
         if choice.box_zyx is None:
             log.warning("series %s: no heart box (%s); left out of regressor training", s.series_key, choice.reason)
             continue
-        z0, z1, y0, y1, x0, x1 = choice.box_zyx
-        my, mx = (int(np.ceil(margin_mm / sp)) for sp in arr.spacing_zyx[1:])
-        ny, nx = arr.hu.shape[1:]
-        Y0, Y1, X0, X1 = max(0, y0 - my), min(ny, y1 + my), max(0, x0 - mx), min(nx, x1 + mx)
-        hu = np.ascontiguousarray(arr.hu[z0:z1, Y0:Y1, X0:X1])
-        labels = np.ascontiguousarray(arr.labels[z0:z1, Y0:Y1, X0:X1])
+        crop, inner = widened_crop(choice.box_zyx, arr.spacing_zyx, arr.hu.shape, margin_mm)
+        hu = np.ascontiguousarray(arr.hu[crop])
+        labels = np.ascontiguousarray(arr.labels[crop])
         positive = np.nonzero((labels > 0).any(axis=(1, 2)))[0]
         total = arr.per_slice.sum(axis=0)
-        out.append(CropRecord(s, hu, labels, (y0 - Y0, y1 - Y0, x0 - X0, x1 - X0), arr.spacing_zyx, positive,
+        out.append(CropRecord(s, hu, labels, inner, arr.spacing_zyx, positive,
                               float(total[0]), float(total[1]), str(choice.method)))
     return out
 
@@ -189,6 +186,3 @@ def train_one(train: list[CropRecord], val: list[CropRecord], hp: RegressorHyper
     net.load_state_dict(stop.best_state)
     return net.eval(), {"best_epoch": stop.best_epoch, "best_val_log_mae": stop.best, "history": stop.history}
 
-
-def hyper_dict(hp: RegressorHyper) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(hp).items()}

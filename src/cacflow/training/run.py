@@ -24,7 +24,7 @@ from cacflow.training import localizer as tl
 from cacflow.training import regressor as tr
 from cacflow.training import calcium_levels as tcl
 from cacflow.training import segmentation as ts
-from cacflow.training.common import Timer, seed_everything
+from cacflow.training.common import Timer, hyper_dict, seed_everything
 from cacflow.training.data import SPLITS, LabelledSeries, data_hash, labelled_series
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,11 @@ def _setup(layout: CohortLayout, root: Path, labels_dir: Path, config: dict
             "split_sizes": {k: {"series": len(v), "participants": len({s.participant for s in v})}
                             for k, v in by_split.items()}}
     return series, grids(config)[grid_name], AgatstonConvention.from_dict(config["scoring"]["convention"]), info
+
+
+def _trained_on(layout: CohortLayout, config: dict) -> str:
+    """The model card's ``trained_on``: 'synthetic' for a generated training cohort."""
+    return "synthetic" if "synthetic" in config["cohorts"].get(layout.cohort, {}) else "labelled cohort"
 
 
 def _hyper(cls, overrides: dict):
@@ -82,11 +87,11 @@ def train_localizer_run(layout: CohortLayout, root: Path, labels_dir: Path, conf
             for k in ("val", "test")}
     card = {
         "kind": "localizer", "name": "cacflow heart localizer (three plane ConvNets)",
-        "trained_on": "synthetic" if "synthetic" in config["cohorts"].get(layout.cohort, {}) else "labelled cohort",
+        "trained_on": _trained_on(layout, config),
         "method": "de Vos et al. (seed 003 ref. [3]): per-slice heart presence in axial, coronal and sagittal "
                   "slices of a 3 mm canvas; the runs of p > 0.5 give the box",
         "canvas": {"voxel_mm": CANVAS_MM, "size": CANVAS_SIZE}, **info,
-        "hyper_parameters": tl.hyper_dict(hp), "box_margin_mm": margin, "margin_selection": margin_table,
+        "hyper_parameters": hyper_dict(hp), "box_margin_mm": margin, "margin_selection": margin_table,
         "device": str(device), "training_seconds": round(timer(), 1),
         "training": histories,
         "metrics": {k: tl.summarise_localizer(v) for k, v in rows.items()},
@@ -136,12 +141,12 @@ def train_regressor_run(layout: CohortLayout, root: Path, labels_dir: Path, conf
                for k in ("val", "test")}
     card = {
         "kind": "regressor", "name": "cacflow regression ConvNet (per-slice Agatston and volume)",
-        "trained_on": "synthetic" if "synthetic" in config["cohorts"].get(layout.cohort, {}) else "labelled cohort",
+        "trained_on": _trained_on(layout, config),
         "method": "de Vos et al. (seed 003): axial slices of the scoring grid cropped to the heart box, zero-padded "
                   "to 256 x 256; six conv-BN-ELU-maxpool layers, two FC layers (voxel size appended), outputs "
                   "Agatston and volume per slice; scan score = sum over slices",
         "target_transform": chosen, **info, "localizer": localizer.id,
-        "hyper_parameters": tr.hyper_dict(hp), "device": str(device), "training_seconds": round(timer(), 1),
+        "hyper_parameters": hyper_dict(hp), "device": str(device), "training_seconds": round(timer(), 1),
         "training": {t: h for t, (_, h) in candidates.items()},
         "selection": {t: h["best_val_log_mae"] for t, (_, h) in candidates.items()},
         "metrics": metrics, "convention": convention.as_dict(), "software": software_versions(),
@@ -183,12 +188,12 @@ def train_vessel_run(layout: CohortLayout, root: Path, labels_dir: Path, config:
     card = {
         "kind": "vessel_segmentation", "arch": arch,
         "name": f"cacflow vessel-specific calcium {names[arch]} (LM, LAD, CX, RCA)",
-        "trained_on": "synthetic" if "synthetic" in config["cohorts"].get(layout.cohort, {}) else "labelled cohort",
+        "trained_on": _trained_on(layout, config),
         "method": "seed 001: axial slices of the scoring grid inside the heart box, two input channels (HU and the "
                   ">= 130 HU binary image), five classes (background, LM, LAD, CX, RCA), focal loss "
                   "(alpha 0.5, gamma 3), balanced sampling of slices with and without calcium; predicted labels "
                   "gated at 130 HU and scored by the scoring library (2-D components under 1 mm2 dropped)",
-        **info, "localizer": localizer.id, "hyper_parameters": ts.hyper_dict(hp), "device": str(device),
+        **info, "localizer": localizer.id, "hyper_parameters": hyper_dict(hp), "device": str(device),
         "training_seconds": round(timer(), 1), "training": history, "metrics": metrics,
         "convention": convention.as_dict(), "software": software_versions(), "test_series": test_rows,
         "evaluated": True,
@@ -229,13 +234,13 @@ def train_levels_run(layout: CohortLayout, root: Path, labels_dir: Path, config:
         test_rows = rows if k == "test" else test_rows
     card = {
         "kind": "calcium_levels", "name": f"cacflow kernel-robust calcification levels ({hp.backbone})",
-        "trained_on": "synthetic" if "synthetic" in config["cohorts"].get(layout.cohort, {}) else "labelled cohort",
+        "trained_on": _trained_on(layout, config),
         "method": "seed 000 (robust Agatston score): per-pixel calcification level 0-4 predicted from a slice of "
                   "any kernel, trained on sharp (and soft) slices against the soft reconstruction's levels inside "
                   "the reference labels; loss cross-entropy + Dice + information gain; score: 2-D components of "
                   "level >= 1, area >= 1 mm2, density factor = highest level of the component, slice factor "
                   "increment / 3 mm (cacflow.scoring.robust_agatston)",
-        **info, "localizer": localizer.id, "hyper_parameters": tcl.hyper_dict(hp),
+        **info, "localizer": localizer.id, "hyper_parameters": hyper_dict(hp),
         "pairs": {k: len(v) for k, v in pairs.items()}, "device": str(device),
         "training_seconds": round(timer(), 1), "training": history, "metrics": metrics,
         "convention": convention.as_dict(), "software": software_versions(), "test_pairs": test_rows,

@@ -16,7 +16,7 @@ predicted as the pipeline predicts: whole axial slices of the nominal heart box.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -35,7 +35,7 @@ from cacflow.models.segmentation import (
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.scoring.scan import VESSELS, score_scan
 from cacflow.scoring.strata import SCHEMES
-from cacflow.training.common import EarlyStopping, Timer, to_device, train_autocast
+from cacflow.training.common import EarlyStopping, Timer, train_steps
 from cacflow.training.regressor import CropRecord
 
 log = logging.getLogger(__name__)
@@ -70,21 +70,32 @@ def window(a: np.ndarray, cy: int, cx: int, size: int, fill: float) -> np.ndarra
     return out
 
 
-def sample_patch(rec: CropRecord, rng: np.random.Generator, hp: VesselSegHyper) -> tuple[np.ndarray, np.ndarray]:
-    """One (HU, gated label) patch of ``hp.patch`` pixels from a cropped series."""
-    size = hp.patch
-    if rng.random() < hp.positive_fraction and len(rec.positive):
-        z = int(rng.choice(rec.positive))
-        ys, xs = np.nonzero(rec.labels[z])
+def patch_corner(foreground: np.ndarray, positive: np.ndarray, rng: np.random.Generator, size: int,
+                 positive_fraction: float) -> tuple[int, int, int]:
+    """(z, top, left) of a ``size`` x ``size`` training window in a cropped volume (z, h, w).
+
+    With probability ``positive_fraction`` (and when ``positive``, the slices with foreground, is not empty) the
+    window is centred, up to a third of its side off, on a random foreground pixel; otherwise it lies anywhere in
+    a random slice. The balanced sampling of slices with and without calcium of both segmentation trainings."""
+    if rng.random() < positive_fraction and len(positive):
+        z = int(rng.choice(positive))
+        ys, xs = np.nonzero(foreground[z])
         k = int(rng.integers(len(ys)))
         shift = size // 3
         cy = int(ys[k]) - size // 2 + int(rng.integers(-shift, shift + 1))
         cx = int(xs[k]) - size // 2 + int(rng.integers(-shift, shift + 1))
-    else:
-        z = int(rng.integers(rec.hu.shape[0]))
-        h, w = rec.hu.shape[1:]
-        cy = int(rng.integers(min(0, h - size), max(1, h - size + 1)))
-        cx = int(rng.integers(min(0, w - size), max(1, w - size + 1)))
+        return z, cy, cx
+    z = int(rng.integers(foreground.shape[0]))
+    h, w = foreground.shape[1:]
+    cy = int(rng.integers(min(0, h - size), max(1, h - size + 1)))
+    cx = int(rng.integers(min(0, w - size), max(1, w - size + 1)))
+    return z, cy, cx
+
+
+def sample_patch(rec: CropRecord, rng: np.random.Generator, hp: VesselSegHyper) -> tuple[np.ndarray, np.ndarray]:
+    """One (HU, gated label) patch of ``hp.patch`` pixels from a cropped series."""
+    size = hp.patch
+    z, cy, cx = patch_corner(rec.labels, rec.positive, rng, size, hp.positive_fraction)
     hu = window(rec.hu[z], cy, cx, size, -1000)
     lab = window(rec.labels[z], cy, cx, size, 0)
     return hu, gate(lab, hu)
@@ -162,28 +173,14 @@ def train_vessel_net(arch: str, train: list[CropRecord], val: list[CropRecord], 
     timer = Timer()
     card = {"kind": "vessel_segmentation", "weights_sha256": "training"}
     for epoch in range(hp.max_epochs):
-        net.train()
-        running = 0.0
-        for _ in range(steps):
-            x, y = _batch(train, weights, rng, hp)
-            with train_autocast(device):
-                out = logits(net, to_device(x, device))
-            loss = loss_fn(out.float(), y.to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            running += loss.item()
+        running = train_steps(net, logits, lambda: _batch(train, weights, rng, hp), loss_fn, opt, sched, device,
+                              steps)
         seg = VesselSegmenter(net, SegmentationArch(arch, hp.features), card, device)
         counts, _ = evaluate_records(seg, val_subset, convention)
-        log.info("%s epoch %d: train focal %.5f, val calcium Dice %.4f (%.0f s)", arch, epoch, running / steps,
-                 counts.dice, timer())
-        net.train()
-        if stop.update(epoch, 1.0 - counts.dice, net, train=running / steps, val_dice=counts.dice):
+        log.info("%s epoch %d: train focal %.5f, val calcium Dice %.4f (%.0f s)", arch, epoch, running, counts.dice,
+                 timer())
+        if stop.update(epoch, 1.0 - counts.dice, net, train=running, val_dice=counts.dice):
             break
     net.load_state_dict(stop.best_state)
     return net.eval(), {"best_epoch": stop.best_epoch, "best_val_dice": 1.0 - stop.best, "history": stop.history}
 
-
-def hyper_dict(hp: VesselSegHyper) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(hp).items()}
