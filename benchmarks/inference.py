@@ -4,8 +4,9 @@ Usage (after the workflow has preprocessed a cohort):
     python benchmarks/inference.py --results results --cohort demo [--device auto] [--out benchmarks/out/inference.json]
 
 1. Models alone, on the first scan of the cohort: the localizer (3 x 128 canvas slices), the regressor over the
-   scan's heart-box slices at batch sizes 8-128 and each shipped segmentation scorer (models/unetpp, unet, levels)
-   over the same box at batch 16; seconds per scan (median of repeats) and the ratio to the regressor at 64.
+   scan's heart-box slices at batch sizes 8-128 and each shipped segmentation scorer (models/unetpp, unet, levels,
+   lstm, patch3d) over the same box as the pipeline calls it; seconds per scan (median of repeats), the ratio to the
+   regressor at 64 and to the 2-D U-Net (the conv-LSTM's comparison in seed 002).
 2. Shards of N = 1, 2, 4, ... scans, each run as a fresh Python process exactly as a workflow job runs it
    (interpreter start, imports, model load, reading volumes, inference, writing rows): wall seconds, seconds per
    scan and scans per second. Per-scan time falls with N because the fixed costs are paid once per job.
@@ -78,15 +79,20 @@ def model_times(layout: CohortLayout, key: str, config: dict, device: torch.devi
         rows.append({"model": "regressor", "batch": batch, "slices": len(slices),
                      "s_per_scan": _median_time(lambda: reg.predict_slices(slices, volume.spacing_zyx), repeats)})
     base = next(r["s_per_scan"] for r in rows if r["model"] == "regressor" and r["batch"] == 64)
-    for name in ("unetpp", "unet", "levels"):
+    box = (z0, z1, y0, y1, x0, x1)
+    for name in ("unetpp", "unet", "levels", "lstm", "patch3d"):
         directory = Path(__file__).resolve().parents[1] / "models" / name
         if not (directory / "weights.pt").is_file():
             continue
         scorer = load_mask_scorer(directory, device)
-        scorer.predict_slices(slices[:16])  # warm-up
-        t = _median_time(lambda: scorer.predict_slices(slices), repeats)
-        rows.append({"model": name, "batch": 16, "slices": len(slices), "s_per_scan": t,
+        scorer.predict_box(volume.hu, (z0, min(z1, z0 + 4), y0, y1, x0, x1))  # warm-up
+        t = _median_time(lambda: scorer.predict_box(volume.hu, box), repeats)
+        rows.append({"model": name, "batch": scorer.batch_size, "slices": len(slices), "s_per_scan": t,
                      "ratio_to_regressor_b64": t / base})
+    unet = next((r["s_per_scan"] for r in rows if r["model"] == "unet"), None)
+    for r in rows:
+        if unet and r["model"] in ("unetpp", "unet", "levels", "lstm", "patch3d"):
+            r["ratio_to_unet"] = r["s_per_scan"] / unet  # seed 002 compares the conv-LSTM's CPU time with it
     return rows
 
 

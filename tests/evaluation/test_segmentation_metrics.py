@@ -47,6 +47,18 @@ def test_dice_and_detection_hand_computed():
     assert c.detection_rate() == {"LM": None, "LAD": 1.0, "CX": None, "RCA": 0.0}
 
 
+def test_detection_without_vessel_labels_counts_any_calcium_hit():
+    hu, ref = _volume()
+    pred = np.zeros_like(ref)
+    pred[1, 2:4, 2:3] = 1      # half of the LAD lesion, marked as (vessel-less) coronary calcium
+    pred[2, 10, 10] = 1        # one voxel (1 mm², scored) of the 6 px RCA lesion
+    c = compare_masks(hu, SPACING, pred, ref, CONV, vessel_aware=False)
+    assert c.detected == {"LM": 0, "LAD": 1, "CX": 0, "RCA": 1}
+    assert (c.tp, c.fp, c.fn) == (2 + 1, 0, 2 + 5 + 1)
+    aware = compare_masks(hu, SPACING, pred, ref, CONV)  # label 1 read as LM: nothing of LAD or RCA found
+    assert aware.detected == {"LM": 0, "LAD": 0, "CX": 0, "RCA": 0}
+
+
 def test_counts_pool_over_scans_and_empty_is_perfect():
     assert SegmentationCounts().dice == 1.0
     a = SegmentationCounts(tp=2, fp=0, fn=2)

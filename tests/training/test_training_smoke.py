@@ -1,5 +1,5 @@
-"""Training smoke test: every training target (localizer, regressor, U-Net++ and U-Net vessel segmentation) runs a
-few real optimisation steps on a small labelled cohort and writes weights with a model card; the inference stage
+"""Training smoke test: every training target (localizer, regressor, U-Net++ and U-Net vessel segmentation,
+calcification levels, conv-LSTM, 3D patch U-Net) runs a few real optimisation steps on a small labelled cohort and writes weights with a model card; the inference stage
 then scores every scan of the shard with those models and the score stage turns the masks into table rows."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from cacflow.io.sparse_mask import decode_mask
 from cacflow.scoring.scan import score_scan
 from cacflow.io.zarr_store import read_volume
 from cacflow.scoring.robust_agatston import robust_score
-from cacflow.training.run import train_levels_run, train_localizer_run, train_regressor_run, train_vessel_run
+from cacflow.training.run import train_levels_run, train_localizer_run, train_regressor_run, train_segmenter_run
 
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models"
@@ -55,7 +55,11 @@ def trained(small_cohort, tmp_path_factory):
                      "vessel_segmentation": {"max_epochs": 2, "patience": 2, "samples_per_epoch": 8, "batch_size": 4,
                                              "patch": 32, "features": [4, 4, 8, 8, 16, 4], "val_series": 1},
                      "calcium_levels": {"max_epochs": 2, "patience": 2, "samples_per_epoch": 8, "batch_size": 4,
-                                        "patch": 32, "channels": [4, 8, 8, 16, 16], "val_pairs": 1}},
+                                        "patch": 32, "channels": [4, 8, 8, 16, 16], "val_pairs": 1},
+                     "conv_lstm": {"max_epochs": 2, "patience": 2, "samples_per_epoch": 8, "batch_size": 4,
+                                   "patch": 32, "widths": [4, 8, 8], "val_series": 1},
+                     "patch_unet3d": {"max_epochs": 2, "patience": 2, "samples_per_epoch": 4, "batch_size": 2,
+                                      "channels": [4, 8, 8], "val_series": 1}},
         "inference": {"device": "cpu"}})
     layout = CohortLayout(base / "results", "t")
     run_discover(root, layout, cfg.cohort_config(config, "t"), workers=2)
@@ -65,13 +69,13 @@ def trained(small_cohort, tmp_path_factory):
     labels = small_cohort / "truth" / "labels"
     loc = train_localizer_run(layout, root, labels, config, base / "models" / "localizer")
     reg = train_regressor_run(layout, root, labels, config, base / "models" / "localizer", base / "models" / "regressor")
-    segs = {arch: train_vessel_run(layout, root, labels, config, base / "models" / "localizer", arch,
-                                   base / "models" / arch) for arch in ("unetpp", "unet")}
+    segs = {arch: train_segmenter_run(layout, root, labels, config, base / "models" / "localizer", arch,
+                                      base / "models" / arch) for arch in ("unetpp", "unet", "lstm", "patch3d")}
     # the level model needs a heart box on one pair per split: the shipped localizer finds them on this small
     # cohort where the two-epoch localizer above does not (its own training is smoke-tested above)
     levels = train_levels_run(layout, root, labels, config, SHIPPED / "localizer", base / "models" / "levels")
-    config = {**config, "models": {"segmentation": {"unetpp": str(base / "models" / "unetpp"),
-                                                    "levels": str(base / "models" / "levels")}}}
+    config = {**config, "models": {"segmentation": {m: str(base / "models" / m)
+                                                    for m in ("unetpp", "levels", "lstm", "patch3d")}}}
     return {"base": base, "layout": layout, "shards": shards, "config": config, "cards": (loc, reg), "segs": segs,
             "levels": levels}
 
@@ -139,7 +143,8 @@ def test_score_stage_adds_regression_rows_and_the_chosen_box(trained, small_coho
 
 
 def test_vessel_segmentation_cards_hold_every_acceptance_figure(trained):
-    for arch, card in trained["segs"].items():
+    for arch in ("unetpp", "unet"):
+        card = trained["segs"][arch]
         payload, on_disk = load_checkpoint(trained["base"] / "models" / arch, "vessel_segmentation")
         assert payload["arch"]["arch"] == arch and on_disk["arch"] == arch
         test = card["metrics"]["test"]
@@ -151,6 +156,23 @@ def test_vessel_segmentation_cards_hold_every_acceptance_figure(trained):
         assert card["hyper_parameters"]["focal_gamma"] == 3.0 and card["hyper_parameters"]["focal_alpha"] == 0.5
 
 
+@pytest.mark.parametrize("model, kind", [("lstm", "conv_lstm"), ("patch3d", "patch_unet3d")])
+def test_coronary_segmenter_cards_hold_their_figures(trained, model, kind):
+    card = trained["segs"][model]
+    payload, on_disk = load_checkpoint(trained["base"] / "models" / model, kind)
+    assert on_disk["kind"] == card["kind"] == kind
+    test = card["metrics"]["test"]
+    assert 0.0 <= test["calcium_dice"] <= 1.0 and test["vessel_icc"] is None
+    assert set(test["lesion_detection_rate"]) == {"LM", "LAD", "CX", "RCA"}
+    assert test["agatston"]["n"] == len(card["test_series"]) >= 1
+    assert {"icc", "five_class_kappa", "five_class_accuracy"} <= set(test["agatston"])
+    if model == "lstm":  # the seed's CPU comparison with the 2-D U-Net, measured on the test boxes
+        t = card["cpu_time"]
+        assert t["conv_lstm_s_per_scan"] > 0 and t["unet_s_per_scan"] > 0 and t["scans"] >= 1
+    else:
+        assert payload["threshold"] == 0.95 and card["hyper_parameters"]["lambda_dice"] == 0.5
+
+
 def test_segmentation_masks_flow_from_inference_to_score_rows(trained, small_cohort):
     from cacflow.pipeline.score import run_score_shard
 
@@ -159,7 +181,8 @@ def test_segmentation_masks_flow_from_inference_to_score_rows(trained, small_coh
     convention = AgatstonConvention.from_dict(config["scoring"]["convention"])
     for shard in trained["shards"]:
         infer = run_infer_shard(layout, shard, config, models / "localizer", models / "regressor",
-                                {"unetpp": models / "unetpp", "levels": models / "levels"}).set_index("series_key")
+                                {m: models / m for m in ("unetpp", "levels", "lstm", "patch3d")}
+                                ).set_index("series_key")
         frames = run_score_shard(layout, shard, small_cohort / "dicom", config,
                                  labels_dir=small_cohort / "truth" / "labels", workers=1)
         scores = frames["scores"]
@@ -190,6 +213,19 @@ def test_segmentation_masks_flow_from_inference_to_score_rows(trained, small_coh
             lrow = scores.query("series_key == @key and method == 'levels'").iloc[0]
             assert lrow["status"] == "scored" and lrow["agatston"] == pytest.approx(robust.total.agatston)
             assert pd.isna(lrow["mass_mg"])
+            # the coronary segmenters: label 1 of their gated maps, no vessel rows, lesion rows without a vessel
+            for method, kind in (("lstm", "conv_lstm"), ("patch3d", "patch_unet3d")):
+                entry = json.loads(inf["segmentation"])[method]
+                assert entry["kind"] == kind
+                cor = decode_mask(entry["mask"])
+                assert not cor[volume.hu < 130].any() and set(np.unique(cor)) <= {0, 1, 2}
+                expected = score_scan(volume.hu, volume.spacing_zyx, np.asarray(volume.origin), volume.direction,
+                                      cor == 1, convention=convention)
+                crow = scores.query("series_key == @key and method == @method").iloc[0]
+                assert crow["status"] == "scored" and crow["agatston"] == pytest.approx(expected.total.agatston)
+                assert frames["vessels"].query("series_key == @key and method == @method").empty
+                les = frames["lesions"].query("series_key == @key and method == @method")
+                assert len(les) == expected.total.n_lesions and les["vessel"].isna().all()
         # the second-reader flag: automatic methods' strata, the same on every row of a scan
         for key, g in scores.groupby("series_key"):
             auto = g[(g["status"] == "scored") & (g["method"] != "reference")]

@@ -26,7 +26,8 @@ def test_snakemake_runs_discover_convert_resample_on_a_generated_cohort(tmp_path
         "cohorts:\n  tiny:\n    synthetic: {n: 3, seed: 5, small: true}\n"
         "sharding: {shard_size: 2, threads: 2, scheduler: processes}\n"
         # the shipped segmentation scorers, opted in (relative model paths resolve against the workflow)
-        "models: {segmentation: {unetpp: models/unetpp, levels: models/levels}}\n"
+        "models: {segmentation: {unetpp: models/unetpp, levels: models/levels, lstm: models/lstm,"
+        " patch3d: models/patch3d}}\n"
     )
     snakemake = shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
     cmd = [snakemake, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "2", "all",
@@ -40,18 +41,24 @@ def test_snakemake_runs_discover_convert_resample_on_a_generated_cohort(tmp_path
     for key in selected["series_key"]:
         assert (tmp_path / "results" / "tiny" / "volumes" / "scoring" / f"{key}.zarr" / "zarr.json").is_file()
     scores = pd.read_parquet(tables / "scores")
-    assert set(scores["method"]) == {"classic_heart_region", "regression", "reference", "unetpp", "levels"}
-    assert len(scores) == 5 * len(selected) and (scores["status"] == "scored").all()
+    segmenters = {"unetpp", "levels", "lstm", "patch3d"}
+    assert set(scores["method"]) == {"classic_heart_region", "regression", "reference"} | segmenters
+    assert len(scores) == 7 * len(selected) and (scores["status"] == "scored").all()
     # the vessel-specific scorer fills the vessel table; every scan carries one second-reader flag
     vessels = pd.read_parquet(tables / "vessels")
     assert len(vessels.query("method == 'unetpp'")) == 4 * len(selected)
     assert not len(vessels.query("method == 'levels'")) and scores.query("method == 'levels'")["mass_mg"].isna().all()
+    # the coronary (vessel-less) segmenters: no vessel rows, lesion rows without a vessel
+    lesions = pd.read_parquet(tables / "lesions")
+    for method in ("lstm", "patch3d"):
+        assert not len(vessels.query("method == @method"))
+        assert lesions.query("method == @method")["vessel"].isna().all()
     assert scores["second_reader"].notna().all()
     assert (scores.groupby("series_key")["second_reader"].nunique() == 1).all()
     # the evaluation target compares every method with the reference and the localizer with the true hearts
     evaluation = tmp_path / "results" / "tiny" / "evaluation"
     agree = pd.read_parquet(evaluation / "agreement.parquet")
-    assert set(agree["method"]) == {"classic_heart_region", "regression", "unetpp", "levels"}
+    assert set(agree["method"]) == {"classic_heart_region", "regression"} | segmenters
     assert (agree.loc[agree["group"] == "all", "n"] == len(selected)).all()
     assert len(pd.read_parquet(evaluation / "localizer.parquet")) == len(selected)
     assert (evaluation / "figures" / "regression.png").is_file()

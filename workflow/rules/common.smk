@@ -35,6 +35,8 @@ MODELS = {name: model_dir(config["models"][name]) for name in ("localizer", "reg
 # segmentation scorers: {method name: model directory}; each is a method of the score tables
 SEGMENTERS = {name: model_dir(d) for name, d in sorted(config["models"]["segmentation"].items())}
 config["models"] = {**MODELS, "segmentation": SEGMENTERS}  # scripts and table provenance see resolved directories
+# segmentation scorers the training target can train, by their <training.out> folder name
+SEGMENTER_TRAININGS = ["unetpp", "unet", "levels", "lstm", "patch3d"]
 
 
 wildcard_constraints:

@@ -1,5 +1,6 @@
 # Training targets: `snakemake --cores 2 train` (every shipped model) or train_localizer / train_regressor /
-# a vessel segmentation ConvNet by its output (results/models/unetpp/weights.pt; unet for the comparison).
+# a segmentation scorer by its output (results/models/<model>/weights.pt, <model> one of SEGMENTER_TRAININGS:
+# unetpp, unet for the comparison, levels, lstm, patch3d).
 # They write <training.out>/<model>/{weights.pt,model_card.json}; point config `models:` there to use them.
 
 
@@ -58,16 +59,18 @@ rule train_regressor:
         "../scripts/train.py"
 
 
-rule train_vessel:
-    """Vessel-specific calcium segmentation ConvNet (arch: unetpp, or unet to compare) on the training cohort."""
+rule train_segmenter:
+    """A segmentation scorer on the training cohort, by its folder name: the vessel-specific U-Net++ (unetpp) or
+    plain U-Net (unet), the kernel-robust calcification levels (levels, on the soft/sharp pairs), the 2.5D
+    conv-LSTM (lstm) or the 3D patch U-Net (patch3d)."""
     input:
         training_inputs,
         localizer=f"{TRAIN_OUT}/localizer/weights.pt",
     output:
-        weights=f"{TRAIN_OUT}/{{arch}}/weights.pt",
-        card=f"{TRAIN_OUT}/{{arch}}/model_card.json",
+        weights=f"{TRAIN_OUT}/{{model}}/weights.pt",
+        card=f"{TRAIN_OUT}/{{model}}/model_card.json",
     wildcard_constraints:
-        arch="unetpp|unet",
+        model="|".join(SEGMENTER_TRAININGS),
     params:
         root=lambda wc: root_of(TRAIN_COHORT),
         labels=lambda wc: labels_of(TRAIN_COHORT),
@@ -79,37 +82,9 @@ rule train_vessel:
         mem_mb=16000,
         runtime=480,
     log:
-        "logs/train/{arch}.log",
+        "logs/train/{model}.log",
     benchmark:
-        "benchmarks/train/{arch}.tsv"
-    conda:
-        "../../envs/cacflow-gpu.yaml"
-    script:
-        "../scripts/train.py"
-
-
-rule train_levels:
-    """Kernel-robust calcification level model (robust Agatston score) on the soft/sharp pairs of the cohort."""
-    input:
-        training_inputs,
-        localizer=f"{TRAIN_OUT}/localizer/weights.pt",
-    output:
-        weights=f"{TRAIN_OUT}/levels/weights.pt",
-        card=f"{TRAIN_OUT}/levels/model_card.json",
-    params:
-        root=lambda wc: root_of(TRAIN_COHORT),
-        labels=lambda wc: labels_of(TRAIN_COHORT),
-        training=lambda wc: config["training"],
-    threads: config["sharding"]["threads"]
-    resources:
-        gpu=1,
-        cpus_per_gpu=config["sharding"]["threads"],
-        mem_mb=16000,
-        runtime=480,
-    log:
-        "logs/train/levels.log",
-    benchmark:
-        "benchmarks/train/levels.tsv"
+        "benchmarks/train/{model}.tsv"
     conda:
         "../../envs/cacflow-gpu.yaml"
     script:
@@ -121,5 +96,4 @@ rule train:
     input:
         rules.train_localizer.output,
         rules.train_regressor.output,
-        f"{TRAIN_OUT}/unetpp/weights.pt",
-        rules.train_levels.output,
+        expand(f"{TRAIN_OUT}/{{model}}/weights.pt", model=[m for m in SEGMENTER_TRAININGS if m != "unet"]),

@@ -65,8 +65,13 @@ class SegmentationCounts:
 
 
 def compare_masks(hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float], predicted: np.ndarray,
-                  reference: np.ndarray, convention: AgatstonConvention) -> SegmentationCounts:
-    """Counts of one scan: predicted and reference vessel label maps (z, y, x) on the grid of ``hu``."""
+                  reference: np.ndarray, convention: AgatstonConvention, vessel_aware: bool = True
+                  ) -> SegmentationCounts:
+    """Counts of one scan: predicted and reference vessel label maps (z, y, x) on the grid of ``hu``.
+
+    ``vessel_aware`` False is for models that mark coronary calcium without a vessel (``predicted`` > 0 is
+    calcium): a reference lesion then counts as detected when any of its voxels is predicted as calcium, and the
+    rate is still reported per vessel of the reference."""
     pred = scored_voxels(hu, spacing_zyx_mm, predicted, convention)
     ref = scored_voxels(hu, spacing_zyx_mm, reference, convention)
     p, r = pred > 0, ref > 0
@@ -75,7 +80,7 @@ def compare_masks(hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float], pr
         comps, n = ndimage.label(ref == code, structure=_CONNECTIVITY_3D)
         if n == 0:
             continue
-        hit = np.unique(comps[(comps > 0) & (pred == code)])
+        hit = np.unique(comps[(comps > 0) & ((pred == code) if vessel_aware else (pred > 0))])
         out.lesions[name] += n
         out.detected[name] += int(hit.size)
     return out

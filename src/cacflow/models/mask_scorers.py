@@ -1,5 +1,9 @@
 """Loading the models whose output is a label map on the scoring grid (the segmentation scorers of the inference
-stage), whatever their kind: the model card says which class reads the checkpoint."""
+stage), whatever their kind: the model card says which class reads the checkpoint.
+
+Every class has ``kind``, ``id``, ``card`` and ``predict_box(hu, box_zyx)`` -> labels (z, y, x) on the whole grid.
+What the labels mean, and so how the score stage scores them, depends on the kind (:data:`LABEL_MEANING`).
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,19 @@ import torch
 from cacflow.models.calcium_levels import KIND as LEVELS
 from cacflow.models.calcium_levels import LevelPredictor
 from cacflow.models.checkpoint import CheckpointError, read_card
+from cacflow.models.conv_lstm import KIND as LSTM
+from cacflow.models.conv_lstm import CalciumLSTM
+from cacflow.models.patch_unet3d import KIND as PATCH3D
+from cacflow.models.patch_unet3d import PatchSegmenter
 from cacflow.models.segmentation import KIND as VESSELS
-from cacflow.models.segmentation import SliceLabeller, VesselSegmenter
+from cacflow.models.segmentation import VesselSegmenter
 
-MaskScorer = SliceLabeller
-_CLASSES = {VESSELS: VesselSegmenter, LEVELS: LevelPredictor}
+MaskScorer = VesselSegmenter | LevelPredictor | CalciumLSTM | PatchSegmenter
+_CLASSES = {VESSELS: VesselSegmenter, LEVELS: LevelPredictor, LSTM: CalciumLSTM, PATCH3D: PatchSegmenter}
 
 
 def load_mask_scorer(directory: Path, device: torch.device) -> MaskScorer:
-    """The segmentation scorer in ``directory`` (a vessel segmentation or a calcification level model)."""
+    """The segmentation scorer in ``directory`` (any kind of :data:`_CLASSES`)."""
     kind = read_card(directory).get("kind")
     if kind not in _CLASSES:
         raise CheckpointError(f"{directory}: a {kind!r} model is not a segmentation scorer; models.segmentation "

@@ -14,6 +14,7 @@ seed's comparison. Both take any slice size divisible by 16; :func:`pad_to` pads
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,29 +107,43 @@ class SliceLabeller:
         """Post-processing of the argmax labels (n, h, w) of HU slices ``hu``; none by default."""
         return labels
 
+    def _place(self, x: torch.Tensor) -> torch.Tensor:
+        """A CPU batch on the model's device (``channels_last`` on the CPU for 4-D batches)."""
+        x = x.to(self.device)
+        if self.device.type == "cpu" and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _precision(self):
+        """bf16 autocast on CUDA; float32 on the CPU."""
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+
     @torch.inference_mode()
     def predict_slices(self, hu: np.ndarray) -> np.ndarray:
         """Labels (n, h, w) uint8 of HU slices (n, h, w) of any size (padded internally)."""
         padded, (h, w) = pad_to(hu)
         out = []
         for i in range(0, len(padded), self.batch_size):
-            x = self.encode(padded[i:i + self.batch_size]).to(self.device)
-            if self.device.type == "cpu":
-                y = logits(self.net, x.contiguous(memory_format=torch.channels_last))
-            else:
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    y = logits(self.net, x)
+            x = self._place(self.encode(padded[i:i + self.batch_size]))
+            with self._precision():
+                y = logits(self.net, x)
             out.append(y.float().argmax(dim=1).to(torch.uint8).cpu().numpy())
         labels = np.concatenate(out)[:, :h, :w] if out else np.zeros((0, h, w), np.uint8)
         return self.finish(labels, hu)
 
     def predict_box(self, hu: np.ndarray, box_zyx: tuple[int, int, int, int, int, int]) -> np.ndarray:
         """Labels on the whole grid (z, y, x; uint8, 0 outside the heart box)."""
-        z0, z1, y0, y1, x0, x1 = box_zyx
-        labels = np.zeros(hu.shape, dtype=np.uint8)
-        if z1 > z0 and y1 > y0 and x1 > x0:
-            labels[z0:z1, y0:y1, x0:x1] = self.predict_slices(hu[z0:z1, y0:y1, x0:x1])
-        return labels
+        return label_box(hu, box_zyx, self.predict_slices)
+
+
+def label_box(hu: np.ndarray, box_zyx: tuple[int, int, int, int, int, int], predict) -> np.ndarray:
+    """Labels (uint8) on the whole grid of ``hu`` (z, y, x): ``predict(block)`` of the box's HU block inside the box
+    (z0, z1, y0, y1, x0, x1; voxel indices, end exclusive), 0 outside it."""
+    z0, z1, y0, y1, x0, x1 = box_zyx
+    labels = np.zeros(hu.shape, dtype=np.uint8)
+    if z1 > z0 and y1 > y0 and x1 > x0:
+        labels[z0:z1, y0:y1, x0:x1] = predict(hu[z0:z1, y0:y1, x0:x1])
+    return labels
 
 
 KIND = "vessel_segmentation"

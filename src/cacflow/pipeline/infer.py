@@ -94,8 +94,8 @@ def infer_scan(localizer: HeartLocalizer, regressor: SliceRegressor, key: str, v
     ``regression_raw`` is the JSON list of the box slices' raw [Agatston, volume mm³] predictions (cranial-caudal
     order of the grid); :func:`cacflow.scoring.regression_rule.regression_totals` turns it into the scan's scores.
     ``segmentation`` is JSON {method: {"model": id, "kind": card kind, "mask": sparse text}} of each segmentation
-    scorer's map on the grid (z, y, x; 0 outside the heart box): gated vessel labels (kind vessel_segmentation) or
-    calcification levels 0..4 (kind calcium_levels)."""
+    scorer's map on the grid (z, y, x; 0 outside the heart box), labels as :mod:`cacflow.scoring.masks` says per
+    kind (vessel labels, coronary / non-coronary calcium, or calcification levels 0..4)."""
     origin, direction = np.asarray(volume.origin), np.asarray(volume.direction)
     choice = choose_heart_box(localizer, volume.hu, volume.spacing_zyx, origin, direction)
     hb = choice.localizer

@@ -9,10 +9,12 @@ Methods (all through :func:`cacflow.scoring.scan.score_scan` under one recorded 
   ``labels`` folder, resampled onto the scoring grid with a slab maximum.
 - ``regression``: the regression ConvNet's per-slice outputs from the inference stage, under the convention.
 - one method per segmentation scorer (``models.segmentation``, e.g. ``unetpp``): the library inside the scorer's
-  vessel label map from the inference stage, gated at 130 HU (the library's threshold: a predicted pixel below it
-  is never counted) with 2-D components under the minimum area dropped; vessel and lesion rows are filled. A
-  calcification level model (kind ``calcium_levels``) is scored by :func:`cacflow.scoring.robust_agatston.robust_score`
-  instead: its levels replace HU (no HU gate, no vessels; mass null).
+  label map from the inference stage (:mod:`cacflow.scoring.masks` says what each kind's labels mean), gated at
+  130 HU (the library's threshold: a predicted pixel below it is never counted) with 2-D components under the
+  minimum area dropped; lesion rows are filled, vessel rows for the vessel-aware kind (``vessel_segmentation``).
+  A calcification level model (kind ``calcium_levels``) is scored by
+  :func:`cacflow.scoring.robust_agatston.robust_score` instead: its levels replace HU (no HU gate, no vessels;
+  mass null).
 
 Every scored row carries the second-reader flag of its scan (:mod:`cacflow.scoring.second_reader`): the automatic
 methods disagree on the five-class stratum.
@@ -49,6 +51,7 @@ from cacflow.pipeline.shard import grid_volume
 from cacflow.progress import Progress
 from cacflow.reports.qc import render_qc, write_qc_png
 from cacflow.scoring.agatston import AgatstonConvention
+from cacflow.scoring.masks import LEVEL_KINDS, hu_region
 from cacflow.scoring.regression_rule import regression_totals
 from cacflow.scoring.scan import VESSELS, ScanScore, score_scan
 from cacflow.scoring.robust_agatston import robust_score
@@ -250,14 +253,16 @@ def _segmentation_rows(task: ScoreTask, hu: np.ndarray, spacing: tuple[float, fl
             labels = decode_mask(entry["mask"])
             if labels.shape != hu.shape:
                 raise ValueError(f"mask shape {labels.shape} differs from the scoring grid {hu.shape}")
-            if entry.get("kind") == "calcium_levels":  # levels replace HU: no threshold of the scan's HU
+            if entry.get("kind") in LEVEL_KINDS:  # levels replace HU: no threshold of the scan's HU
                 t = robust_score(labels, spacing, origin, direction, convention).total
                 totals = {"agatston": t.agatston, "volume_mm3": t.volume_mm3, "mass_mg": None,
                           "n_lesions": t.n_lesions}  # no lesion rows: their HU fields would be level stand-ins
                 out.scores.append(_score_row(task, method, "scored", region=inf.get("heart_box_method"),
                                              totals=totals, model=entry.get("model")))
                 continue
-            score = score_scan(hu, spacing, origin, direction, labels, vessel_labels=True, convention=convention)
+            region, vessel_labels = hu_region(entry.get("kind", "vessel_segmentation"), labels)
+            score = score_scan(hu, spacing, origin, direction, region, vessel_labels=vessel_labels,
+                               convention=convention)
             out.scores.append(_score_row(task, method, "scored", score, region=inf.get("heart_box_method"),
                                          model=entry.get("model")))
             _detail_rows(task, method, score, out)

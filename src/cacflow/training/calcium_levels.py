@@ -33,7 +33,7 @@ from cacflow.models.segmentation import logits
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.scoring.robust_agatston import N_LEVELS, hu_to_levels, robust_score
 from cacflow.scoring.scan import score_scan
-from cacflow.training.common import EarlyStopping, Timer, train_steps
+from cacflow.training.common import fit_by_validation
 from cacflow.training.data import LabelledSeries, load_series, widened_crop
 from cacflow.training.segmentation import patch_corner, window
 
@@ -218,29 +218,19 @@ def train_level_net(train: list[PairRecord], val: list[PairRecord], hp: LevelHyp
     if device.type == "cpu":
         net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=hp.learning_rate)
-    steps = max(1, hp.samples_per_epoch // hp.batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=hp.max_epochs * steps)
     dice_loss = DiceLoss(to_onehot_y=True, softmax=True, include_background=False)
     sizes = np.array([r.sharp_hu.shape[0] for r in train], dtype=np.float64)
     weights = sizes / sizes.sum()
-    stop = EarlyStopping(hp.patience)
-    timer = Timer()
     arch = LevelArch(hp.backbone, tuple(hp.channels))
+
     def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return (torch.nn.functional.cross_entropy(out, y[:, 0]) + dice_loss(out, y)
                 + information_gain_loss(out, y, hp.igl_alpha))
 
-    for epoch in range(hp.max_epochs):
-        running = train_steps(net, logits, lambda: _batch(train, weights, rng, hp), loss_fn, opt, sched, device,
-                              steps)
+    def val_dice() -> float:
         model = LevelPredictor(net, arch, {"kind": "calcium_levels", "weights_sha256": "training"}, device)
-        counts, _ = evaluate_pairs(model, val[:hp.val_pairs], convention)
-        dice = counts.dice()["mean_level"]
-        log.info("levels %s epoch %d: train loss %.4f, val mean level Dice %.4f (%.0f s)", hp.backbone, epoch,
-                 running, dice, timer())
-        if stop.update(epoch, 1.0 - dice, net, train=running, val_dice=dice):
-            break
-    net.load_state_dict(stop.best_state)
-    return net.eval(), {"best_epoch": stop.best_epoch, "best_val_mean_level_dice": 1.0 - stop.best,
-                        "history": stop.history}
+        return evaluate_pairs(model, val[:hp.val_pairs], convention)[0].dice()["mean_level"]
 
+    return fit_by_validation(net, logits, lambda: _batch(train, weights, rng, hp), loss_fn, opt, device,
+                             max(1, hp.samples_per_epoch // hp.batch_size), hp.max_epochs, hp.patience, val_dice,
+                             f"levels {hp.backbone}", "val_mean_level_dice")

@@ -91,3 +91,24 @@ def train_steps(net: torch.nn.Module, forward, next_batch, loss_fn, opt: torch.o
         sched.step()
         running += loss.item()
     return running / steps
+
+
+def fit_by_validation(net: torch.nn.Module, forward, next_batch, loss_fn, opt: torch.optim.Optimizer,
+                      device: torch.device, steps: int, max_epochs: int, patience: int, validate, label: str,
+                      metric: str = "val_dice") -> tuple[torch.nn.Module, dict]:
+    """Epochs of :func:`train_steps` under cosine learning-rate annealing, each followed by ``validate()`` (a score
+    where higher is better, e.g. a validation Dice); early stopping after ``patience`` epochs without improvement.
+
+    Returns the network with the best epoch's state and the history (``best_epoch``, ``best_<metric>``,
+    ``history``) for the model card."""
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_epochs * steps)
+    stop = EarlyStopping(patience)
+    timer = Timer()
+    for epoch in range(max_epochs):
+        running = train_steps(net, forward, next_batch, loss_fn, opt, sched, device, steps)
+        value = float(validate())
+        log.info("%s epoch %d: train loss %.5f, %s %.4f (%.0f s)", label, epoch, running, metric, value, timer())
+        if stop.update(epoch, -value, net, train=running, **{metric: value}):
+            break
+    net.load_state_dict(stop.best_state)
+    return net.eval(), {"best_epoch": stop.best_epoch, f"best_{metric}": -stop.best, "history": stop.history}

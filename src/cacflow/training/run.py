@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,8 @@ from cacflow.models.checkpoint import save_checkpoint, software_versions
 from cacflow.models.localizer import CANVAS_MM, CANVAS_SIZE, PLANES
 from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
 from cacflow.models.calcium_levels import LevelArch, LevelPredictor
+from cacflow.models.conv_lstm import CalciumLSTM, LSTMArch
+from cacflow.models.patch_unet3d import PatchArch, PatchSegmenter
 from cacflow.models.segmentation import SegmentationArch, VesselSegmenter
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.scoring.agatston import AgatstonConvention
@@ -23,6 +26,8 @@ from cacflow.scoring.strata import SCHEMES
 from cacflow.training import localizer as tl
 from cacflow.training import regressor as tr
 from cacflow.training import calcium_levels as tcl
+from cacflow.training import conv_lstm as tlstm
+from cacflow.training import patch_unet3d as tp3
 from cacflow.training import segmentation as ts
 from cacflow.training.common import Timer, hyper_dict, seed_everything
 from cacflow.training.data import SPLITS, LabelledSeries, data_hash, labelled_series
@@ -160,49 +165,112 @@ def train_regressor_run(layout: CohortLayout, root: Path, labels_dir: Path, conf
     return card
 
 
-def train_vessel_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, localizer_dir: Path,
-                     arch: str, out_dir: Path) -> dict:
-    """Train a vessel-specific calcium segmentation ConvNet (``arch`` 'unetpp' or 'unet'), evaluate on the
-    validation and test scans, write weights + card."""
+@dataclass
+class MaskModelSpec:
+    """How one segmentation scorer is trained on the heart-box crops and how its card describes it."""
+
+    kind: str
+    name: str
+    method: str
+    hp: object  # the run's hyper-parameter dataclass
+    fit: Callable  # (train, val, hp, device, rng, convention) -> (net, history)
+    arch: dict  # the payload's "arch": what the loader needs to rebuild the network
+    wrap: Callable  # (net, device) -> the scorer the pipeline runs (predict_box)
+    payload_extra: dict = field(default_factory=dict)
+    card_fields: dict = field(default_factory=dict)  # fixed card entries beside the kind, e.g. the architecture
+    card_extra: Callable | None = None  # (net, crops) -> extra card entries, e.g. timings
+
+
+def _train_mask_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, localizer_dir: Path,
+                    spec: MaskModelSpec, out_dir: Path) -> dict:
+    """Train a segmentation scorer on the labelled series' heart-box crops, evaluate it on the validation and test
+    scans as the pipeline predicts (calcium Dice, lesion detection, ICC and strata), write weights + card."""
     timer = Timer()
     series, grid, convention, info = _setup(layout, root, labels_dir, config)
-    hp = _hyper(ts.VesselSegHyper, config["training"]["vessel_segmentation"])
     device = pick_device(config["training"]["device"])
     localizer = HeartLocalizer.load(localizer_dir, device)
     crops = {k: tr.load_crops([s for s in series if s.split == k], localizer, grid, convention, 8.0)
              for k in SPLITS}
-    log.info("%s: crops loaded in %.0f s (%s)", arch, timer(), {k: len(v) for k, v in crops.items()})
-    rng = seed_everything(hp.seed)
-    net, history = ts.train_vessel_net(arch, crops["train"], crops["val"], hp, device, rng, convention)
-    payload = {"arch": {"arch": arch, "features": list(hp.features)},
-               "state": {k: v.cpu() for k, v in net.state_dict().items()}}
-    save_checkpoint(out_dir, payload, {"kind": "vessel_segmentation", "evaluated": False, "arch": arch, **info})
-    seg = VesselSegmenter(net, SegmentationArch(arch, hp.features),
-                          {"kind": "vessel_segmentation", "weights_sha256": "unsaved"}, device)
+    log.info("%s: crops loaded in %.0f s (%s)", spec.kind, timer(), {k: len(v) for k, v in crops.items()})
+    rng = seed_everything(spec.hp.seed)
+    net, history = spec.fit(crops["train"], crops["val"], spec.hp, device, rng, convention)
+    payload = {"arch": spec.arch, **spec.payload_extra, "state": {k: v.cpu() for k, v in net.state_dict().items()}}
+    save_checkpoint(out_dir, payload, {"kind": spec.kind, "evaluated": False, **info})
+    scorer = spec.wrap(net, device)
     metrics, test_rows = {}, []
     for k in ("val", "test"):
-        counts, rows = ts.evaluate_records(seg, crops[k], convention)
+        counts, rows = ts.evaluate_records(scorer, crops[k], convention)
         metrics[k] = ts.segmentation_metrics(counts, rows)
         test_rows = rows if k == "test" else test_rows
-    names = {"unetpp": "U-Net++", "unet": "U-Net"}
     card = {
-        "kind": "vessel_segmentation", "arch": arch,
-        "name": f"cacflow vessel-specific calcium {names[arch]} (LM, LAD, CX, RCA)",
-        "trained_on": _trained_on(layout, config),
-        "method": "seed 001: axial slices of the scoring grid inside the heart box, two input channels (HU and the "
-                  ">= 130 HU binary image), five classes (background, LM, LAD, CX, RCA), focal loss "
-                  "(alpha 0.5, gamma 3), balanced sampling of slices with and without calcium; predicted labels "
-                  "gated at 130 HU and scored by the scoring library (2-D components under 1 mm2 dropped)",
-        **info, "localizer": localizer.id, "hyper_parameters": hyper_dict(hp), "device": str(device),
+        "kind": spec.kind, **spec.card_fields, "name": spec.name, "trained_on": _trained_on(layout, config), "method": spec.method,
+        **info, "localizer": localizer.id, "hyper_parameters": hyper_dict(spec.hp), "device": str(device),
         "training_seconds": round(timer(), 1), "training": history, "metrics": metrics,
+        **(spec.card_extra(net, crops) if spec.card_extra else {}),
         "convention": convention.as_dict(), "software": software_versions(), "test_series": test_rows,
         "evaluated": True,
     }
     card = save_checkpoint(out_dir, payload, card)
     test = card["metrics"]["test"]
-    log.info("%s written to %s: test calcium Dice %.3f, ICC %.3f", arch, out_dir, test["calcium_dice"],
+    log.info("%s written to %s: test calcium Dice %.3f, ICC %.3f", spec.kind, out_dir, test["calcium_dice"],
              test["agatston"]["icc"])
     return card
+
+
+def train_vessel_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, localizer_dir: Path,
+                     arch: str, out_dir: Path) -> dict:
+    """Train a vessel-specific calcium segmentation ConvNet (``arch`` 'unetpp' or 'unet'), evaluate on the
+    validation and test scans, write weights + card."""
+    hp = _hyper(ts.VesselSegHyper, config["training"]["vessel_segmentation"])
+    names = {"unetpp": "U-Net++", "unet": "U-Net"}
+    spec = MaskModelSpec(
+        kind="vessel_segmentation", name=f"cacflow vessel-specific calcium {names[arch]} (LM, LAD, CX, RCA)",
+        method="seed 001: axial slices of the scoring grid inside the heart box, two input channels (HU and the "
+               ">= 130 HU binary image), five classes (background, LM, LAD, CX, RCA), focal loss "
+               "(alpha 0.5, gamma 3), balanced sampling of slices with and without calcium; predicted labels "
+               "gated at 130 HU and scored by the scoring library (2-D components under 1 mm2 dropped)",
+        hp=hp, fit=lambda *a: ts.train_vessel_net(arch, *a), arch={"arch": arch, "features": list(hp.features)},
+        card_fields={"arch": arch},
+        wrap=lambda net, device: VesselSegmenter(net, SegmentationArch(arch, hp.features),
+                                                 {"kind": "vessel_segmentation", "weights_sha256": "unsaved"},
+                                                 device))
+    return _train_mask_run(layout, root, labels_dir, config, localizer_dir, spec, out_dir)
+
+
+def train_lstm_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, localizer_dir: Path,
+                   out_dir: Path) -> dict:
+    """Train the 2.5D conv-LSTM (seed 002), evaluate it, time it against the 2-D U-Net on the CPU, write it."""
+    hp = _hyper(tlstm.LSTMHyper, config["training"]["conv_lstm"])
+    spec = MaskModelSpec(
+        kind="conv_lstm", name="cacflow 2.5D conv-LSTM calcium segmenter (coronary / non-coronary)",
+        method="seed 002: three adjacent axial slices (HU window -800..1200) through a shared encoder, a "
+               "convolutional LSTM over the slices' coarse features whose last state weights the centre slice "
+               "(attention), decoder with the centre's skips; three classes (background, coronary calcium, "
+               "non-coronary calcium); focal loss; heart box applied (nothing predicted outside it); class 1 gated "
+               "at 130 HU and scored by the scoring library",
+        hp=hp, fit=tlstm.train_lstm_net, arch={"widths": list(hp.widths)},
+        wrap=lambda net, device: CalciumLSTM(net, LSTMArch(tuple(hp.widths)),
+                                             {"kind": "conv_lstm", "weights_sha256": "unsaved"}, device),
+        card_extra=lambda net, crops: {"cpu_time": tlstm.cpu_time_against_unet(net, hp, crops["test"])})
+    return _train_mask_run(layout, root, labels_dir, config, localizer_dir, spec, out_dir)
+
+
+def train_patch3d_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, localizer_dir: Path,
+                      out_dir: Path) -> dict:
+    """Train the 3D patch U-Net (seed 004), evaluate its stitched, thresholded predictions, write it."""
+    hp = _hyper(tp3.PatchHyper, config["training"]["patch_unet3d"])
+    spec = MaskModelSpec(
+        kind="patch_unet3d", name="cacflow 3D patch U-Net calcium segmenter",
+        method="seed 004: 48 x 48 x 32 voxel blocks (32 slices) of the scoring grid inside the heart box, a 3-D "
+               "U-Net with one sigmoid output, Dice + focal loss (0.5 each); overlapping patches stitched by "
+               "sliding-window inference (overlap 0.5, Gaussian weights), probability threshold 0.95, gated at "
+               "130 HU and scored by the scoring library",
+        hp=hp, fit=tp3.train_patch_net, arch={"channels": list(hp.channels)},
+        payload_extra={"threshold": hp.threshold},
+        wrap=lambda net, device: PatchSegmenter(net, PatchArch(tuple(hp.channels)),
+                                                {"kind": "patch_unet3d", "weights_sha256": "unsaved"}, device,
+                                                threshold=hp.threshold))
+    return _train_mask_run(layout, root, labels_dir, config, localizer_dir, spec, out_dir)
 
 
 def train_levels_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, localizer_dir: Path,
@@ -252,3 +320,16 @@ def train_levels_run(layout: CohortLayout, root: Path, labels_dir: Path, config:
              m["dice"]["mean_level"], m["robust_sharp_vs_soft_reference"]["five_class_accuracy"],
              m["classic_sharp_vs_soft_reference"]["five_class_accuracy"])
     return card
+
+
+def train_segmenter_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, localizer_dir: Path,
+                        model: str, out_dir: Path) -> dict:
+    """The segmentation scorer named by its training folder: 'unetpp' / 'unet' (vessel segmentation), 'levels'
+    (calcification levels), 'lstm' (2.5D conv-LSTM) or 'patch3d' (3D patch U-Net)."""
+    args = (layout, root, labels_dir, config, localizer_dir)
+    if model in ("unetpp", "unet"):
+        return train_vessel_run(*args, model, out_dir)
+    runs = {"levels": train_levels_run, "lstm": train_lstm_run, "patch3d": train_patch3d_run}
+    if model not in runs:
+        raise ValueError(f"no training for segmentation scorer {model!r}; use unetpp, unet, {', '.join(runs)}")
+    return runs[model](*args, out_dir)

@@ -33,9 +33,10 @@ from cacflow.models.segmentation import (
     slices_to_input,
 )
 from cacflow.scoring.agatston import AgatstonConvention
+from cacflow.scoring.masks import hu_region
 from cacflow.scoring.scan import VESSELS, score_scan
 from cacflow.scoring.strata import SCHEMES
-from cacflow.training.common import EarlyStopping, Timer, train_steps
+from cacflow.training.common import fit_by_validation
 from cacflow.training.regressor import CropRecord
 
 log = logging.getLogger(__name__)
@@ -111,44 +112,53 @@ def _batch(records: list[CropRecord], weights: np.ndarray, rng: np.random.Genera
     return slices_to_input(np.stack(his)), torch.from_numpy(np.stack(labs).astype(np.int64))[:, None]
 
 
-def predict_record(seg: VesselSegmenter, rec: CropRecord) -> np.ndarray:
-    """Gated predicted labels on the record's crop (z, h, w), predicted inside the nominal box only."""
+def predict_record(seg, rec: CropRecord) -> np.ndarray:
+    """Predicted labels on the record's crop (z, h, w), predicted inside the nominal box only (any segmentation
+    scorer with ``predict_box``)."""
     y0, y1, x0, x1 = rec.inner
     return seg.predict_box(rec.hu, (0, rec.hu.shape[0], y0, y1, x0, x1))
 
 
-def evaluate_records(seg: VesselSegmenter, records: list[CropRecord], convention: AgatstonConvention
+def evaluate_records(seg, records: list[CropRecord], convention: AgatstonConvention
                      ) -> tuple[SegmentationCounts, list[dict]]:
-    """Pooled voxel/lesion counts and one row per scan (predicted and reference totals and vessel scores)."""
+    """Pooled voxel/lesion counts and one row per scan (predicted and reference totals, and vessel scores).
+
+    ``seg`` is any segmentation scorer whose label map is HU-scored (:func:`cacflow.scoring.masks.hu_region` of
+    its kind); a model without vessel labels gets lesion detection by reference vessel and no predicted vessel
+    scores."""
     counts = SegmentationCounts()
     rows = []
     origin, direction = np.zeros(3), np.eye(3)
     for rec in records:
-        pred = predict_record(seg, rec)
-        counts.add(compare_masks(rec.hu, rec.spacing_zyx, pred, rec.labels, convention))
-        p = score_scan(rec.hu, rec.spacing_zyx, origin, direction, pred, vessel_labels=True, convention=convention)
+        region, vessel_aware = hu_region(seg.kind, predict_record(seg, rec))
+        region = region.astype(np.uint8)
+        counts.add(compare_masks(rec.hu, rec.spacing_zyx, region, rec.labels, convention, vessel_aware))
+        p = score_scan(rec.hu, rec.spacing_zyx, origin, direction, region, vessel_labels=vessel_aware,
+                       convention=convention)
         r = score_scan(rec.hu, rec.spacing_zyx, origin, direction, rec.labels, vessel_labels=True,
                        convention=convention)
         rows.append({"series_key": rec.series.series_key, "kernel_class": rec.series.kernel_class,
                      "kvp": rec.series.kvp, "predicted_agatston": p.total.agatston,
                      "reference_agatston": rec.reference_agatston,
-                     **{f"predicted_{v}": p.vessels[v].agatston for v in VESSELS.values()},
+                     **{f"predicted_{v}": p.vessels[v].agatston for v in VESSELS.values() if vessel_aware},
                      **{f"reference_{v}": r.vessels[v].agatston for v in VESSELS.values()}})
     return counts, rows
 
 
 def segmentation_metrics(counts: SegmentationCounts, rows: list[dict]) -> dict:
-    """Calcium Dice, lesion detection per vessel, total agreement (ICC, strata, κ) and per-vessel ICC."""
+    """Calcium Dice, lesion detection per vessel, total agreement (ICC, strata, κ) and per-vessel ICC (vessel-aware
+    models only; None otherwise)."""
     frame = pd.DataFrame(rows)
     pred, ref = frame["predicted_agatston"].to_numpy(float), frame["reference_agatston"].to_numpy(float)
     table = frame.assign(method_score=pred, reference_score=ref, kvp=[f"{v:g}" for v in frame["kvp"]],
                          reference_stratum=[SCHEMES["five_class"].label(v) for v in ref])
+    vessel_aware = all(f"predicted_{v}" in frame for v in VESSELS.values())
     return {
         "calcium_dice": counts.dice, "voxels": {"tp": counts.tp, "fp": counts.fp, "fn": counts.fn},
         "lesion_detection_rate": counts.detection_rate(), "reference_lesions": dict(counts.lesions),
         "agatston": agreement(pred, ref),
-        "vessel_icc": {v: icc_a1(frame[[f"predicted_{v}", f"reference_{v}"]].to_numpy(float))
-                       for v in VESSELS.values()},
+        "vessel_icc": ({v: icc_a1(frame[[f"predicted_{v}", f"reference_{v}"]].to_numpy(float))
+                        for v in VESSELS.values()} if vessel_aware else None),
         "table": agreement_table(table, ["kernel_class", "kvp", "reference_stratum"]).to_dict(orient="records"),
     }
 
@@ -163,24 +173,20 @@ def train_vessel_net(arch: str, train: list[CropRecord], val: list[CropRecord], 
     if device.type == "cpu":
         net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), lr=hp.learning_rate)
-    steps = max(1, hp.samples_per_epoch // hp.batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=hp.max_epochs * steps)
     loss_fn = FocalLoss(to_onehot_y=True, use_softmax=True, gamma=hp.focal_gamma, alpha=hp.focal_alpha)
-    sizes = np.array([r.hu.shape[0] for r in train], dtype=np.float64)
-    weights = sizes / sizes.sum()
-    val_subset = val[:hp.val_series]
-    stop = EarlyStopping(hp.patience)
-    timer = Timer()
+    weights = slice_weights(train)
     card = {"kind": "vessel_segmentation", "weights_sha256": "training"}
-    for epoch in range(hp.max_epochs):
-        running = train_steps(net, logits, lambda: _batch(train, weights, rng, hp), loss_fn, opt, sched, device,
-                              steps)
-        seg = VesselSegmenter(net, SegmentationArch(arch, hp.features), card, device)
-        counts, _ = evaluate_records(seg, val_subset, convention)
-        log.info("%s epoch %d: train focal %.5f, val calcium Dice %.4f (%.0f s)", arch, epoch, running, counts.dice,
-                 timer())
-        if stop.update(epoch, 1.0 - counts.dice, net, train=running, val_dice=counts.dice):
-            break
-    net.load_state_dict(stop.best_state)
-    return net.eval(), {"best_epoch": stop.best_epoch, "best_val_dice": 1.0 - stop.best, "history": stop.history}
 
+    def val_dice() -> float:
+        seg = VesselSegmenter(net, SegmentationArch(arch, hp.features), card, device)
+        return evaluate_records(seg, val[:hp.val_series], convention)[0].dice
+
+    return fit_by_validation(net, logits, lambda: _batch(train, weights, rng, hp), loss_fn, opt, device,
+                             max(1, hp.samples_per_epoch // hp.batch_size), hp.max_epochs, hp.patience, val_dice,
+                             arch)
+
+
+def slice_weights(records: list[CropRecord]) -> np.ndarray:
+    """Probability of drawing each record: proportional to its number of slices."""
+    sizes = np.array([r.hu.shape[0] for r in records], dtype=np.float64)
+    return sizes / sizes.sum()
