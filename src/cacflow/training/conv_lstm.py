@@ -27,11 +27,10 @@ from cacflow.models.conv_lstm import CalciumLSTM, ConvLSTMSegNet, LSTMArch, stac
 from cacflow.models.segmentation import CALCIUM_HU, SliceLabeller, VesselSegmenter, build_vessel_net
 from cacflow.models.segmentation import SegmentationArch
 from cacflow.scoring.agatston import AgatstonConvention
-from cacflow.training.common import fit_by_validation
 from cacflow.training.regressor import CropRecord
 from cacflow.training.segmentation import (
     VesselSegHyper,
-    evaluate_records,
+    fit_segmenter,
     patch_corner,
     predict_record,
     slice_weights,
@@ -79,28 +78,18 @@ def _batch(records: list[CropRecord], weights: np.ndarray, rng: np.random.Genera
     return stacks_to_input(np.stack(stacks)), torch.from_numpy(np.stack(targets).astype(np.int64))[:, None]
 
 
-def _forward(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return net(x)
-
-
 def train_lstm_net(train: list[CropRecord], val: list[CropRecord], hp: LSTMHyper, device: torch.device,
                    rng: np.random.Generator, convention: AgatstonConvention) -> tuple[torch.nn.Module, dict]:
     """Train the conv-LSTM; the state of the epoch with the best validation coronary calcium Dice is kept."""
     from monai.losses import FocalLoss
 
     net = ConvLSTMSegNet(tuple(hp.widths)).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=hp.learning_rate)
     loss_fn = FocalLoss(to_onehot_y=True, use_softmax=True, gamma=hp.focal_gamma, alpha=hp.focal_alpha)
     weights = slice_weights(train)
-    arch = LSTMArch(tuple(hp.widths))
-
-    def val_dice() -> float:
-        model = CalciumLSTM(net, arch, {"kind": "conv_lstm", "weights_sha256": "training"}, device)
-        return evaluate_records(model, val[:hp.val_series], convention)[0].dice
-
-    return fit_by_validation(net, _forward, lambda: _batch(train, weights, rng, hp), loss_fn, opt, device,
-                             max(1, hp.samples_per_epoch // hp.batch_size), hp.max_epochs, hp.patience, val_dice,
-                             "conv-LSTM")
+    card = {"kind": "conv_lstm", "weights_sha256": "training"}
+    return fit_segmenter(net, loss_fn, lambda: _batch(train, weights, rng, hp),
+                         lambda n: CalciumLSTM(n, LSTMArch(tuple(hp.widths)), card, device), val, hp, device,
+                         convention, "conv-LSTM")
 
 
 def cpu_seconds_per_scan(model: SliceLabeller, records: list[CropRecord], repeats: int = 2) -> float:

@@ -20,9 +20,8 @@ from cacflow.models.patch_unet3d import PATCH_ZYX, THRESHOLD, PatchArch, PatchSe
 from cacflow.models.regression import normalise_hu
 from cacflow.models.segmentation import CALCIUM_HU
 from cacflow.scoring.agatston import AgatstonConvention
-from cacflow.training.common import fit_by_validation
 from cacflow.training.regressor import CropRecord
-from cacflow.training.segmentation import evaluate_records, slice_weights
+from cacflow.training.segmentation import fit_segmenter, slice_weights
 
 
 @dataclass(frozen=True)
@@ -86,27 +85,17 @@ def _batch(records: list[CropRecord], weights: np.ndarray, rng: np.random.Genera
     return x, torch.from_numpy(np.stack(targets).astype(np.float32))[:, None]
 
 
-def _forward(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return net(x)
-
-
 def train_patch_net(train: list[CropRecord], val: list[CropRecord], hp: PatchHyper, device: torch.device,
                     rng: np.random.Generator, convention: AgatstonConvention) -> tuple[torch.nn.Module, dict]:
     """Train the 3D patch U-Net; the state of the epoch with the best validation calcium Dice is kept."""
     from monai.losses import DiceFocalLoss
 
     net = build_patch_net(tuple(hp.channels)).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=hp.learning_rate)
     loss_fn = DiceFocalLoss(sigmoid=True, batch=True, gamma=hp.focal_gamma, lambda_dice=hp.lambda_dice,
                             lambda_focal=hp.lambda_focal)
     weights = slice_weights(train)
-    arch = PatchArch(tuple(hp.channels))
-
-    def val_dice() -> float:
-        model = PatchSegmenter(net, arch, {"kind": "patch_unet3d", "weights_sha256": "training"}, device,
-                               threshold=hp.threshold)
-        return evaluate_records(model, val[:hp.val_series], convention)[0].dice
-
-    return fit_by_validation(net, _forward, lambda: _batch(train, weights, rng, hp), loss_fn, opt, device,
-                             max(1, hp.samples_per_epoch // hp.batch_size), hp.max_epochs, hp.patience, val_dice,
-                             "3D patch U-Net")
+    card = {"kind": "patch_unet3d", "weights_sha256": "training"}
+    return fit_segmenter(net, loss_fn, lambda: _batch(train, weights, rng, hp),
+                         lambda n: PatchSegmenter(n, PatchArch(tuple(hp.channels)), card, device,
+                                                  threshold=hp.threshold), val, hp, device, convention,
+                         "3D patch U-Net")

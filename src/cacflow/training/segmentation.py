@@ -163,6 +163,21 @@ def segmentation_metrics(counts: SegmentationCounts, rows: list[dict]) -> dict:
     }
 
 
+def fit_segmenter(net: torch.nn.Module, loss_fn, next_batch, wrap, val: list[CropRecord], hp, device: torch.device,
+                  convention: AgatstonConvention, label: str, forward=logits) -> tuple[torch.nn.Module, dict]:
+    """Train a HU-scored segmentation scorer with Adam at ``hp.learning_rate``; after each epoch ``wrap(net)`` (the
+    scorer the pipeline runs) predicts the first ``hp.val_series`` validation scans, and the epoch with the best
+    calcium Dice is kept (:func:`~cacflow.training.common.fit_by_validation`)."""
+    opt = torch.optim.Adam(net.parameters(), lr=hp.learning_rate)
+
+    def val_dice() -> float:
+        return evaluate_records(wrap(net), val[:hp.val_series], convention)[0].dice
+
+    return fit_by_validation(net, forward, next_batch, loss_fn, opt, device,
+                             max(1, hp.samples_per_epoch // hp.batch_size), hp.max_epochs, hp.patience, val_dice,
+                             label)
+
+
 def train_vessel_net(arch: str, train: list[CropRecord], val: list[CropRecord], hp: VesselSegHyper,
                      device: torch.device, rng: np.random.Generator, convention: AgatstonConvention
                      ) -> tuple[torch.nn.Module, dict]:
@@ -172,18 +187,12 @@ def train_vessel_net(arch: str, train: list[CropRecord], val: list[CropRecord], 
     net = build_vessel_net(arch, hp.features).to(device)
     if device.type == "cpu":
         net = net.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(net.parameters(), lr=hp.learning_rate)
     loss_fn = FocalLoss(to_onehot_y=True, use_softmax=True, gamma=hp.focal_gamma, alpha=hp.focal_alpha)
     weights = slice_weights(train)
     card = {"kind": "vessel_segmentation", "weights_sha256": "training"}
-
-    def val_dice() -> float:
-        seg = VesselSegmenter(net, SegmentationArch(arch, hp.features), card, device)
-        return evaluate_records(seg, val[:hp.val_series], convention)[0].dice
-
-    return fit_by_validation(net, logits, lambda: _batch(train, weights, rng, hp), loss_fn, opt, device,
-                             max(1, hp.samples_per_epoch // hp.batch_size), hp.max_epochs, hp.patience, val_dice,
-                             arch)
+    return fit_segmenter(net, loss_fn, lambda: _batch(train, weights, rng, hp),
+                         lambda n: VesselSegmenter(n, SegmentationArch(arch, hp.features), card, device), val, hp,
+                         device, convention, arch)
 
 
 def slice_weights(records: list[CropRecord]) -> np.ndarray:
