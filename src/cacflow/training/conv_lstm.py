@@ -50,9 +50,9 @@ class LSTMHyper:
     patch: int = 96
     batch_size: int = 16
     learning_rate: float = 2e-3
-    max_epochs: int = 20
-    patience: int = 6
-    samples_per_epoch: int = 1024
+    max_epochs: int = 25  # the shipped run's settings
+    patience: int = 8
+    samples_per_epoch: int = 2048
     positive_fraction: float = 0.5
     focal_alpha: float | None = None
     focal_gamma: float = 2.0

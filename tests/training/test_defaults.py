@@ -1,0 +1,21 @@
+"""The training targets' default hyper-parameters are those of the shipped segmentation models' runs, so
+`snakemake results/models/<model>/weights.pt` retrains what `models/<model>` ships (its card records them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cacflow.models.checkpoint import read_card
+from cacflow.training.common import hyper_dict
+from cacflow.training.conv_lstm import LSTMHyper
+from cacflow.training.patch_unet3d import PatchHyper
+from cacflow.training.segmentation import VesselSegHyper
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+@pytest.mark.parametrize("model, hyper", [("unetpp", VesselSegHyper), ("lstm", LSTMHyper), ("patch3d", PatchHyper)])
+def test_defaults_are_the_shipped_runs(model, hyper):
+    assert read_card(MODELS / model)["hyper_parameters"] == hyper_dict(hyper())
