@@ -13,13 +13,11 @@ units), ``segresnet`` (:class:`monai.networks.nets.SegResNet`) and ``attention_u
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from cacflow.models.checkpoint import load_checkpoint
 from cacflow.models.regression import normalise_hu
 from cacflow.models.segmentation import SliceLabeller
 from cacflow.scoring.robust_agatston import N_LEVELS
@@ -64,13 +62,13 @@ class LevelPredictor(SliceLabeller):
 
     kind = KIND
 
-    @classmethod
-    def load(cls, directory: Path, device: torch.device, batch_size: int = 16) -> "LevelPredictor":
-        payload, card = load_checkpoint(directory, KIND)
-        arch = LevelArch(payload["arch"]["backbone"], tuple(payload["arch"]["channels"]))
-        net = build_level_net(arch.backbone, arch.channels)
-        net.load_state_dict(payload["state"])
-        return cls(net, arch, card, device, batch_size)
+    @staticmethod
+    def read_arch(arch: dict) -> LevelArch:
+        return LevelArch(arch["backbone"], tuple(arch["channels"]))
+
+    @staticmethod
+    def build(arch: LevelArch) -> nn.Module:
+        return build_level_net(arch.backbone, arch.channels)
 
     def encode(self, hu: np.ndarray) -> torch.Tensor:
         return slices_to_input(hu)

@@ -20,15 +20,13 @@ the three windows it belongs to, so a scan costs one light encoder pass per slic
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cacflow.models.checkpoint import load_checkpoint
-from cacflow.models.segmentation import SliceLabeller, gate, pad_to
+from cacflow.models.segmentation import BoxLabeller, gate, pad_to
 
 KIND = "conv_lstm"
 #: Output classes of the conv-LSTM.
@@ -131,18 +129,21 @@ class LSTMArch:
     widths: tuple[int, int, int]
 
 
-class CalciumLSTM(SliceLabeller):
+class CalciumLSTM(BoxLabeller):
     """A conv-LSTM checkpoint: gated three-class maps (0, 1 coronary, 2 non-coronary calcium) of axial slices."""
 
     kind = KIND
 
-    @classmethod
-    def load(cls, directory: Path, device: torch.device, batch_size: int = 16) -> "CalciumLSTM":
-        payload, card = load_checkpoint(directory, KIND)
-        arch = LSTMArch(tuple(payload["arch"]["widths"]))
-        net = ConvLSTMSegNet(arch.widths)
-        net.load_state_dict(payload["state"])
-        return cls(net, arch, card, device, batch_size)
+    @staticmethod
+    def read_arch(arch: dict) -> LSTMArch:
+        return LSTMArch(tuple(arch["widths"]))
+
+    @staticmethod
+    def build(arch: LSTMArch) -> nn.Module:
+        return ConvLSTMSegNet(arch.widths)
+
+    def predict_block(self, hu: np.ndarray) -> np.ndarray:
+        return self.predict_slices(hu)
 
     @torch.inference_mode()
     def predict_slices(self, hu: np.ndarray) -> np.ndarray:

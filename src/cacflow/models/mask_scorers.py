@@ -19,9 +19,9 @@ from cacflow.models.conv_lstm import CalciumLSTM
 from cacflow.models.patch_unet3d import KIND as PATCH3D
 from cacflow.models.patch_unet3d import PatchSegmenter
 from cacflow.models.segmentation import KIND as VESSELS
-from cacflow.models.segmentation import VesselSegmenter
+from cacflow.models.segmentation import BoxLabeller, VesselSegmenter
 
-MaskScorer = VesselSegmenter | LevelPredictor | CalciumLSTM | PatchSegmenter
+MaskScorer = BoxLabeller
 _CLASSES = {VESSELS: VesselSegmenter, LEVELS: LevelPredictor, LSTM: CalciumLSTM, PATCH3D: PatchSegmenter}
 
 

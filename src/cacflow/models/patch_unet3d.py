@@ -12,15 +12,13 @@ mask (no vessels) by the scoring library.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from cacflow.models.checkpoint import load_checkpoint, model_id
 from cacflow.models.regression import normalise_hu
-from cacflow.models.segmentation import CALCIUM_HU, label_box
+from cacflow.models.segmentation import CALCIUM_HU, BoxLabeller
 
 KIND = "patch_unet3d"
 #: Patch size (z, y, x) in voxels: the seed's 48 x 48 x 32 cubes, 32 along z.
@@ -52,25 +50,28 @@ class PatchArch:
     channels: tuple[int, ...]
 
 
-class PatchSegmenter:
+class PatchSegmenter(BoxLabeller):
     """A 3D patch U-Net checkpoint, loaded once and called for scan after scan: binary coronary calcium maps."""
 
     kind = KIND
+    channels_last = False
 
     def __init__(self, net: nn.Module, arch: PatchArch, card: dict, device: torch.device, batch_size: int = 8,
                  threshold: float = THRESHOLD, overlap: float = OVERLAP) -> None:
-        self.net = net.to(device).eval()
-        self.arch, self.card, self.device, self.batch_size = arch, card, device, batch_size
+        super().__init__(net, arch, card, device, batch_size)
         self.threshold, self.overlap = threshold, overlap
-        self.id = model_id(card)
 
-    @classmethod
-    def load(cls, directory: Path, device: torch.device, batch_size: int = 8) -> "PatchSegmenter":
-        payload, card = load_checkpoint(directory, KIND)
-        arch = PatchArch(tuple(payload["arch"]["channels"]))
-        net = build_patch_net(arch.channels)
-        net.load_state_dict(payload["state"])
-        return cls(net, arch, card, device, batch_size, float(payload.get("threshold", THRESHOLD)))
+    @staticmethod
+    def read_arch(arch: dict) -> PatchArch:
+        return PatchArch(tuple(arch["channels"]))
+
+    @staticmethod
+    def build(arch: PatchArch) -> nn.Module:
+        return build_patch_net(arch.channels)
+
+    @staticmethod
+    def options(payload: dict) -> dict:
+        return {"threshold": float(payload.get("threshold", THRESHOLD))}
 
     @torch.inference_mode()
     def probabilities(self, hu: np.ndarray) -> np.ndarray:
@@ -84,8 +85,7 @@ class PatchSegmenter:
             padded[:shape[0], :shape[1], :shape[2]] = hu
             hu = padded
         x = volume_to_input(hu).to(self.device)
-        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else torch.no_grad()
-        with ctx:
+        with self._precision():
             y = sliding_window_inference(x, PATCH_ZYX, self.batch_size, self.net, overlap=self.overlap,
                                          mode="gaussian")
         prob = torch.sigmoid(y.float())[0, 0].cpu().numpy()
@@ -96,7 +96,3 @@ class PatchSegmenter:
         if hu.size == 0:
             return np.zeros(hu.shape, np.uint8)
         return ((self.probabilities(hu) > self.threshold) & (hu >= CALCIUM_HU)).astype(np.uint8)
-
-    def predict_box(self, hu: np.ndarray, box_zyx: tuple[int, int, int, int, int, int]) -> np.ndarray:
-        """Labels on the whole grid (z, y, x; uint8, 1 coronary calcium, 0 elsewhere and outside the heart box)."""
-        return label_box(hu, box_zyx, self.predict_block)

@@ -14,6 +14,7 @@ seed's comparison. Both take any slice size divisible by 16; :func:`pad_to` pads
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,29 +84,53 @@ class SegmentationArch:
     features: tuple[int, ...]
 
 
-class SliceLabeller:
-    """A checkpoint whose network labels every pixel of axial slices, loaded once and called for scan after scan.
+class BoxLabeller(ABC):
+    """A segmentation checkpoint loaded once and called for scan after scan: a label map inside each heart box.
 
-    Subclasses say how HU slices become the network input (:meth:`encode`) and what happens to the argmax labels
-    (:meth:`finish`). CUDA runs under bf16 autocast; the CPU in float32 with ``channels_last``.
+    Subclasses name their ``kind`` (the model card's), how the payload's ``arch`` rebuilds the network
+    (:meth:`read_arch`, :meth:`build`) and how a HU block becomes labels (:meth:`predict_block`). CUDA runs under
+    bf16 autocast; the CPU in float32 (``channels_last`` for 2-D networks).
     """
 
     kind: str
+    #: 2-D networks run ``channels_last`` on the CPU; 3-D ones do not support it.
+    channels_last: bool = True
 
     def __init__(self, net: nn.Module, arch, card: dict, device: torch.device, batch_size: int = 16) -> None:
         self.net = net.to(device).eval()
-        if device.type == "cpu":
+        if device.type == "cpu" and self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.arch, self.card, self.device, self.batch_size = arch, card, device, batch_size
         self.id = model_id(card)
 
-    def encode(self, hu: np.ndarray) -> torch.Tensor:
-        """HU slices (n, h, w) -> network input (n, c, h, w)."""
-        raise NotImplementedError
+    @classmethod
+    def load(cls, directory: Path, device: torch.device, batch_size: int | None = None) -> "BoxLabeller":
+        """The checkpoint in ``directory`` (refused unless its card is of this class's kind)."""
+        payload, card = load_checkpoint(directory, cls.kind)
+        arch = cls.read_arch(payload["arch"])
+        net = cls.build(arch)
+        net.load_state_dict(payload["state"])
+        size = {} if batch_size is None else {"batch_size": batch_size}
+        return cls(net, arch, card, device, **size, **cls.options(payload))
 
-    def finish(self, labels: np.ndarray, hu: np.ndarray) -> np.ndarray:
-        """Post-processing of the argmax labels (n, h, w) of HU slices ``hu``; none by default."""
-        return labels
+    @staticmethod
+    @abstractmethod
+    def read_arch(arch: dict):
+        """The architecture record of a payload's ``arch`` entry."""
+
+    @staticmethod
+    @abstractmethod
+    def build(arch) -> nn.Module:
+        """An untrained network of that architecture."""
+
+    @staticmethod
+    def options(payload: dict) -> dict:
+        """Constructor options stored in the payload beside the weights; none by default."""
+        return {}
+
+    @abstractmethod
+    def predict_block(self, hu: np.ndarray) -> np.ndarray:
+        """Labels (uint8, same shape) of a HU block (z, y, x) cut from the scoring grid."""
 
     def _place(self, x: torch.Tensor) -> torch.Tensor:
         """A CPU batch on the model's device (``channels_last`` on the CPU for 4-D batches)."""
@@ -117,6 +142,26 @@ class SliceLabeller:
     def _precision(self):
         """bf16 autocast on CUDA; float32 on the CPU."""
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+
+    def predict_box(self, hu: np.ndarray, box_zyx: tuple[int, int, int, int, int, int]) -> np.ndarray:
+        """Labels on the whole grid (z, y, x; uint8, 0 outside the heart box)."""
+        return label_box(hu, box_zyx, self.predict_block)
+
+
+class SliceLabeller(BoxLabeller):
+    """A network that labels every pixel of each axial slice on its own.
+
+    Subclasses say how HU slices become the network input (:meth:`encode`) and what happens to the argmax labels
+    (:meth:`finish`).
+    """
+
+    @abstractmethod
+    def encode(self, hu: np.ndarray) -> torch.Tensor:
+        """HU slices (n, h, w) -> network input (n, c, h, w)."""
+
+    def finish(self, labels: np.ndarray, hu: np.ndarray) -> np.ndarray:
+        """Post-processing of the argmax labels (n, h, w) of HU slices ``hu``; none by default."""
+        return labels
 
     @torch.inference_mode()
     def predict_slices(self, hu: np.ndarray) -> np.ndarray:
@@ -131,9 +176,8 @@ class SliceLabeller:
         labels = np.concatenate(out)[:, :h, :w] if out else np.zeros((0, h, w), np.uint8)
         return self.finish(labels, hu)
 
-    def predict_box(self, hu: np.ndarray, box_zyx: tuple[int, int, int, int, int, int]) -> np.ndarray:
-        """Labels on the whole grid (z, y, x; uint8, 0 outside the heart box)."""
-        return label_box(hu, box_zyx, self.predict_slices)
+    def predict_block(self, hu: np.ndarray) -> np.ndarray:
+        return self.predict_slices(hu)
 
 
 def label_box(hu: np.ndarray, box_zyx: tuple[int, int, int, int, int, int], predict) -> np.ndarray:
@@ -154,13 +198,13 @@ class VesselSegmenter(SliceLabeller):
 
     kind = KIND
 
-    @classmethod
-    def load(cls, directory: Path, device: torch.device, batch_size: int = 16) -> "VesselSegmenter":
-        payload, card = load_checkpoint(directory, KIND)
-        arch = SegmentationArch(payload["arch"]["arch"], tuple(payload["arch"]["features"]))
-        net = build_vessel_net(arch.arch, arch.features)
-        net.load_state_dict(payload["state"])
-        return cls(net, arch, card, device, batch_size)
+    @staticmethod
+    def read_arch(arch: dict) -> SegmentationArch:
+        return SegmentationArch(arch["arch"], tuple(arch["features"]))
+
+    @staticmethod
+    def build(arch: SegmentationArch) -> nn.Module:
+        return build_vessel_net(arch.arch, arch.features)
 
     def encode(self, hu: np.ndarray) -> torch.Tensor:
         return slices_to_input(hu)
