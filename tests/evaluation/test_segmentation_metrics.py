@@ -42,6 +42,8 @@ def test_dice_and_detection_hand_computed():
     c = compare_masks(hu, SPACING, pred, ref, CONV)
     assert (c.tp, c.fp, c.fn) == (2 + 6, 4, 2 + 1)
     assert c.dice == pytest.approx(2 * 8 / (2 * 8 + 4 + 3))
+    assert c.tp_vessel == 2  # the 6 RCA voxels called CX are calcium but not their vessel
+    assert c.vessel_dice == pytest.approx(2 * 2 / (2 * 8 + 4 + 3))
     assert c.lesions == {"LM": 0, "LAD": 1, "CX": 0, "RCA": 2}
     assert c.detected == {"LM": 0, "LAD": 1, "CX": 0, "RCA": 0}
     assert c.detection_rate() == {"LM": None, "LAD": 1.0, "CX": None, "RCA": 0.0}
@@ -68,3 +70,6 @@ def test_counts_pool_over_scans_and_empty_is_perfect():
     pooled = SegmentationCounts().add(a).add(b)
     assert pooled.dice == pytest.approx(2 * 2 / (2 * 2 + 4 + 2))  # 0.4, not the mean of per-scan Dice (0.667, 0)
     assert pooled.detection_rate()["LAD"] == 0.75
+    assert SegmentationCounts().vessel_dice == 1.0
+    assert SegmentationCounts(tp=3, tp_vessel=1, fp=1, fn=1).add(SegmentationCounts(tp=1, tp_vessel=1)).vessel_dice \
+        == pytest.approx(2 * 2 / (2 * 4 + 1 + 1))

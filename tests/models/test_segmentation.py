@@ -3,6 +3,8 @@ inside the heart box and never below 130 HU (checked with a network whose output
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -12,12 +14,15 @@ from cacflow.models.segmentation import (
     N_CLASSES,
     SegmentationArch,
     VesselSegmenter,
+    axis_position,
     build_vessel_net,
     gate,
     logits,
     pad_to,
+    position_channels,
     slices_to_input,
 )
+from cacflow.training.segmentation import VesselSegHyper, patch_corner, sample_patch
 
 FEATURES = (4, 4, 8, 8, 16, 4)
 
@@ -68,3 +73,55 @@ def test_segmenter_labels_inside_the_box_at_or_above_130_hu(tmp_path):
     expected = np.zeros(hu.shape, np.uint8)
     expected[1:5, 10:25, 10:21] = 2
     np.testing.assert_array_equal(labels, expected)
+
+
+def test_axis_position_spans_the_box_by_hand():
+    np.testing.assert_allclose(axis_position(np.arange(-1, 5), 4), [-1.25, -0.75, -0.25, 0.25, 0.75, 1.25])
+    pos = position_channels(np.array([0, 2]), 3, (1, -1), (2, 3), (4, 2))
+    assert pos.shape == (2, 3, 2, 3)
+    np.testing.assert_allclose(pos[:, 0, 0, 0], [-2 / 3, 2 / 3])  # z of slices 0 and 2 of 3
+    np.testing.assert_allclose(pos[0, 1, :, 0], [-0.25, 0.25])  # rows 1, 2 of 4
+    np.testing.assert_allclose(pos[0, 2, 0, :], [-1.5, -0.5, 0.5])  # columns -1, 0, 1 of 2
+
+
+def test_training_windows_and_box_prediction_give_a_voxel_the_same_position():
+    rng = np.random.default_rng(3)
+    hu = rng.integers(-100, 400, size=(7, 60, 70)).astype(np.int16)
+    labels = np.zeros(hu.shape, np.uint8)
+    labels[4, 30:33, 40:42] = 3
+    rec = SimpleNamespace(hu=hu, labels=labels, positive=np.array([4]), inner=(6, 52, 9, 63))
+    hp = VesselSegHyper(patch=32, position=True, positive_fraction=0.5)
+    seg = VesselSegmenter(build_vessel_net("unet", FEATURES, position=True),
+                          SegmentationArch("unet", FEATURES, True),
+                          {"kind": "vessel_segmentation", "weights_sha256": "test"},
+                          torch.device("cpu"))
+    y0, y1, x0, x1 = rec.inner
+    block = hu[:, y0:y1, x0:x1]
+    padded, box_hw = pad_to(block)
+    inference = seg.encode(padded, np.arange(len(padded)), len(padded), box_hw)
+    assert inference.shape == (7, 5, 48, 64)
+    checked = 0
+    for _ in range(20):
+        state = rng.bit_generator.state
+        win_hu, _, pos = sample_patch(rec, rng, hp)
+        rng.bit_generator.state = state  # the same draw again, for the window's corner
+        z, cy, cx = patch_corner(rec.labels, rec.positive, rng, hp.patch, hp.positive_fraction)
+        rng.bit_generator.state = state
+        sample_patch(rec, rng, hp)
+        for r, c in ((0, 0), (15, 20), (31, 31)):
+            by, bx = cy + r - y0, cx + c - x0  # the voxel's place in the box block
+            if 0 <= by < box_hw[0] and 0 <= bx < box_hw[1]:
+                np.testing.assert_allclose(pos[:, r, c].numpy(), inference[z, 2:, by, bx].numpy(), rtol=1e-6)
+                assert win_hu[r, c] == block[z, by, bx]
+                checked += 1
+    assert checked >= 20
+
+
+def test_position_checkpoint_loads_as_a_five_channel_segmenter(tmp_path):
+    net = build_vessel_net("unet", FEATURES, position=True)
+    save_checkpoint(tmp_path, {"arch": {"arch": "unet", "features": list(FEATURES), "position": True},
+                               "state": net.state_dict()}, {"kind": "vessel_segmentation"})
+    seg = VesselSegmenter.load(tmp_path, torch.device("cpu"))
+    assert seg.arch.position
+    labels = seg.predict_box(np.full((3, 40, 40), 200, np.int16), (0, 3, 2, 38, 2, 38))
+    assert labels.shape == (3, 40, 40) and not labels[:, :2].any()

@@ -9,6 +9,7 @@ import pytest
 
 from cacflow.models.checkpoint import read_card
 from cacflow.training.common import hyper_dict
+from cacflow.training.calcium_levels import LevelHyper
 from cacflow.training.conv_lstm import LSTMHyper
 from cacflow.training.patch_unet3d import PatchHyper
 from cacflow.training.segmentation import VesselSegHyper
@@ -16,6 +17,7 @@ from cacflow.training.segmentation import VesselSegHyper
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
-@pytest.mark.parametrize("model, hyper", [("unetpp", VesselSegHyper), ("lstm", LSTMHyper), ("patch3d", PatchHyper)])
+@pytest.mark.parametrize("model, hyper", [("unetpp", VesselSegHyper), ("levels", LevelHyper), ("lstm", LSTMHyper),
+                                                 ("patch3d", PatchHyper)])
 def test_defaults_are_the_shipped_runs(model, hyper):
     assert read_card(MODELS / model)["hyper_parameters"] == hyper_dict(hyper())

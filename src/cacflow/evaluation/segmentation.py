@@ -6,6 +6,9 @@ not the sub-threshold halo of a hand drawing.
 
 - Calcium Dice: 2|P ∩ R| / (|P| + |R|) over the scored voxels of any vessel, pooled over the scans of a split
   (sums of counts, not a mean of per-scan Dice, so clean scans do not count as perfect or undefined).
+- Vessel Dice: the same ratio with a true positive only where the predicted vessel is the reference's,
+  2|P ∩ R, same vessel| / (|P| + |R|): 1 only when every calcium voxel is found and given its own vessel (the
+  vessel-aware models are selected by it, so a model that finds calcium but not its vessel is not preferred).
 - Lesion detection rate per vessel: a reference lesion (a 3-D 26-connected component of one vessel's scored
   voxels) is detected when at least one of its voxels is predicted as calcium of the same vessel.
 """
@@ -41,6 +44,7 @@ class SegmentationCounts:
     tp: int = 0
     fp: int = 0
     fn: int = 0
+    tp_vessel: int = 0  # true positives whose predicted vessel is the reference vessel
     lesions: dict[str, int] = field(default_factory=lambda: {v: 0 for v in VESSELS.values()})
     detected: dict[str, int] = field(default_factory=lambda: {v: 0 for v in VESSELS.values()})
 
@@ -48,6 +52,7 @@ class SegmentationCounts:
         self.tp += other.tp
         self.fp += other.fp
         self.fn += other.fn
+        self.tp_vessel += other.tp_vessel
         for v in VESSELS.values():
             self.lesions[v] += other.lesions[v]
             self.detected[v] += other.detected[v]
@@ -58,6 +63,12 @@ class SegmentationCounts:
         """Calcium Dice over the pooled counts (1.0 when neither map has any scored voxel)."""
         denom = 2 * self.tp + self.fp + self.fn
         return 1.0 if denom == 0 else 2 * self.tp / denom
+
+    @property
+    def vessel_dice(self) -> float:
+        """Dice counting a voxel as found only when its vessel is right (1.0 when both maps are empty)."""
+        denom = 2 * self.tp + self.fp + self.fn
+        return 1.0 if denom == 0 else 2 * self.tp_vessel / denom
 
     def detection_rate(self) -> dict[str, float | None]:
         """Share of reference lesions detected, per vessel (None for a vessel without reference lesions)."""
@@ -75,7 +86,8 @@ def compare_masks(hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float], pr
     pred = scored_voxels(hu, spacing_zyx_mm, predicted, convention)
     ref = scored_voxels(hu, spacing_zyx_mm, reference, convention)
     p, r = pred > 0, ref > 0
-    out = SegmentationCounts(tp=int((p & r).sum()), fp=int((p & ~r).sum()), fn=int((~p & r).sum()))
+    out = SegmentationCounts(tp=int((p & r).sum()), fp=int((p & ~r).sum()), fn=int((~p & r).sum()),
+                             tp_vessel=int((r & (pred == ref)).sum()) if vessel_aware else 0)
     for code, name in VESSELS.items():
         comps, n = ndimage.label(ref == code, structure=_CONNECTIVITY_3D)
         if n == 0:

@@ -8,6 +8,14 @@ five calcification levels 0..4 (:mod:`cacflow.scoring.robust_agatston`); the arg
 Backbones (MONAI, 2-D, one input channel, five outputs): ``unet`` (:class:`monai.networks.nets.UNet`, residual
 units), ``segresnet`` (:class:`monai.networks.nets.SegResNet`) and ``attention_unet``
 (:class:`monai.networks.nets.AttentionUnet`), the seed's three. Slice sides are padded with air to multiples of 16.
+
+Calcium window (``LevelArch.calcium_window``): a second input channel maps 100..500 HU linearly to 0..1
+(:data:`CALCIUM_WINDOW_HU`), so the density bounds 130 / 200 / 300 / 400 HU fall at 0.075 / 0.25 / 0.5 / 0.75
+instead of within 0.3 of the first channel's 0..3 range. Checkpoints without the entry read one channel.
+
+Normalisation: a level is a band of absolute HU, and a normalisation over each slice's own statistics (MONAI
+UNet's instance norm, SegResNet's group norm) hands the layers after it only relative intensities; ``norm="batch"``
+(the training default) keeps the absolute scale. Checkpoints without a ``norm`` entry use the backbone's default.
 """
 
 from __future__ import annotations
@@ -26,27 +34,43 @@ BACKBONES: tuple[str, ...] = ("unet", "segresnet", "attention_unet")
 KIND = "calcium_levels"
 
 
-def build_level_net(backbone: str, channels: tuple[int, ...]) -> nn.Module:
-    """A 2-D network with 1 input channel and :data:`N_LEVELS` outputs; ``channels`` are the widths per level of
-    the encoder (four down-samplings: five widths; SegResNet takes the first as its initial filters)."""
+#: HU mapped to 0 and 1 by the calcium-window channel (clipped outside).
+CALCIUM_WINDOW_HU: tuple[float, float] = (100.0, 500.0)
+
+
+def build_level_net(backbone: str, channels: tuple[int, ...], norm: str | None = None, in_channels: int = 1
+                    ) -> nn.Module:
+    """A 2-D network with ``in_channels`` input channels (1, or 2 with the calcium window) and :data:`N_LEVELS` outputs; ``channels`` are the widths per level of
+    the encoder (four down-samplings: five widths; SegResNet takes the first as its initial filters); ``norm``
+    "batch" or "instance", None for the backbone's own (AttentionUnet has batch normalisation built in)."""
     from monai.networks.nets import AttentionUnet, SegResNet, UNet
 
+    if norm not in (None, "batch", "instance") or (backbone == "attention_unet" and norm == "instance"):
+        raise ValueError(f"normalisation {norm!r} is not available for the {backbone} level backbone; use 'batch' "
+                         "or none (the backbone's default)")
+    extra = {} if norm is None else {"norm": (norm, {"affine": True})}
     channels = tuple(int(c) for c in channels)
     if backbone == "unet":
-        return UNet(spatial_dims=2, in_channels=1, out_channels=N_LEVELS, channels=channels,
-                    strides=(2,) * (len(channels) - 1), num_res_units=1)
+        return UNet(spatial_dims=2, in_channels=in_channels, out_channels=N_LEVELS, channels=channels,
+                    strides=(2,) * (len(channels) - 1), num_res_units=1, **extra)
     if backbone == "segresnet":
-        return SegResNet(spatial_dims=2, in_channels=1, out_channels=N_LEVELS, init_filters=channels[0],
-                         blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1))
+        return SegResNet(spatial_dims=2, in_channels=in_channels, out_channels=N_LEVELS, init_filters=channels[0],
+                         blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1), **extra)
     if backbone == "attention_unet":
-        return AttentionUnet(spatial_dims=2, in_channels=1, out_channels=N_LEVELS, channels=channels,
+        return AttentionUnet(spatial_dims=2, in_channels=in_channels, out_channels=N_LEVELS, channels=channels,
                              strides=(2,) * (len(channels) - 1))
     raise ValueError(f"unknown calcification level backbone {backbone!r}; use one of {BACKBONES}")
 
 
-def slices_to_input(hu: np.ndarray) -> torch.Tensor:
-    """HU slices (n, h, w) -> network input (n, 1, h, w)."""
-    return normalise_hu(torch.from_numpy(np.ascontiguousarray(hu, dtype=np.float32)))[:, None]
+def slices_to_input(hu: np.ndarray, calcium_window: bool = False) -> torch.Tensor:
+    """HU slices (n, h, w) -> network input (n, 1, h, w): normalised HU; with ``calcium_window`` (n, 2, h, w), the
+    second channel (HU - 100) / 400 clipped to 0..1 (:data:`CALCIUM_WINDOW_HU`)."""
+    t = torch.from_numpy(np.ascontiguousarray(hu, dtype=np.float32))
+    channels = [normalise_hu(t)]
+    if calcium_window:
+        lo, hi = CALCIUM_WINDOW_HU
+        channels.append(((t - lo) / (hi - lo)).clamp(0.0, 1.0))
+    return torch.stack(channels, dim=1)
 
 
 @dataclass(frozen=True)
@@ -55,6 +79,8 @@ class LevelArch:
 
     backbone: str
     channels: tuple[int, ...]
+    norm: str | None = None  # None: the backbone's default normalisation
+    calcium_window: bool = False  # a second input channel, 100..500 HU -> 0..1
 
 
 class LevelPredictor(SliceLabeller):
@@ -64,11 +90,12 @@ class LevelPredictor(SliceLabeller):
 
     @staticmethod
     def read_arch(arch: dict) -> LevelArch:
-        return LevelArch(arch["backbone"], tuple(arch["channels"]))
+        return LevelArch(arch["backbone"], tuple(arch["channels"]), arch.get("norm"),
+                         bool(arch.get("calcium_window", False)))
 
     @staticmethod
     def build(arch: LevelArch) -> nn.Module:
-        return build_level_net(arch.backbone, arch.channels)
+        return build_level_net(arch.backbone, arch.channels, arch.norm, 2 if arch.calcium_window else 1)
 
-    def encode(self, hu: np.ndarray) -> torch.Tensor:
-        return slices_to_input(hu)
+    def encode(self, hu: np.ndarray, z: np.ndarray, depth: int, box_hw: tuple[int, int]) -> torch.Tensor:
+        return slices_to_input(hu, self.arch.calcium_window)

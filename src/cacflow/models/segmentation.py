@@ -7,6 +7,14 @@ coronary labels of :data:`cacflow.scoring.scan.VESSELS` (1 LM, 2 LAD, 3 CX, 4 RC
 gated at the threshold (a pixel below 130 HU is never calcium) and scored by the one scoring library, whose
 convention drops 2-D components under 1 mm² (``min_area_mm2``).
 
+Box position (``SegmentationArch.position``): three more input channels give each pixel its place in the heart
+box, along z, y and x, from -1 at the box's first voxel edge to +1 at its last (:func:`position_channels`). The
+seed's network reads whole 512 x 512 slices and so sees where in the chest a calcification lies; ours reads the
+heart box (and is trained on windows of it), where an axial slice of the near-round heart does not by itself say
+whether a lesion on its border sits in the left or right atrioventricular groove, nor whether a slice lies at the
+level of the left main. The box position restores that anatomical context: the five-channel variant is a
+documented departure from the seed's two channels, and checkpoints without it still load as two-channel nets.
+
 Architectures (MONAI): ``unetpp`` is :class:`monai.networks.nets.BasicUNetPlusPlus` (nested dense skip paths),
 ``unet`` the plain :class:`monai.networks.nets.BasicUNet` of the same depth (four down-samplings) and widths, the
 seed's comparison. Both take any slice size divisible by 16; :func:`pad_to` pads with air.
@@ -31,19 +39,31 @@ CALCIUM_HU = 130.0
 #: Output classes: background, then the vessel codes 1..4.
 N_CLASSES = 5
 ARCHITECTURES: tuple[str, ...] = ("unetpp", "unet")
+#: Normalisation layers of the vessel networks.
+NORMS: tuple[str, ...] = ("instance", "batch")
 #: Slice sides must be multiples of this (four 2 x 2 down-samplings).
 DIVISOR = 16
 
 
-def build_vessel_net(arch: str, features: tuple[int, ...]) -> nn.Module:
-    """A 2-D network with 2 input channels and :data:`N_CLASSES` outputs; ``features`` are MONAI's six widths."""
+def build_vessel_net(arch: str, features: tuple[int, ...], position: bool = False, norm: str = "instance"
+                     ) -> nn.Module:
+    """A 2-D network with 2 input channels (5 with the box ``position``) and :data:`N_CLASSES` outputs;
+    ``features`` are MONAI's six widths; ``norm`` "instance" (MONAI's default) or "batch".
+
+    Instance normalisation subtracts each feature map's mean over the slice, so it erases exactly what the
+    box-position channels carry (a window's offset in the box); position models use batch normalisation."""
     from monai.networks.nets import BasicUNet, BasicUNetPlusPlus  # MONAI import costs ~1 s: only when needed
 
+    if norm not in NORMS:
+        raise ValueError(f"unknown normalisation {norm!r} for a vessel segmentation network; use one of {NORMS}")
+    channels = 2 + (3 if position else 0)
+    layer_norm = (norm, {"affine": True})
     if arch == "unetpp":
-        return BasicUNetPlusPlus(spatial_dims=2, in_channels=2, out_channels=N_CLASSES, features=tuple(features),
-                                 deep_supervision=False)
+        return BasicUNetPlusPlus(spatial_dims=2, in_channels=channels, out_channels=N_CLASSES,
+                                 features=tuple(features), deep_supervision=False, norm=layer_norm)
     if arch == "unet":
-        return BasicUNet(spatial_dims=2, in_channels=2, out_channels=N_CLASSES, features=tuple(features))
+        return BasicUNet(spatial_dims=2, in_channels=channels, out_channels=N_CLASSES, features=tuple(features),
+                         norm=layer_norm)
     raise ValueError(f"unknown vessel segmentation architecture {arch!r}; use one of {ARCHITECTURES}")
 
 
@@ -57,6 +77,29 @@ def slices_to_input(hu: np.ndarray) -> torch.Tensor:
     """HU slices (n, h, w) -> network input (n, 2, h, w): normalised HU and the >= 130 HU binary image."""
     t = torch.from_numpy(np.ascontiguousarray(hu, dtype=np.float32))
     return torch.stack([normalise_hu(t), (t >= CALCIUM_HU).float()], dim=1)
+
+
+def axis_position(index: np.ndarray, length: int) -> np.ndarray:
+    """Place of voxel ``index`` along a box axis of ``length`` voxels: ``2 (index + 0.5) / length - 1``, so the box
+    spans -1..1 from its first voxel's outer edge to its last's (float32; beyond ±1 outside the box)."""
+    return (2.0 * (np.asarray(index, dtype=np.float32) + 0.5) / max(1, length) - 1.0).astype(np.float32)
+
+
+def position_channels(z: np.ndarray, depth: int, top_left: tuple[int, int], size_hw: tuple[int, int],
+                      box_hw: tuple[int, int]) -> torch.Tensor:
+    """Box-position channels (n, 3, h, w) of ``n`` slices: slice indices ``z`` of a box ``depth`` slices deep, and
+    an ``size_hw`` window whose top-left pixel is ``top_left`` (row, column) in the coordinates of a box of
+    ``box_hw`` pixels (z, y, x order; rows run anterior to posterior, columns right to left of the patient, LPS)."""
+    h, w = size_hw
+    pz = axis_position(z, depth)
+    py = axis_position(np.arange(top_left[0], top_left[0] + h), box_hw[0])
+    px = axis_position(np.arange(top_left[1], top_left[1] + w), box_hw[1])
+    n = len(pz)
+    out = np.empty((n, 3, h, w), dtype=np.float32)
+    out[:, 0] = pz[:, None, None]
+    out[:, 1] = py[None, :, None]
+    out[:, 2] = px[None, None, :]
+    return torch.from_numpy(out)
 
 
 def pad_to(hu: np.ndarray, divisor: int = DIVISOR) -> tuple[np.ndarray, tuple[int, int]]:
@@ -82,6 +125,8 @@ class SegmentationArch:
 
     arch: str
     features: tuple[int, ...]
+    position: bool = False  # three box-position channels after the two image channels
+    norm: str = "instance"  # older checkpoints have no entry: MONAI's instance normalisation
 
 
 class BoxLabeller(ABC):
@@ -156,8 +201,10 @@ class SliceLabeller(BoxLabeller):
     """
 
     @abstractmethod
-    def encode(self, hu: np.ndarray) -> torch.Tensor:
-        """HU slices (n, h, w) -> network input (n, c, h, w)."""
+    def encode(self, hu: np.ndarray, z: np.ndarray, depth: int, box_hw: tuple[int, int]) -> torch.Tensor:
+        """HU slices (n, h, w), padded, -> network input (n, c, h, w); ``z`` are their indices in the block of
+        ``depth`` slices predicted, ``box_hw`` the block's in-plane size before padding (for models that use the
+        slices' place in the box)."""
 
     def finish(self, labels: np.ndarray, hu: np.ndarray) -> np.ndarray:
         """Post-processing of the argmax labels (n, h, w) of HU slices ``hu``; none by default."""
@@ -169,7 +216,8 @@ class SliceLabeller(BoxLabeller):
         padded, (h, w) = pad_to(hu)
         out = []
         for i in range(0, len(padded), self.batch_size):
-            x = self._place(self.encode(padded[i:i + self.batch_size]))
+            chunk = padded[i:i + self.batch_size]
+            x = self._place(self.encode(chunk, np.arange(i, i + len(chunk)), len(padded), (h, w)))
             with self._precision():
                 y = logits(self.net, x)
             out.append(y.float().argmax(dim=1).to(torch.uint8).cpu().numpy())
@@ -200,14 +248,18 @@ class VesselSegmenter(SliceLabeller):
 
     @staticmethod
     def read_arch(arch: dict) -> SegmentationArch:
-        return SegmentationArch(arch["arch"], tuple(arch["features"]))
+        return SegmentationArch(arch["arch"], tuple(arch["features"]), bool(arch.get("position", False)),
+                                arch.get("norm", "instance"))
 
     @staticmethod
     def build(arch: SegmentationArch) -> nn.Module:
-        return build_vessel_net(arch.arch, arch.features)
+        return build_vessel_net(arch.arch, arch.features, arch.position, arch.norm)
 
-    def encode(self, hu: np.ndarray) -> torch.Tensor:
-        return slices_to_input(hu)
+    def encode(self, hu: np.ndarray, z: np.ndarray, depth: int, box_hw: tuple[int, int]) -> torch.Tensor:
+        x = slices_to_input(hu)
+        if self.arch.position:
+            x = torch.cat([x, position_channels(z, depth, (0, 0), hu.shape[1:], box_hw)], dim=1)
+        return x
 
     def finish(self, labels: np.ndarray, hu: np.ndarray) -> np.ndarray:
         return gate(labels, hu)

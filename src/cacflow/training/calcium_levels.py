@@ -6,8 +6,12 @@ pipeline finds on the sharp series (on the soft one where the sharp has none), w
 both is the level map of the **soft** series inside the reference calcium labels
 (:func:`cacflow.scoring.robust_agatston.hu_to_levels`). A sample is a ``patch`` x ``patch`` window of one
 slice; its input is the sharp slice with probability ``sharp_fraction`` and the soft slice otherwise (so the model
-also scores soft scans as the soft reference would), half of the windows centred near calcium. No intensity
-augmentation (seed 000: colour augmentation hurts level prediction).
+also scores soft scans as the soft reference would). A share ``positive_fraction`` of the windows is centred near
+coronary calcium, a share ``negative_fraction`` near dense tissue that is not coronary calcium (soft-kernel HU at or
+above the 130 HU threshold outside the reference labels: bone, aortic and valve calcium, which outnumber coronary
+calcium about 100 to 1 in the heart boxes of the synthetic cohort and which a level model without a threshold must
+learn to leave at level 0), the rest anywhere. No intensity augmentation (seed 000: colour augmentation hurts level
+prediction).
 
 Loss: cross-entropy + Dice (MONAI, levels 1..4) + information-gain loss
 ``-1/V Σ_i Σ_D M(D*_i, D) log P(D | z_i)`` with ``M = exp(-α (D* - D)²)`` (:func:`information_gain_loss`).
@@ -26,11 +30,11 @@ import torch
 
 from cacflow.evaluation.agreement import agreement
 from cacflow.imaging.resample import ZGrid
-from cacflow.models.calcium_levels import LevelArch, LevelPredictor, build_level_net, slices_to_input
+from cacflow.models.calcium_levels import LevelArch, LevelPredictor, slices_to_input
 from cacflow.models.heart_box import choose_heart_box
 from cacflow.models.predict import HeartLocalizer
 from cacflow.models.segmentation import logits
-from cacflow.scoring.agatston import AgatstonConvention
+from cacflow.scoring.agatston import DEFAULT_CONVENTION, AgatstonConvention
 from cacflow.scoring.robust_agatston import N_LEVELS, hu_to_levels, robust_score
 from cacflow.scoring.scan import score_scan
 from cacflow.training.common import fit_by_validation
@@ -45,17 +49,20 @@ class LevelHyper:
     """Hyper-parameters of a calcification level run (recorded in the model card)."""
 
     backbone: str = "unet"
-    channels: tuple[int, ...] = (16, 32, 64, 128, 256)
+    channels: tuple[int, ...] = (8, 16, 32, 64, 128)
+    norm: str | None = "batch"  # keeps absolute HU (models.calcium_levels); None: the backbone's default
+    calcium_window: bool = True  # second input channel 100..500 HU -> 0..1 (models.calcium_levels)
     patch: int = 96
     batch_size: int = 16
     learning_rate: float = 1e-3  # AdamW, as the seed
-    max_epochs: int = 16
-    patience: int = 16
-    samples_per_epoch: int = 1024
+    max_epochs: int = 40
+    patience: int = 40
+    samples_per_epoch: int = 2048
     positive_fraction: float = 0.5
+    negative_fraction: float = 0.25
     sharp_fraction: float = 0.75
     igl_alpha: float = 1.0
-    val_pairs: int = 6
+    val_pairs: int = 8
     seed: int = 0
 
 
@@ -121,9 +128,21 @@ def information_gain_loss(logits_: torch.Tensor, target: torch.Tensor, alpha: fl
     return -(weights * torch.log_softmax(logits_, dim=1)).sum(dim=1).mean()
 
 
+def dense_non_coronary(rec: PairRecord, z: int, convention: AgatstonConvention = DEFAULT_CONVENTION) -> np.ndarray:
+    """Pixels of slice ``z`` at or above the convention's threshold on the soft series outside the reference
+    labels (bool (h, w)): what a level model must leave at level 0."""
+    return (rec.soft_hu[z] >= convention.threshold_hu) & (rec.labels[z] == 0)
+
+
 def _sample(rec: PairRecord, rng: np.random.Generator, hp: LevelHyper) -> tuple[np.ndarray, np.ndarray]:
     size = hp.patch
-    z, cy, cx = patch_corner(rec.levels, rec.positive, rng, size, hp.positive_fraction)
+    if rng.random() < hp.negative_fraction:  # near dense non-coronary tissue of a random slice (anywhere if none)
+        z = int(rng.integers(rec.levels.shape[0]))
+        dense = dense_non_coronary(rec, z)
+        _, cy, cx = patch_corner(dense[None], np.array([0] if dense.any() else [], dtype=int), rng, size, 1.0)
+    else:  # the positive share of the remaining windows keeps the overall share at positive_fraction
+        z, cy, cx = patch_corner(rec.levels, rec.positive, rng, size,
+                                 hp.positive_fraction / (1.0 - hp.negative_fraction))
     source = rec.sharp_hu if rng.random() < hp.sharp_fraction else rec.soft_hu
     return window(source[z], cy, cx, size, -1000), window(rec.levels[z], cy, cx, size, 0)
 
@@ -132,7 +151,7 @@ def _batch(records: list[PairRecord], weights: np.ndarray, rng: np.random.Genera
            ) -> tuple[torch.Tensor, torch.Tensor]:
     his, levs = zip(*(_sample(records[int(rng.choice(len(records), p=weights))], rng, hp)
                       for _ in range(hp.batch_size)))
-    return slices_to_input(np.stack(his)), torch.from_numpy(np.stack(levs).astype(np.int64))[:, None]
+    return slices_to_input(np.stack(his), hp.calcium_window), torch.from_numpy(np.stack(levs).astype(np.int64))[:, None]
 
 
 @dataclass
@@ -212,16 +231,20 @@ def level_metrics(counts: LevelCounts, rows: list[dict]) -> dict:
 def train_level_net(train: list[PairRecord], val: list[PairRecord], hp: LevelHyper, device: torch.device,
                     rng: np.random.Generator, convention: AgatstonConvention) -> tuple[torch.nn.Module, dict]:
     """Train one backbone; the state of the epoch with the best validation mean level Dice is kept."""
+    if not (0 <= hp.negative_fraction < 1 and 0 <= hp.positive_fraction <= 1 - hp.negative_fraction):
+        raise ValueError(f"training.calcium_levels: positive_fraction ({hp.positive_fraction}) and negative_fraction "
+                         f"({hp.negative_fraction}) must be shares of one whole (each >= 0, together <= 1, "
+                         "negative_fraction < 1)")
     from monai.losses import DiceLoss
 
-    net = build_level_net(hp.backbone, hp.channels).to(device)
+    arch = LevelArch(hp.backbone, tuple(hp.channels), hp.norm, hp.calcium_window)
+    net = LevelPredictor.build(arch).to(device)
     if device.type == "cpu":
         net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=hp.learning_rate)
     dice_loss = DiceLoss(to_onehot_y=True, softmax=True, include_background=False)
     sizes = np.array([r.sharp_hu.shape[0] for r in train], dtype=np.float64)
     weights = sizes / sizes.sum()
-    arch = LevelArch(hp.backbone, tuple(hp.channels))
 
     def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return (torch.nn.functional.cross_entropy(out, y[:, 0]) + dice_loss(out, y)

@@ -223,15 +223,18 @@ def train_vessel_run(layout: CohortLayout, root: Path, labels_dir: Path, config:
     validation and test scans, write weights + card."""
     hp = _hyper(ts.VesselSegHyper, config["training"]["vessel_segmentation"])
     names = {"unetpp": "U-Net++", "unet": "U-Net"}
+    position = " and three box-position channels (z, y, x in the heart box, -1..1)" if hp.position else ""
     spec = MaskModelSpec(
         kind="vessel_segmentation", name=f"cacflow vessel-specific calcium {names[arch]} (LM, LAD, CX, RCA)",
         method="seed 001: axial slices of the scoring grid inside the heart box, two input channels (HU and the "
-               ">= 130 HU binary image), five classes (background, LM, LAD, CX, RCA), focal loss "
-               "(alpha 0.5, gamma 3), balanced sampling of slices with and without calcium; predicted labels "
-               "gated at 130 HU and scored by the scoring library (2-D components under 1 mm2 dropped)",
-        hp=hp, fit=lambda *a: ts.train_vessel_net(arch, *a), arch={"arch": arch, "features": list(hp.features)},
+               f">= 130 HU binary image){position}, {hp.norm} normalisation, five classes (background, LM, LAD, "
+               "CX, RCA), focal loss (alpha 0.5, gamma 3), balanced sampling of slices with and without calcium; "
+               "predicted labels gated at 130 HU and scored by the scoring library (2-D components under 1 mm2 "
+               "dropped)",
+        hp=hp, fit=lambda *a: ts.train_vessel_net(arch, *a),
+        arch={"arch": arch, "features": list(hp.features), "position": hp.position, "norm": hp.norm},
         card_fields={"arch": arch},
-        wrap=lambda net, device: VesselSegmenter(net, SegmentationArch(arch, hp.features),
+        wrap=lambda net, device: VesselSegmenter(net, SegmentationArch(arch, hp.features, hp.position, hp.norm),
                                                  {"kind": "vessel_segmentation", "weights_sha256": "unsaved"},
                                                  device))
     return _train_mask_run(layout, root, labels_dir, config, localizer_dir, spec, out_dir)
@@ -290,10 +293,11 @@ def train_levels_run(layout: CohortLayout, root: Path, labels_dir: Path, config:
     log.info("levels: pairs loaded in %.0f s (%s)", timer(), {k: len(v) for k, v in pairs.items()})
     rng = seed_everything(hp.seed)
     net, history = tcl.train_level_net(pairs["train"], pairs["val"], hp, device, rng, convention)
-    payload = {"arch": {"backbone": hp.backbone, "channels": list(hp.channels)},
+    payload = {"arch": {"backbone": hp.backbone, "channels": list(hp.channels), "norm": hp.norm,
+                        "calcium_window": hp.calcium_window},
                "state": {k: v.cpu() for k, v in net.state_dict().items()}}
     save_checkpoint(out_dir, payload, {"kind": "calcium_levels", "evaluated": False, **info})
-    model = LevelPredictor(net, LevelArch(hp.backbone, tuple(hp.channels)),
+    model = LevelPredictor(net, LevelArch(hp.backbone, tuple(hp.channels), hp.norm, hp.calcium_window),
                            {"kind": "calcium_levels", "weights_sha256": "unsaved"}, device)
     metrics, test_rows = {}, []
     for k in ("val", "test"):

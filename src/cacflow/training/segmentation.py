@@ -4,13 +4,16 @@ Data: the labelled series cropped to their pipeline heart boxes (:func:`cacflow.
 the same crops the regressor learns from). A sample is a ``patch`` x ``patch`` window of one axial slice of the
 scoring grid; a share ``positive_fraction`` of the samples is centred (up to a third of the patch off) on a
 reference calcium pixel, the rest fall anywhere in a random slice (balanced sampling of slices with and without
-calcium). The target is the reference vessel label map gated at 130 HU (what the network can see in its second
-input channel); pixels outside the crop are air and background. No flips or rotations: which side a vessel lies on
+calcium). With ``position`` the input also carries each window pixel's place in the nominal heart box
+(:func:`cacflow.models.segmentation.position_channels`; the crop's slices are the box's slices, its in-plane
+margin lies outside -1..1). The target is the reference vessel label map gated at 130 HU (what the network can
+see in its second input channel); pixels outside the crop are air and background. No flips or rotations: which side a vessel lies on
 is what tells LAD from RCA.
 
 Loss: focal loss (alpha 0.5, gamma 3, MONAI's :class:`~monai.losses.FocalLoss` over the softmax of the five
-classes). Model selection per epoch by the validation scans' calcium Dice (:mod:`cacflow.evaluation.segmentation`),
-predicted as the pipeline predicts: whole axial slices of the nominal heart box.
+classes). Model selection per epoch by the validation scans' vessel Dice (calcium Dice counting a voxel only when
+its vessel is right, :mod:`cacflow.evaluation.segmentation`), predicted as the pipeline predicts: whole axial
+slices of the nominal heart box.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from cacflow.models.segmentation import (
     build_vessel_net,
     gate,
     logits,
+    position_channels,
     slices_to_input,
 )
 from cacflow.scoring.agatston import AgatstonConvention
@@ -50,13 +54,15 @@ class VesselSegHyper:
     patch: int = 96
     batch_size: int = 16
     learning_rate: float = 2e-3
-    max_epochs: int = 16
-    patience: int = 6
+    max_epochs: int = 24
+    patience: int = 24
     samples_per_epoch: int = 2048
     positive_fraction: float = 0.5
     focal_alpha: float = 0.5
     focal_gamma: float = 3.0
     val_series: int = 12  # validation scans predicted after each epoch (all of them in the final evaluation)
+    position: bool = True  # three box-position input channels (z, y, x) after the seed's two
+    norm: str = "batch"  # keeps the box position (instance normalisation subtracts it)
     seed: int = 0
 
 
@@ -93,23 +99,33 @@ def patch_corner(foreground: np.ndarray, positive: np.ndarray, rng: np.random.Ge
     return z, cy, cx
 
 
-def sample_patch(rec: CropRecord, rng: np.random.Generator, hp: VesselSegHyper) -> tuple[np.ndarray, np.ndarray]:
-    """One (HU, gated label) patch of ``hp.patch`` pixels from a cropped series."""
+def sample_patch(rec: CropRecord, rng: np.random.Generator, hp: VesselSegHyper
+                 ) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
+    """One (HU, gated label, box-position channels or None) patch of ``hp.patch`` pixels from a cropped series."""
     size = hp.patch
     z, cy, cx = patch_corner(rec.labels, rec.positive, rng, size, hp.positive_fraction)
     hu = window(rec.hu[z], cy, cx, size, -1000)
     lab = window(rec.labels[z], cy, cx, size, 0)
-    return hu, gate(lab, hu)
+    pos = None
+    if hp.position:
+        y0, y1, x0, x1 = rec.inner
+        pos = position_channels(np.array([z]), rec.hu.shape[0], (cy - y0, cx - x0), (size, size),
+                                (y1 - y0, x1 - x0))[0]
+    return hu, gate(lab, hu), pos
 
 
 def _batch(records: list[CropRecord], weights: np.ndarray, rng: np.random.Generator, hp: VesselSegHyper
            ) -> tuple[torch.Tensor, torch.Tensor]:
-    his, labs = [], []
+    his, labs, poss = [], [], []
     for _ in range(hp.batch_size):
-        hu, lab = sample_patch(records[int(rng.choice(len(records), p=weights))], rng, hp)
+        hu, lab, pos = sample_patch(records[int(rng.choice(len(records), p=weights))], rng, hp)
         his.append(hu)
         labs.append(lab)
-    return slices_to_input(np.stack(his)), torch.from_numpy(np.stack(labs).astype(np.int64))[:, None]
+        poss.append(pos)
+    x = slices_to_input(np.stack(his))
+    if hp.position:
+        x = torch.cat([x, torch.stack(poss)], dim=1)
+    return x, torch.from_numpy(np.stack(labs).astype(np.int64))[:, None]
 
 
 def predict_record(seg, rec: CropRecord) -> np.ndarray:
@@ -154,7 +170,8 @@ def segmentation_metrics(counts: SegmentationCounts, rows: list[dict]) -> dict:
                          reference_stratum=[SCHEMES["five_class"].label(v) for v in ref])
     vessel_aware = all(f"predicted_{v}" in frame for v in VESSELS.values())
     return {
-        "calcium_dice": counts.dice, "voxels": {"tp": counts.tp, "fp": counts.fp, "fn": counts.fn},
+        "calcium_dice": counts.dice, "vessel_dice": counts.vessel_dice if vessel_aware else None,
+        "voxels": {"tp": counts.tp, "fp": counts.fp, "fn": counts.fn},
         "lesion_detection_rate": counts.detection_rate(), "reference_lesions": dict(counts.lesions),
         "agatston": agreement(pred, ref),
         "vessel_icc": ({v: icc_a1(frame[[f"predicted_{v}", f"reference_{v}"]].to_numpy(float))
@@ -164,14 +181,16 @@ def segmentation_metrics(counts: SegmentationCounts, rows: list[dict]) -> dict:
 
 
 def fit_segmenter(net: torch.nn.Module, loss_fn, next_batch, wrap, val: list[CropRecord], hp, device: torch.device,
-                  convention: AgatstonConvention, label: str, forward=logits) -> tuple[torch.nn.Module, dict]:
+                  convention: AgatstonConvention, label: str, forward=logits, criterion: str = "dice"
+                  ) -> tuple[torch.nn.Module, dict]:
     """Train a HU-scored segmentation scorer with Adam at ``hp.learning_rate``; after each epoch ``wrap(net)`` (the
     scorer the pipeline runs) predicts the first ``hp.val_series`` validation scans, and the epoch with the best
-    calcium Dice is kept (:func:`~cacflow.training.common.fit_by_validation`)."""
+    ``criterion`` of their pooled counts (``"dice"``, calcium Dice, or ``"vessel_dice"`` for the vessel-aware
+    models) is kept (:func:`~cacflow.training.common.fit_by_validation`)."""
     opt = torch.optim.Adam(net.parameters(), lr=hp.learning_rate)
 
     def val_dice() -> float:
-        return evaluate_records(wrap(net), val[:hp.val_series], convention)[0].dice
+        return getattr(evaluate_records(wrap(net), val[:hp.val_series], convention)[0], criterion)
 
     return fit_by_validation(net, forward, next_batch, loss_fn, opt, device,
                              max(1, hp.samples_per_epoch // hp.batch_size), hp.max_epochs, hp.patience, val_dice,
@@ -184,15 +203,16 @@ def train_vessel_net(arch: str, train: list[CropRecord], val: list[CropRecord], 
     """Train one architecture; the state of the epoch with the best validation calcium Dice is kept."""
     from monai.losses import FocalLoss
 
-    net = build_vessel_net(arch, hp.features).to(device)
+    net = build_vessel_net(arch, hp.features, hp.position, hp.norm).to(device)
     if device.type == "cpu":
         net = net.to(memory_format=torch.channels_last)
     loss_fn = FocalLoss(to_onehot_y=True, use_softmax=True, gamma=hp.focal_gamma, alpha=hp.focal_alpha)
     weights = slice_weights(train)
     card = {"kind": "vessel_segmentation", "weights_sha256": "training"}
+    spec = SegmentationArch(arch, hp.features, hp.position, hp.norm)
     return fit_segmenter(net, loss_fn, lambda: _batch(train, weights, rng, hp),
-                         lambda n: VesselSegmenter(n, SegmentationArch(arch, hp.features), card, device), val, hp,
-                         device, convention, arch)
+                         lambda n: VesselSegmenter(n, spec, card, device), val, hp,
+                         device, convention, arch, criterion="vessel_dice")
 
 
 def slice_weights(records: list[CropRecord]) -> np.ndarray:

@@ -1,0 +1,59 @@
+"""Level networks: the normalisation a checkpoint asks for is the one built (a level is a band of absolute HU,
+which per-slice normalisation hides), and old checkpoints without the entry keep their backbone's default."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cacflow.models.calcium_levels import LevelArch, LevelPredictor, build_level_net, slices_to_input
+from cacflow.models.checkpoint import save_checkpoint
+
+CHANNELS = (4, 8, 8, 16, 16)
+
+
+def _norms(net: torch.nn.Module) -> set[type]:
+    return {type(m) for m in net.modules() if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.InstanceNorm2d))}
+
+
+@pytest.mark.parametrize("backbone", ["unet", "segresnet"])
+def test_batch_normalisation_replaces_the_per_slice_one(backbone):
+    channels = (8, 16, 16, 32, 32)  # SegResNet's default group norm needs multiples of 8
+    assert _norms(build_level_net(backbone, channels, "batch")) == {torch.nn.BatchNorm2d}
+    assert torch.nn.BatchNorm2d not in _norms(build_level_net(backbone, channels))
+
+
+def test_unknown_normalisation_is_refused():
+    with pytest.raises(ValueError, match="normalisation"):
+        build_level_net("unet", CHANNELS, "group")
+    with pytest.raises(ValueError, match="attention_unet"):
+        build_level_net("attention_unet", CHANNELS, "instance")
+
+
+def test_checkpoint_without_norm_entry_loads_its_backbone_default(tmp_path):
+    net = build_level_net("unet", CHANNELS)
+    save_checkpoint(tmp_path, {"arch": {"backbone": "unet", "channels": list(CHANNELS)}, "state": net.state_dict()},
+                    {"kind": "calcium_levels"})
+    model = LevelPredictor.load(tmp_path, torch.device("cpu"))
+    assert model.arch == LevelArch("unet", CHANNELS, None)
+    assert model.predict_box(np.full((2, 40, 40), 300, np.int16), (0, 2, 4, 36, 4, 36)).shape == (2, 40, 40)
+
+
+def test_calcium_window_channel_by_hand():
+    x = slices_to_input(np.array([[[0, 130, 300, 900]]], dtype=np.int16), calcium_window=True)
+    assert x.shape == (1, 2, 1, 4)
+    np.testing.assert_allclose(x[0, 0, 0].numpy(), [1.0, 1.13, 1.3, 1.9], rtol=1e-6)
+    np.testing.assert_allclose(x[0, 1, 0].numpy(), [0.0, 0.075, 0.5, 1.0], rtol=1e-6)
+    assert slices_to_input(np.zeros((2, 3, 3), np.int16)).shape == (2, 1, 3, 3)
+
+
+def test_calcium_window_checkpoint_reads_two_channels(tmp_path):
+    arch = LevelArch("unet", CHANNELS, "batch", True)
+    net = LevelPredictor.build(arch)
+    save_checkpoint(tmp_path, {"arch": {"backbone": "unet", "channels": list(CHANNELS), "norm": "batch",
+                                        "calcium_window": True}, "state": net.state_dict()},
+                    {"kind": "calcium_levels"})
+    model = LevelPredictor.load(tmp_path, torch.device("cpu"))
+    assert model.arch == arch
+    assert model.predict_box(np.full((2, 40, 40), 300, np.int16), (0, 2, 4, 36, 4, 36)).shape == (2, 40, 40)
