@@ -73,10 +73,12 @@ def logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out[-1] if isinstance(out, (list, tuple)) else out
 
 
-def slices_to_input(hu: np.ndarray) -> torch.Tensor:
-    """HU slices (n, h, w) -> network input (n, 2, h, w): normalised HU and the >= 130 HU binary image."""
+def slices_to_input(hu: np.ndarray, position: torch.Tensor | None = None) -> torch.Tensor:
+    """HU slices (n, h, w) -> network input (n, 2, h, w): normalised HU and the >= 130 HU binary image, followed by
+    the box-position channels (n, 3, h, w) of :func:`position_channels` when given (n, 5, h, w)."""
     t = torch.from_numpy(np.ascontiguousarray(hu, dtype=np.float32))
-    return torch.stack([normalise_hu(t), (t >= CALCIUM_HU).float()], dim=1)
+    x = torch.stack([normalise_hu(t), (t >= CALCIUM_HU).float()], dim=1)
+    return x if position is None else torch.cat([x, position], dim=1)
 
 
 def axis_position(index: np.ndarray, length: int) -> np.ndarray:
@@ -256,10 +258,8 @@ class VesselSegmenter(SliceLabeller):
         return build_vessel_net(arch.arch, arch.features, arch.position, arch.norm)
 
     def encode(self, hu: np.ndarray, z: np.ndarray, depth: int, box_hw: tuple[int, int]) -> torch.Tensor:
-        x = slices_to_input(hu)
-        if self.arch.position:
-            x = torch.cat([x, position_channels(z, depth, (0, 0), hu.shape[1:], box_hw)], dim=1)
-        return x
+        position = position_channels(z, depth, (0, 0), hu.shape[1:], box_hw) if self.arch.position else None
+        return slices_to_input(hu, position)
 
     def finish(self, labels: np.ndarray, hu: np.ndarray) -> np.ndarray:
         return gate(labels, hu)

@@ -112,8 +112,8 @@ def cpu_seconds_per_scan(model: SliceLabeller, records: list[CropRecord], repeat
 
 def cpu_time_against_unet(net: torch.nn.Module, hp: LSTMHyper, records: list[CropRecord], scans: int = 10) -> dict:
     """The seed's speed comparison: CPU seconds per scan of this conv-LSTM and of the 2-D U-Net comparison model
-    (the vessel U-Net's architecture at the shipped ``models/unet`` widths; timing does not depend on its weights) on the same heart
-    boxes (the first ``scans`` records), in this process, one after the other."""
+    (the vessel U-Net's architecture at the shipped ``models/unet`` widths; timing does not depend on its weights)
+    on the same heart boxes (the first ``scans`` records), in this process, one after the other."""
     records = records[:scans]
     cpu = torch.device("cpu")
     lstm = CalciumLSTM(net.to(cpu), LSTMArch(tuple(hp.widths)), {"kind": "conv_lstm", "weights_sha256": "timing"},

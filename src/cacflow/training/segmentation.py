@@ -122,9 +122,7 @@ def _batch(records: list[CropRecord], weights: np.ndarray, rng: np.random.Genera
         his.append(hu)
         labs.append(lab)
         poss.append(pos)
-    x = slices_to_input(np.stack(his))
-    if hp.position:
-        x = torch.cat([x, torch.stack(poss)], dim=1)
+    x = slices_to_input(np.stack(his), torch.stack(poss) if hp.position else None)
     return x, torch.from_numpy(np.stack(labs).astype(np.int64))[:, None]
 
 
