@@ -10,16 +10,15 @@ import pytest
 import torch
 
 from cacflow.models.checkpoint import save_checkpoint
+from cacflow.models.vessel_prior import VesselPrior
 from cacflow.models.segmentation import (
     N_CLASSES,
     SegmentationArch,
     VesselSegmenter,
-    axis_position,
     build_vessel_net,
     gate,
     logits,
     pad_to,
-    position_channels,
     slices_to_input,
 )
 from cacflow.training.segmentation import VesselSegHyper, patch_corner, sample_patch
@@ -75,13 +74,24 @@ def test_segmenter_labels_inside_the_box_at_or_above_130_hu(tmp_path):
     np.testing.assert_array_equal(labels, expected)
 
 
-def test_axis_position_spans_the_box_by_hand():
-    np.testing.assert_allclose(axis_position(np.arange(-1, 5), 4), [-1.25, -0.75, -0.25, 0.25, 0.75, 1.25])
-    pos = position_channels(np.array([0, 2]), 3, (1, -1), (2, 3), (4, 2))
-    assert pos.shape == (2, 3, 2, 3)
-    np.testing.assert_allclose(pos[:, 0, 0, 0], [-2 / 3, 2 / 3])  # z of slices 0 and 2 of 3
-    np.testing.assert_allclose(pos[0, 1, :, 0], [-0.25, 0.25])  # rows 1, 2 of 4
-    np.testing.assert_allclose(pos[0, 2, 0, :], [-1.5, -0.5, 0.5])  # columns -1, 0, 1 of 2
+def test_a_vessel_prior_in_the_checkpoint_names_each_lesion_s_vessel(tmp_path):
+    net = _constant_net(2)  # the network says LAD everywhere (p about 0.96)
+    log_prob = np.full((4, 2, 2, 2), np.log(0.01), np.float32)
+    log_prob[3] = np.log(0.97)  # the prior says RCA everywhere
+    save_checkpoint(tmp_path, {"arch": {"arch": "unet", "features": list(FEATURES)},
+                               "vessel_prior": VesselPrior(log_prob, weight=10.0).to_payload(),
+                               "state": {k: v for k, v in net.state_dict().items()}},
+                    {"kind": "vessel_segmentation"})
+    seg = VesselSegmenter.load(tmp_path, torch.device("cpu"), batch_size=3)
+    assert seg.prior is not None and seg.prior.weight == 10.0
+    hu = np.full((6, 40, 50), 40, dtype=np.int16)
+    hu[:, 10:30, 10:30] = 300
+    labels = seg.predict_box(hu, (1, 5, 5, 25, 0, 21))
+    expected = np.zeros(hu.shape, np.uint8)
+    expected[1:5, 10:25, 10:21] = 4  # the same calcium, its vessel from the prior
+    np.testing.assert_array_equal(labels, expected)
+    seg.prior = VesselPrior(log_prob, weight=0.0)  # the network's own vessel
+    assert set(np.unique(seg.predict_box(hu, (1, 5, 5, 25, 0, 21)))) == {0, 2}
 
 
 def test_training_windows_and_box_prediction_give_a_voxel_the_same_position():

@@ -36,10 +36,10 @@ def test_information_gain_loss_by_hand():
     assert costs[0] < costs[1] < costs[2]
 
 
-def test_dense_non_coronary_excludes_the_labelled_lesion():
+def test_dense_pixels_exclude_the_labelled_lesion():
     rec = _pair()
-    assert not tcl.dense_non_coronary(rec, 1).any()  # the only dense pixels of slice 1 are coronary calcium
-    assert tcl.dense_non_coronary(rec, 3).sum() == 25
+    assert not tcl.dense_pixels(rec, 1).any()  # the only dense pixels of slice 1 are coronary calcium
+    assert tcl.dense_pixels(rec, 3).sum() == 25
 
 
 def test_negative_windows_hold_dense_tissue_and_positive_windows_calcium():

@@ -5,14 +5,17 @@ then scores every scan of the shard with those models and the score stage turns 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from cacflow import config as cfg
 from cacflow.models.checkpoint import load_checkpoint
+from cacflow.models.segmentation import VesselSegmenter
 from cacflow.pipeline.discover import run_discover
 from cacflow.pipeline.infer import INFER_COLUMNS, run_infer_shard
 from cacflow.pipeline.layout import CohortLayout
@@ -25,7 +28,13 @@ from cacflow.io.sparse_mask import decode_mask
 from cacflow.scoring.scan import score_scan
 from cacflow.io.zarr_store import read_volume
 from cacflow.scoring.robust_agatston import robust_score
-from cacflow.training.run import train_levels_run, train_localizer_run, train_regressor_run, train_segmenter_run
+from cacflow.training.run import (
+    refit_vessel_prior_run,
+    train_levels_run,
+    train_localizer_run,
+    train_regressor_run,
+    train_segmenter_run,
+)
 
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models"
@@ -154,6 +163,30 @@ def test_vessel_segmentation_cards_hold_every_acceptance_figure(trained):
         assert test["agatston"]["n"] == len(card["test_series"]) >= 1
         assert {"icc", "five_class_kappa", "five_class_accuracy"} <= set(test["agatston"])
         assert card["hyper_parameters"]["focal_gamma"] == 3.0 and card["hyper_parameters"]["focal_alpha"] == 0.5
+
+
+def test_vessel_prior_is_shipped_with_the_weights_and_can_be_refitted(trained, small_cohort, tmp_path):
+    models = trained["base"] / "models"
+    payload, card = load_checkpoint(models / "unetpp", "vessel_segmentation")
+    assert payload["vessel_prior"]["log_prob"].shape == (4, 12, 12, 12)
+    assert card["hyper_parameters"]["prior_bins"] == 12 and "vessel_prior" not in card  # not refitted
+    assert VesselSegmenter.load(models / "unetpp", torch.device("cpu")).prior.bins == 12
+    # refitting a trained segmenter's prior keeps its weights and training record, replaces the prior and metrics
+    copy = tmp_path / "unet"
+    shutil.copytree(models / "unet", copy)
+    config = trained["config"]
+    config = {**config, "training": {**config["training"], "vessel_segmentation": {
+        **config["training"]["vessel_segmentation"], "prior_bins": 4, "prior_weight": 2.0}}}
+    refit = refit_vessel_prior_run(trained["layout"], small_cohort / "dicom", small_cohort / "truth" / "labels", config,
+                                   models / "localizer", copy)
+    after, on_disk = load_checkpoint(copy, "vessel_segmentation")
+    assert after["vessel_prior"]["log_prob"].shape == (4, 4, 4, 4) and after["vessel_prior"]["weight"] == 2.0
+    for k, v in load_checkpoint(models / "unet", "vessel_segmentation")[0]["state"].items():
+        assert torch.equal(after["state"][k], v), k
+    assert on_disk["vessel_prior"]["fitted_after_training"] and on_disk["hyper_parameters"]["prior_bins"] == 4
+    assert on_disk["training"] == trained["segs"]["unet"]["training"]
+    assert on_disk["metrics"]["test"]["agatston"]["n"] == refit["metrics"]["test"]["agatston"]["n"] >= 1
+    assert "prior fitted on the training labels" in on_disk["method"]
 
 
 @pytest.mark.parametrize("model, kind", [("lstm", "conv_lstm"), ("patch3d", "patch_unet3d")])

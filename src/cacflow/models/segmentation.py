@@ -8,7 +8,7 @@ gated at the threshold (a pixel below 130 HU is never calcium) and scored by the
 convention drops 2-D components under 1 mm² (``min_area_mm2``).
 
 Box position (``SegmentationArch.position``): three more input channels give each pixel its place in the heart
-box, along z, y and x, from -1 at the box's first voxel edge to +1 at its last (:func:`position_channels`). The
+box, along z, y and x, from -1 at the box's first voxel edge to +1 at its last (:func:`~cacflow.models.box_position.position_channels`). The
 seed's network reads whole 512 x 512 slices and so sees where in the chest a calcification lies; ours reads the
 heart box (and is trained on windows of it), where an axial slice of the near-round heart does not by itself say
 whether a lesion on its border sits in the left or right atrioventricular groove, nor whether a slice lies at the
@@ -23,6 +23,7 @@ seed's comparison. Both take any slice size divisible by 16; :func:`pad_to` pads
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +32,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from cacflow.models.box_position import position_channels
 from cacflow.models.checkpoint import load_checkpoint, model_id
 from cacflow.models.regression import normalise_hu
+from cacflow.models.vessel_prior import VesselPrior, assign_vessels
 
 #: Lowest HU of calcium (Agatston): the second input channel and the gate on predicted masks.
 CALCIUM_HU = 130.0
@@ -75,33 +78,10 @@ def logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def slices_to_input(hu: np.ndarray, position: torch.Tensor | None = None) -> torch.Tensor:
     """HU slices (n, h, w) -> network input (n, 2, h, w): normalised HU and the >= 130 HU binary image, followed by
-    the box-position channels (n, 3, h, w) of :func:`position_channels` when given (n, 5, h, w)."""
+    the box-position channels (n, 3, h, w) of :func:`~cacflow.models.box_position.position_channels` when given (n, 5, h, w)."""
     t = torch.from_numpy(np.ascontiguousarray(hu, dtype=np.float32))
     x = torch.stack([normalise_hu(t), (t >= CALCIUM_HU).float()], dim=1)
     return x if position is None else torch.cat([x, position], dim=1)
-
-
-def axis_position(index: np.ndarray, length: int) -> np.ndarray:
-    """Place of voxel ``index`` along a box axis of ``length`` voxels: ``2 (index + 0.5) / length - 1``, so the box
-    spans -1..1 from its first voxel's outer edge to its last's (float32; beyond ±1 outside the box)."""
-    return (2.0 * (np.asarray(index, dtype=np.float32) + 0.5) / max(1, length) - 1.0).astype(np.float32)
-
-
-def position_channels(z: np.ndarray, depth: int, top_left: tuple[int, int], size_hw: tuple[int, int],
-                      box_hw: tuple[int, int]) -> torch.Tensor:
-    """Box-position channels (n, 3, h, w) of ``n`` slices: slice indices ``z`` of a box ``depth`` slices deep, and
-    an ``size_hw`` window whose top-left pixel is ``top_left`` (row, column) in the coordinates of a box of
-    ``box_hw`` pixels (z, y, x order; rows run anterior to posterior, columns right to left of the patient, LPS)."""
-    h, w = size_hw
-    pz = axis_position(z, depth)
-    py = axis_position(np.arange(top_left[0], top_left[0] + h), box_hw[0])
-    px = axis_position(np.arange(top_left[1], top_left[1] + w), box_hw[1])
-    n = len(pz)
-    out = np.empty((n, 3, h, w), dtype=np.float32)
-    out[:, 0] = pz[:, None, None]
-    out[:, 1] = py[None, :, None]
-    out[:, 2] = px[None, None, :]
-    return torch.from_numpy(out)
 
 
 def pad_to(hu: np.ndarray, divisor: int = DIVISOR) -> tuple[np.ndarray, tuple[int, int]]:
@@ -154,6 +134,12 @@ class BoxLabeller(ABC):
     def load(cls, directory: Path, device: torch.device, batch_size: int | None = None) -> "BoxLabeller":
         """The checkpoint in ``directory`` (refused unless its card is of this class's kind)."""
         payload, card = load_checkpoint(directory, cls.kind)
+        return cls.load_payload(payload, card, device, batch_size)
+
+    @classmethod
+    def load_payload(cls, payload: dict, card: dict, device: torch.device, batch_size: int | None = None
+                     ) -> "BoxLabeller":
+        """The scorer of a checkpoint payload (architecture, weights, options) and its card."""
         arch = cls.read_arch(payload["arch"])
         net = cls.build(arch)
         net.load_state_dict(payload["state"])
@@ -213,17 +199,21 @@ class SliceLabeller(BoxLabeller):
         return labels
 
     @torch.inference_mode()
-    def predict_slices(self, hu: np.ndarray) -> np.ndarray:
-        """Labels (n, h, w) uint8 of HU slices (n, h, w) of any size (padded internally)."""
+    def slice_scores(self, hu: np.ndarray) -> Iterator[tuple[int, torch.Tensor]]:
+        """(first slice index, float32 class scores (k, C, h, w) on the CPU) of consecutive batches of HU slices
+        (n, h, w) of any size (padded internally, cropped back)."""
         padded, (h, w) = pad_to(hu)
-        out = []
         for i in range(0, len(padded), self.batch_size):
             chunk = padded[i:i + self.batch_size]
             x = self._place(self.encode(chunk, np.arange(i, i + len(chunk)), len(padded), (h, w)))
             with self._precision():
                 y = logits(self.net, x)
-            out.append(y.float().argmax(dim=1).to(torch.uint8).cpu().numpy())
-        labels = np.concatenate(out)[:, :h, :w] if out else np.zeros((0, h, w), np.uint8)
+            yield i, y.float()[:, :, :h, :w].cpu()
+
+    def predict_slices(self, hu: np.ndarray) -> np.ndarray:
+        """Labels (n, h, w) uint8 of HU slices (n, h, w) of any size."""
+        out = [y.argmax(dim=1).to(torch.uint8).numpy() for _, y in self.slice_scores(hu)]
+        labels = np.concatenate(out) if out else np.zeros(hu.shape, np.uint8)
         return self.finish(labels, hu)
 
     def predict_block(self, hu: np.ndarray) -> np.ndarray:
@@ -244,9 +234,23 @@ KIND = "vessel_segmentation"
 
 
 class VesselSegmenter(SliceLabeller):
-    """A vessel segmentation checkpoint: gated vessel labels (0 background, 1-4 :data:`VESSELS` codes)."""
+    """A vessel segmentation checkpoint: gated vessel labels (0 background, 1-4 :data:`VESSELS` codes).
+
+    With a vessel ``prior`` (checkpoints written since session 8 carry one, fitted on the training labels) the
+    network decides which voxels are calcium and each 3-D lesion of the box takes one vessel from the network's
+    vessel scores and the prior (:func:`cacflow.models.vessel_prior.assign_vessels`); without one, each voxel keeps
+    its argmax vessel."""
 
     kind = KIND
+
+    def __init__(self, net: nn.Module, arch, card: dict, device: torch.device, batch_size: int = 16,
+                 prior: VesselPrior | None = None) -> None:
+        super().__init__(net, arch, card, device, batch_size)
+        self.prior = prior
+
+    @staticmethod
+    def options(payload: dict) -> dict:
+        return {"prior": VesselPrior.from_payload(payload["vessel_prior"])} if "vessel_prior" in payload else {}
 
     @staticmethod
     def read_arch(arch: dict) -> SegmentationArch:
@@ -263,3 +267,18 @@ class VesselSegmenter(SliceLabeller):
 
     def finish(self, labels: np.ndarray, hu: np.ndarray) -> np.ndarray:
         return gate(labels, hu)
+
+    def predict_block(self, hu: np.ndarray) -> np.ndarray:
+        """Gated labels of a heart-box block (z, y, x); lesions take their vessel from the prior when there is one."""
+        if self.prior is None:
+            return self.predict_slices(hu)
+        calcium = np.zeros(hu.shape, dtype=bool)
+        vessel_scores = []
+        for i, y in self.slice_scores(hu):
+            k = len(y)
+            mask = (y.argmax(dim=1).numpy() > 0) & (hu[i:i + k] >= CALCIUM_HU)
+            calcium[i:i + k] = mask
+            index = np.nonzero(mask)
+            vessel_scores.append(torch.log_softmax(y, dim=1)[:, 1:].permute(0, 2, 3, 1).numpy()[index])
+        scores = np.concatenate(vessel_scores) if vessel_scores else np.zeros((0, N_CLASSES - 1), np.float32)
+        return assign_vessels(calcium, scores, self.prior)

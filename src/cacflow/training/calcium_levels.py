@@ -39,7 +39,7 @@ from cacflow.scoring.robust_agatston import N_LEVELS, hu_to_levels, robust_score
 from cacflow.scoring.scan import score_scan
 from cacflow.training.common import fit_by_validation
 from cacflow.training.data import LabelledSeries, load_series, widened_crop
-from cacflow.training.segmentation import patch_corner, window
+from cacflow.training.segmentation import check_shares, choose_window, dense_non_coronary, window
 
 log = logging.getLogger(__name__)
 
@@ -128,21 +128,21 @@ def information_gain_loss(logits_: torch.Tensor, target: torch.Tensor, alpha: fl
     return -(weights * torch.log_softmax(logits_, dim=1)).sum(dim=1).mean()
 
 
-def dense_non_coronary(rec: PairRecord, z: int, convention: AgatstonConvention = DEFAULT_CONVENTION) -> np.ndarray:
+def dense_pixels(rec: PairRecord, z: int, convention: AgatstonConvention = DEFAULT_CONVENTION) -> np.ndarray:
     """Pixels of slice ``z`` at or above the convention's threshold on the soft series outside the reference
     labels (bool (h, w)): what a level model must leave at level 0."""
-    return (rec.soft_hu[z] >= convention.threshold_hu) & (rec.labels[z] == 0)
+    return dense_non_coronary(rec.soft_hu[z], rec.labels[z], convention.threshold_hu)
+
+
+def level_arch(hp: LevelHyper) -> LevelArch:
+    """The architecture record of a run's hyper-parameters."""
+    return LevelArch(hp.backbone, tuple(hp.channels), hp.norm, hp.calcium_window)
 
 
 def _sample(rec: PairRecord, rng: np.random.Generator, hp: LevelHyper) -> tuple[np.ndarray, np.ndarray]:
     size = hp.patch
-    if rng.random() < hp.negative_fraction:  # near dense non-coronary tissue of a random slice (anywhere if none)
-        z = int(rng.integers(rec.levels.shape[0]))
-        dense = dense_non_coronary(rec, z)
-        _, cy, cx = patch_corner(dense[None], np.array([0] if dense.any() else [], dtype=int), rng, size, 1.0)
-    else:  # the positive share of the remaining windows keeps the overall share at positive_fraction
-        z, cy, cx = patch_corner(rec.levels, rec.positive, rng, size,
-                                 hp.positive_fraction / (1.0 - hp.negative_fraction))
+    z, cy, cx = choose_window(rec.levels, rec.positive, lambda k: dense_pixels(rec, k), rng, size,
+                              hp.positive_fraction, hp.negative_fraction)
     source = rec.sharp_hu if rng.random() < hp.sharp_fraction else rec.soft_hu
     return window(source[z], cy, cx, size, -1000), window(rec.levels[z], cy, cx, size, 0)
 
@@ -163,7 +163,7 @@ class LevelCounts:
     fn: np.ndarray
 
     @classmethod
-    def empty(cls) -> "LevelCounts":
+    def empty(cls) -> LevelCounts:
         return cls(np.zeros(N_LEVELS, np.int64), np.zeros(N_LEVELS, np.int64), np.zeros(N_LEVELS, np.int64))
 
     def add(self, pred: np.ndarray, ref: np.ndarray) -> None:
@@ -231,13 +231,10 @@ def level_metrics(counts: LevelCounts, rows: list[dict]) -> dict:
 def train_level_net(train: list[PairRecord], val: list[PairRecord], hp: LevelHyper, device: torch.device,
                     rng: np.random.Generator, convention: AgatstonConvention) -> tuple[torch.nn.Module, dict]:
     """Train one backbone; the state of the epoch with the best validation mean level Dice is kept."""
-    if not (0 <= hp.negative_fraction < 1 and 0 <= hp.positive_fraction <= 1 - hp.negative_fraction):
-        raise ValueError(f"training.calcium_levels: positive_fraction ({hp.positive_fraction}) and negative_fraction "
-                         f"({hp.negative_fraction}) must be shares of one whole (each >= 0, together <= 1, "
-                         "negative_fraction < 1)")
+    check_shares(hp, "training.calcium_levels")
     from monai.losses import DiceLoss
 
-    arch = LevelArch(hp.backbone, tuple(hp.channels), hp.norm, hp.calcium_window)
+    arch = level_arch(hp)
     net = LevelPredictor.build(arch).to(device)
     if device.type == "cpu":
         net = net.to(memory_format=torch.channels_last)

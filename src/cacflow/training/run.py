@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -13,10 +13,10 @@ import pandas as pd
 from cacflow.config import grids
 from cacflow.evaluation.agreement import agreement, agreement_table
 from cacflow.imaging.resample import ZGrid
-from cacflow.models.checkpoint import save_checkpoint, software_versions
+from cacflow.models.checkpoint import load_checkpoint, save_checkpoint, software_versions
 from cacflow.models.localizer import CANVAS_MM, CANVAS_SIZE, PLANES
 from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
-from cacflow.models.calcium_levels import LevelArch, LevelPredictor
+from cacflow.models.calcium_levels import LevelPredictor
 from cacflow.models.conv_lstm import CalciumLSTM, LSTMArch
 from cacflow.models.patch_unet3d import PatchArch, PatchSegmenter
 from cacflow.models.segmentation import SegmentationArch, VesselSegmenter
@@ -173,10 +173,12 @@ class MaskModelSpec:
     name: str
     method: str
     hp: object  # the run's hyper-parameter dataclass
-    fit: Callable  # (train, val, hp, device, rng, convention) -> (net, history)
+    fit: Callable  # (train, val, hp, device, rng, convention, prepared) -> (net, history)
     arch: dict  # the payload's "arch": what the loader needs to rebuild the network
-    wrap: Callable  # (net, device) -> the scorer the pipeline runs (predict_box)
+    wrap: Callable  # (net, device, prepared) -> the scorer the pipeline runs (predict_box)
     payload_extra: dict = field(default_factory=dict)
+    prepare: Callable | None = None  # (train crops) -> what is fitted before the network (e.g. the vessel prior)
+    prepared_payload: Callable | None = None  # (prepared) -> payload entries that store it
     card_fields: dict = field(default_factory=dict)  # fixed card entries beside the kind, e.g. the architecture
     card_extra: Callable | None = None  # (net, crops) -> extra card entries, e.g. timings
 
@@ -193,15 +195,13 @@ def _train_mask_run(layout: CohortLayout, root: Path, labels_dir: Path, config: 
              for k in SPLITS}
     log.info("%s: crops loaded in %.0f s (%s)", spec.kind, timer(), {k: len(v) for k, v in crops.items()})
     rng = seed_everything(spec.hp.seed)
-    net, history = spec.fit(crops["train"], crops["val"], spec.hp, device, rng, convention)
-    payload = {"arch": spec.arch, **spec.payload_extra, "state": {k: v.cpu() for k, v in net.state_dict().items()}}
+    prepared = spec.prepare(crops["train"]) if spec.prepare else None
+    net, history = spec.fit(crops["train"], crops["val"], spec.hp, device, rng, convention, prepared)
+    payload = {"arch": spec.arch, **spec.payload_extra,
+               **(spec.prepared_payload(prepared) if spec.prepared_payload else {}),
+               "state": {k: v.cpu() for k, v in net.state_dict().items()}}
     save_checkpoint(out_dir, payload, {"kind": spec.kind, "evaluated": False, **info})
-    scorer = spec.wrap(net, device)
-    metrics, test_rows = {}, []
-    for k in ("val", "test"):
-        counts, rows = ts.evaluate_records(scorer, crops[k], convention)
-        metrics[k] = ts.segmentation_metrics(counts, rows)
-        test_rows = rows if k == "test" else test_rows
+    metrics, test_rows = _evaluate_mask_scorer(spec.wrap(net, device, prepared), crops, convention)
     card = {
         "kind": spec.kind, **spec.card_fields, "name": spec.name, "trained_on": _trained_on(layout, config), "method": spec.method,
         **info, "localizer": localizer.id, "hyper_parameters": hyper_dict(spec.hp), "device": str(device),
@@ -217,26 +217,84 @@ def _train_mask_run(layout: CohortLayout, root: Path, labels_dir: Path, config: 
     return card
 
 
+def _evaluate_mask_scorer(scorer, crops: dict, convention: AgatstonConvention) -> tuple[dict, list[dict]]:
+    """Validation and test metrics of a segmentation scorer and its per-scan test rows."""
+    metrics, test_rows = {}, []
+    for k in ("val", "test"):
+        counts, rows = ts.evaluate_records(scorer, crops[k], convention)
+        metrics[k] = ts.segmentation_metrics(counts, rows)
+        test_rows = rows if k == "test" else test_rows
+    return metrics, test_rows
+
+
+def refit_vessel_prior_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, localizer_dir: Path,
+                           model_dir: Path) -> dict:
+    """Fit the vessel prior (``training.vessel_segmentation`` prior settings) of a trained vessel segmenter on its
+    training split, store it in the checkpoint and re-evaluate the validation and test scans; the network's
+    weights and its training record are kept, the card's metrics, method and prior settings are replaced.
+
+    For a checkpoint trained before the prior existed (the network is not retrained: the prior only changes which
+    vessel a predicted lesion gets, and the card records that it was fitted afterwards)."""
+    timer = Timer()
+    payload, card = load_checkpoint(model_dir, "vessel_segmentation")
+    series, grid, convention, info = _setup(layout, root, labels_dir, config)
+    if info["data_sha256"] != card.get("data_sha256") or info["split_seed"] != card.get("split_seed"):
+        raise ValueError(f"{model_dir}: its card was trained on other data (data_sha256 or split seed differ from "
+                         f"cohort {layout.cohort}); refit the prior on the cohort and split the network was trained on")
+    hp = _hyper(ts.VesselSegHyper, {**card["hyper_parameters"], **config["training"]["vessel_segmentation"]})
+    device = pick_device(config["training"]["device"])
+    localizer = HeartLocalizer.load(localizer_dir, device)
+    crops = {k: tr.load_crops([s for s in series if s.split == k], localizer, grid, convention, 8.0)
+             for k in SPLITS}
+    prior = ts.fit_prior(crops["train"], hp)
+    payload = {k: v for k, v in payload.items() if k != "vessel_prior"}
+    if prior is not None:
+        payload["vessel_prior"] = prior.to_payload()
+    scorer = VesselSegmenter.load_payload(payload, {"kind": "vessel_segmentation", "weights_sha256": "unsaved"},
+                                          device)
+    metrics, test_rows = _evaluate_mask_scorer(scorer, crops, convention)
+    prior_fields = {k: getattr(hp, k) for k in ("prior_bins", "prior_sigma_bins", "prior_weight")}
+    card = {**card, "metrics": metrics, "test_series": test_rows, "method": vessel_method(hp),
+            "hyper_parameters": hyper_dict(hp),
+            "vessel_prior": {**prior_fields, "fitted_after_training": True, "seconds": round(timer(), 1),
+                             "software": software_versions()}}
+    card = save_checkpoint(model_dir, payload, card)
+    test = card["metrics"]["test"]
+    log.info("vessel prior fitted in %s: test vessel Dice %.3f, detection %s", model_dir, test["vessel_dice"],
+             test["lesion_detection_rate"])
+    return card
+
+
+def vessel_method(hp: ts.VesselSegHyper) -> str:
+    """The model card's ``method`` of a vessel segmentation run."""
+    position = " and three box-position channels (z, y, x in the heart box, -1..1)" if hp.position else ""
+    prior = (f"; each 3-D lesion takes the vessel of the highest summed network log-probability plus "
+             f"{hp.prior_weight:g} x log P(vessel | box position) (a {hp.prior_bins}^3-cell prior fitted on the "
+             "training labels, cacflow.models.vessel_prior)" if hp.prior_bins else "")
+    return ("seed 001: axial slices of the scoring grid inside the heart box, two input channels (HU and the "
+            f">= 130 HU binary image){position}, {hp.norm} normalisation, five classes (background, LM, LAD, CX, "
+            "RCA), focal loss (alpha 0.5, gamma 3), balanced sampling of slices with and without calcium; predicted "
+            f"labels gated at 130 HU{prior}; scored by the scoring library (2-D components under 1 mm2 dropped)")
+
+
 def train_vessel_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, localizer_dir: Path,
                      arch: str, out_dir: Path) -> dict:
     """Train a vessel-specific calcium segmentation ConvNet (``arch`` 'unetpp' or 'unet'), evaluate on the
     validation and test scans, write weights + card."""
     hp = _hyper(ts.VesselSegHyper, config["training"]["vessel_segmentation"])
     names = {"unetpp": "U-Net++", "unet": "U-Net"}
-    position = " and three box-position channels (z, y, x in the heart box, -1..1)" if hp.position else ""
     spec = MaskModelSpec(
         kind="vessel_segmentation", name=f"cacflow vessel-specific calcium {names[arch]} (LM, LAD, CX, RCA)",
-        method="seed 001: axial slices of the scoring grid inside the heart box, two input channels (HU and the "
-               f">= 130 HU binary image){position}, {hp.norm} normalisation, five classes (background, LM, LAD, "
-               "CX, RCA), focal loss (alpha 0.5, gamma 3), balanced sampling of slices with and without calcium; "
-               "predicted labels gated at 130 HU and scored by the scoring library (2-D components under 1 mm2 "
-               "dropped)",
-        hp=hp, fit=lambda *a: ts.train_vessel_net(arch, *a),
+        method=vessel_method(hp),
+        hp=hp, fit=lambda train, val, hp_, device, rng, conv, prior_: ts.train_vessel_net(
+            arch, train, val, hp_, device, rng, conv, prior_),
         arch={"arch": arch, "features": list(hp.features), "position": hp.position, "norm": hp.norm},
         card_fields={"arch": arch},
-        wrap=lambda net, device: VesselSegmenter(net, SegmentationArch(arch, hp.features, hp.position, hp.norm),
-                                                 {"kind": "vessel_segmentation", "weights_sha256": "unsaved"},
-                                                 device))
+        prepare=lambda train: ts.fit_prior(train, hp),
+        prepared_payload=lambda prior_: {} if prior_ is None else {"vessel_prior": prior_.to_payload()},
+        wrap=lambda net, device, prior_: VesselSegmenter(
+            net, SegmentationArch(arch, hp.features, hp.position, hp.norm),
+            {"kind": "vessel_segmentation", "weights_sha256": "unsaved"}, device, prior=prior_))
     return _train_mask_run(layout, root, labels_dir, config, localizer_dir, spec, out_dir)
 
 
@@ -251,8 +309,10 @@ def train_lstm_run(layout: CohortLayout, root: Path, labels_dir: Path, config: d
                "(attention), decoder with the centre's skips; three classes (background, coronary calcium, "
                "non-coronary calcium); focal loss; heart box applied (nothing predicted outside it); class 1 gated "
                "at 130 HU and scored by the scoring library",
-        hp=hp, fit=tlstm.train_lstm_net, arch={"widths": list(hp.widths)},
-        wrap=lambda net, device: CalciumLSTM(net, LSTMArch(tuple(hp.widths)),
+        hp=hp, fit=lambda train, val, hp_, device, rng, conv, _: tlstm.train_lstm_net(train, val, hp_, device, rng,
+                                                                                     conv),
+        arch={"widths": list(hp.widths)},
+        wrap=lambda net, device, _: CalciumLSTM(net, LSTMArch(tuple(hp.widths)),
                                              {"kind": "conv_lstm", "weights_sha256": "unsaved"}, device),
         card_extra=lambda net, crops: {"cpu_time": tlstm.cpu_time_against_unet(net, hp, crops["test"])})
     return _train_mask_run(layout, root, labels_dir, config, localizer_dir, spec, out_dir)
@@ -268,9 +328,10 @@ def train_patch3d_run(layout: CohortLayout, root: Path, labels_dir: Path, config
                "U-Net with one sigmoid output, Dice + focal loss (0.5 each); overlapping patches stitched by "
                "sliding-window inference (overlap 0.5, Gaussian weights), probability threshold 0.95, gated at "
                "130 HU and scored by the scoring library",
-        hp=hp, fit=tp3.train_patch_net, arch={"channels": list(hp.channels)},
-        payload_extra={"threshold": hp.threshold},
-        wrap=lambda net, device: PatchSegmenter(net, PatchArch(tuple(hp.channels)),
+        hp=hp, fit=lambda train, val, hp_, device, rng, conv, _: tp3.train_patch_net(train, val, hp_, device, rng,
+                                                                                    conv),
+        arch={"channels": list(hp.channels)}, payload_extra={"threshold": hp.threshold},
+        wrap=lambda net, device, _: PatchSegmenter(net, PatchArch(tuple(hp.channels)),
                                                 {"kind": "patch_unet3d", "weights_sha256": "unsaved"}, device,
                                                 threshold=hp.threshold))
     return _train_mask_run(layout, root, labels_dir, config, localizer_dir, spec, out_dir)
@@ -293,12 +354,11 @@ def train_levels_run(layout: CohortLayout, root: Path, labels_dir: Path, config:
     log.info("levels: pairs loaded in %.0f s (%s)", timer(), {k: len(v) for k, v in pairs.items()})
     rng = seed_everything(hp.seed)
     net, history = tcl.train_level_net(pairs["train"], pairs["val"], hp, device, rng, convention)
-    payload = {"arch": {"backbone": hp.backbone, "channels": list(hp.channels), "norm": hp.norm,
-                        "calcium_window": hp.calcium_window},
+    arch = tcl.level_arch(hp)
+    payload = {"arch": {**asdict(arch), "channels": list(arch.channels)},
                "state": {k: v.cpu() for k, v in net.state_dict().items()}}
     save_checkpoint(out_dir, payload, {"kind": "calcium_levels", "evaluated": False, **info})
-    model = LevelPredictor(net, LevelArch(hp.backbone, tuple(hp.channels), hp.norm, hp.calcium_window),
-                           {"kind": "calcium_levels", "weights_sha256": "unsaved"}, device)
+    model = LevelPredictor(net, arch, {"kind": "calcium_levels", "weights_sha256": "unsaved"}, device)
     metrics, test_rows = {}, []
     for k in ("val", "test"):
         counts, rows = tcl.evaluate_pairs(model, pairs[k], convention)

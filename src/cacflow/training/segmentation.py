@@ -5,7 +5,7 @@ the same crops the regressor learns from). A sample is a ``patch`` x ``patch`` w
 scoring grid; a share ``positive_fraction`` of the samples is centred (up to a third of the patch off) on a
 reference calcium pixel, the rest fall anywhere in a random slice (balanced sampling of slices with and without
 calcium). With ``position`` the input also carries each window pixel's place in the nominal heart box
-(:func:`cacflow.models.segmentation.position_channels`; the crop's slices are the box's slices, its in-plane
+(:func:`cacflow.models.box_position.position_channels`; the crop's slices are the box's slices, its in-plane
 margin lies outside -1..1). The target is the reference vessel label map gated at 130 HU (what the network can
 see in its second input channel); pixels outside the crop are air and background. No flips or rotations: which side a vessel lies on
 is what tells LAD from RCA.
@@ -19,6 +19,7 @@ slices of the nominal heart box.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,15 +28,17 @@ import torch
 
 from cacflow.evaluation.agreement import agreement, agreement_table, icc_a1
 from cacflow.evaluation.segmentation import SegmentationCounts, compare_masks
+from cacflow.models.box_position import position_channels
 from cacflow.models.segmentation import (
+    CALCIUM_HU,
     SegmentationArch,
     VesselSegmenter,
     build_vessel_net,
     gate,
     logits,
-    position_channels,
     slices_to_input,
 )
+from cacflow.models.vessel_prior import VesselPrior, fit_vessel_prior
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.scoring.masks import hu_region
 from cacflow.scoring.scan import VESSELS, score_scan
@@ -58,11 +61,15 @@ class VesselSegHyper:
     patience: int = 24
     samples_per_epoch: int = 2048
     positive_fraction: float = 0.5
+    negative_fraction: float = 0.0  # windows centred near dense non-coronary tissue (hard negatives)
     focal_alpha: float = 0.5
     focal_gamma: float = 3.0
     val_series: int = 12  # validation scans predicted after each epoch (all of them in the final evaluation)
     position: bool = True  # three box-position input channels (z, y, x) after the seed's two
     norm: str = "batch"  # keeps the box position (instance normalisation subtracts it)
+    prior_bins: int = 12  # vessel prior cells per axis (models.vessel_prior); 0: each voxel keeps its argmax vessel
+    prior_sigma_bins: float = 1.0  # Gaussian smoothing of the prior's counts, in cells
+    prior_weight: float = 1.0  # weight of the prior's log-probability against the network's
     seed: int = 0
 
 
@@ -99,19 +106,54 @@ def patch_corner(foreground: np.ndarray, positive: np.ndarray, rng: np.random.Ge
     return z, cy, cx
 
 
+def dense_non_coronary(hu: np.ndarray, labels: np.ndarray, threshold_hu: float = CALCIUM_HU) -> np.ndarray:
+    """Pixels at or above the calcium threshold outside the reference labels (bool, the shape of ``hu``): bone,
+    aortic and valve calcium, what a coronary calcium model must leave as background."""
+    return (hu >= threshold_hu) & (labels == 0)
+
+
+def choose_window(foreground: np.ndarray, positive: np.ndarray, dense: Callable[[int], np.ndarray],
+                  rng: np.random.Generator, size: int, positive_fraction: float, negative_fraction: float
+                  ) -> tuple[int, int, int]:
+    """(z, top, left) of a training window: with probability ``negative_fraction`` centred near a pixel of
+    ``dense(z)`` (the hard negatives, :func:`dense_non_coronary`) of a random slice ``z`` (anywhere in it when it has
+    none); otherwise :func:`patch_corner`, with the positive share rescaled so that the overall share of windows
+    near ``foreground`` stays ``positive_fraction``."""
+    if negative_fraction and rng.random() < negative_fraction:
+        z = int(rng.integers(foreground.shape[0]))
+        near = dense(z)
+        _, cy, cx = patch_corner(near[None], np.array([0] if near.any() else [], dtype=int), rng, size, 1.0)
+        return z, cy, cx
+    return patch_corner(foreground, positive, rng, size, positive_fraction / (1.0 - negative_fraction))
+
+
+def check_shares(hp, section: str) -> None:
+    """Refuse window shares (``hp.positive_fraction``, ``hp.negative_fraction``) that are not parts of one whole."""
+    pos, neg = hp.positive_fraction, hp.negative_fraction
+    if not (0 <= neg < 1 and 0 <= pos <= 1 - neg):
+        raise ValueError(f"{section}: positive_fraction ({pos}) and negative_fraction ({neg}) must be shares of one "
+                         "whole (each >= 0, together <= 1, negative_fraction < 1)")
+
+
 def sample_patch(rec: CropRecord, rng: np.random.Generator, hp: VesselSegHyper
                  ) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
     """One (HU, gated label, box-position channels or None) patch of ``hp.patch`` pixels from a cropped series."""
     size = hp.patch
-    z, cy, cx = patch_corner(rec.labels, rec.positive, rng, size, hp.positive_fraction)
+    z, cy, cx = choose_window(rec.labels, rec.positive, lambda k: dense_non_coronary(rec.hu[k], rec.labels[k]), rng,
+                              size, hp.positive_fraction, hp.negative_fraction)
     hu = window(rec.hu[z], cy, cx, size, -1000)
     lab = window(rec.labels[z], cy, cx, size, 0)
-    pos = None
-    if hp.position:
-        y0, y1, x0, x1 = rec.inner
-        pos = position_channels(np.array([z]), rec.hu.shape[0], (cy - y0, cx - x0), (size, size),
-                                (y1 - y0, x1 - x0))[0]
+    pos = window_position(z, rec.hu.shape[0], cy, cx, size, rec.inner) if hp.position else None
     return hu, gate(lab, hu), pos
+
+
+def window_position(z: int, depth: int, cy: int, cx: int, size: int, inner: tuple[int, int, int, int]
+                    ) -> torch.Tensor:
+    """Box-position channels (3, size, size) of a training window whose top-left pixel is (cy, cx) in slice ``z``
+    of a crop ``depth`` slices deep, whose nominal heart box spans rows/columns ``inner`` (y0, y1, x0, x1) of the
+    crop: the channels the scorer computes for the same pixels when it labels the whole box."""
+    y0, y1, x0, x1 = inner
+    return position_channels(np.array([z]), depth, (cy - y0, cx - x0), (size, size), (y1 - y0, x1 - x0))[0]
 
 
 def _batch(records: list[CropRecord], weights: np.ndarray, rng: np.random.Generator, hp: VesselSegHyper
@@ -195,12 +237,31 @@ def fit_segmenter(net: torch.nn.Module, loss_fn, next_batch, wrap, val: list[Cro
                              label)
 
 
+def box_labels(rec: CropRecord) -> np.ndarray:
+    """The record's reference vessel labels gated at 130 HU, on its nominal heart box (z, y, x)."""
+    y0, y1, x0, x1 = rec.inner
+    return gate(rec.labels[:, y0:y1, x0:x1], rec.hu[:, y0:y1, x0:x1])
+
+
+def fit_prior(train: list[CropRecord], hp: VesselSegHyper) -> VesselPrior | None:
+    """The vessel prior of the training boxes' reference labels (None when ``hp.prior_bins`` is 0)."""
+    if not hp.prior_bins:
+        return None
+    if not any(box_labels(r).any() for r in train):
+        log.warning("vessel prior: no labelled calcium in the training boxes; the prior is uniform (each lesion "
+                    "takes the network's vessel)")
+    return fit_vessel_prior((box_labels(r) for r in train), hp.prior_bins, hp.prior_sigma_bins,
+                            weight=hp.prior_weight)
+
+
 def train_vessel_net(arch: str, train: list[CropRecord], val: list[CropRecord], hp: VesselSegHyper,
-                     device: torch.device, rng: np.random.Generator, convention: AgatstonConvention
-                     ) -> tuple[torch.nn.Module, dict]:
-    """Train one architecture; the state of the epoch with the best validation calcium Dice is kept."""
+                     device: torch.device, rng: np.random.Generator, convention: AgatstonConvention,
+                     prior: VesselPrior | None = None) -> tuple[torch.nn.Module, dict]:
+    """Train one architecture; the state of the epoch with the best validation vessel Dice (lesion vessels from
+    ``prior`` when given, as the shipped scorer labels them) is kept."""
     from monai.losses import FocalLoss
 
+    check_shares(hp, "training.vessel_segmentation")
     net = build_vessel_net(arch, hp.features, hp.position, hp.norm).to(device)
     if device.type == "cpu":
         net = net.to(memory_format=torch.channels_last)
@@ -209,7 +270,7 @@ def train_vessel_net(arch: str, train: list[CropRecord], val: list[CropRecord], 
     card = {"kind": "vessel_segmentation", "weights_sha256": "training"}
     spec = SegmentationArch(arch, hp.features, hp.position, hp.norm)
     return fit_segmenter(net, loss_fn, lambda: _batch(train, weights, rng, hp),
-                         lambda n: VesselSegmenter(n, spec, card, device), val, hp,
+                         lambda n: VesselSegmenter(n, spec, card, device, prior=prior), val, hp,
                          device, convention, arch, criterion="vessel_dice")
 
 
