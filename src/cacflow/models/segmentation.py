@@ -278,7 +278,7 @@ class VesselSegmenter(SliceLabeller):
             k = len(y)
             mask = (y.argmax(dim=1).numpy() > 0) & (hu[i:i + k] >= CALCIUM_HU)
             calcium[i:i + k] = mask
-            index = np.nonzero(mask)
-            vessel_scores.append(torch.log_softmax(y, dim=1)[:, 1:].permute(0, 2, 3, 1).numpy()[index])
+            picked = y.permute(0, 2, 3, 1)[torch.from_numpy(mask)]  # (m, C) at the calcium voxels, nonzero order
+            vessel_scores.append(torch.log_softmax(picked, dim=1)[:, 1:].numpy())
         scores = np.concatenate(vessel_scores) if vessel_scores else np.zeros((0, N_CLASSES - 1), np.float32)
         return assign_vessels(calcium, scores, self.prior)

@@ -183,6 +183,14 @@ class MaskModelSpec:
     card_extra: Callable | None = None  # (net, crops) -> extra card entries, e.g. timings
 
 
+def _heart_box_crops(series: list[LabelledSeries], localizer_dir: Path, device, grid: ZGrid,
+                     convention: AgatstonConvention) -> tuple[HeartLocalizer, dict]:
+    """The localizer and the labelled series of each split cropped to their pipeline heart boxes (8 mm margin)."""
+    localizer = HeartLocalizer.load(localizer_dir, device)
+    return localizer, {k: tr.load_crops([s for s in series if s.split == k], localizer, grid, convention, 8.0)
+                       for k in SPLITS}
+
+
 def _train_mask_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, localizer_dir: Path,
                     spec: MaskModelSpec, out_dir: Path) -> dict:
     """Train a segmentation scorer on the labelled series' heart-box crops, evaluate it on the validation and test
@@ -190,9 +198,7 @@ def _train_mask_run(layout: CohortLayout, root: Path, labels_dir: Path, config: 
     timer = Timer()
     series, grid, convention, info = _setup(layout, root, labels_dir, config)
     device = pick_device(config["training"]["device"])
-    localizer = HeartLocalizer.load(localizer_dir, device)
-    crops = {k: tr.load_crops([s for s in series if s.split == k], localizer, grid, convention, 8.0)
-             for k in SPLITS}
+    localizer, crops = _heart_box_crops(series, localizer_dir, device, grid, convention)
     log.info("%s: crops loaded in %.0f s (%s)", spec.kind, timer(), {k: len(v) for k, v in crops.items()})
     rng = seed_everything(spec.hp.seed)
     prepared = spec.prepare(crops["train"]) if spec.prepare else None
@@ -243,9 +249,7 @@ def refit_vessel_prior_run(layout: CohortLayout, root: Path, labels_dir: Path, c
                          f"cohort {layout.cohort}); refit the prior on the cohort and split the network was trained on")
     hp = _hyper(ts.VesselSegHyper, {**card["hyper_parameters"], **config["training"]["vessel_segmentation"]})
     device = pick_device(config["training"]["device"])
-    localizer = HeartLocalizer.load(localizer_dir, device)
-    crops = {k: tr.load_crops([s for s in series if s.split == k], localizer, grid, convention, 8.0)
-             for k in SPLITS}
+    _, crops = _heart_box_crops(series, localizer_dir, device, grid, convention)
     prior = ts.fit_prior(crops["train"], hp)
     payload = {k: v for k, v in payload.items() if k != "vessel_prior"}
     if prior is not None:

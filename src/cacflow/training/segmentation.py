@@ -247,10 +247,11 @@ def fit_prior(train: list[CropRecord], hp: VesselSegHyper) -> VesselPrior | None
     """The vessel prior of the training boxes' reference labels (None when ``hp.prior_bins`` is 0)."""
     if not hp.prior_bins:
         return None
-    if not any(box_labels(r).any() for r in train):
+    boxes = [box_labels(r) for r in train]
+    if not any(b.any() for b in boxes):
         log.warning("vessel prior: no labelled calcium in the training boxes; the prior is uniform (each lesion "
                     "takes the network's vessel)")
-    return fit_vessel_prior((box_labels(r) for r in train), hp.prior_bins, hp.prior_sigma_bins,
+    return fit_vessel_prior(boxes, hp.prior_bins, hp.prior_sigma_bins,
                             weight=hp.prior_weight)
 
 
