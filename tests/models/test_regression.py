@@ -62,6 +62,10 @@ def test_regression_totals_apply_the_convention():
     assert regression_totals(raw, 1.5, AgatstonConvention(min_area_mm2=2.0)) == (30.0, 20.0)
     # no slice normalisation -> factor 1: minimum 1.0 as well
     assert regression_totals(raw, 1.5, AgatstonConvention(z_normalisation="none")) == (30.0, 20.0)
+    # a model floor of 3 AU per slice is larger than the convention's 0.5: slices 1 and 2 are dropped
+    assert regression_totals(raw, 1.5, AgatstonConvention(), floor_agatston=3.0) == (30.0, 20.0)
+    # a floor below the convention's minimum changes nothing
+    assert regression_totals(raw, 1.5, AgatstonConvention(), floor_agatston=0.2) == (30.5, 21.5)
 
 
 def test_network_shape_and_voxel_size_input():

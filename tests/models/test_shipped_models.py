@@ -106,9 +106,10 @@ def test_regressor_reproduces_its_card_and_the_pipeline_agrees(test_split, test_
     for s in test_split["shards"]:
         rows = run_infer_shard(layout, s, config, MODELS / "localizer", MODELS / "regressor")
         done = rows[rows["status"] == "done"]
-        by_key.update({k: regression_totals(json.loads(raw), dz, test_split["convention"])[0]
-                       for k, raw, dz in zip(done["series_key"], done["regression_raw"],
-                                             done["regression_spacing_z_mm"])})
+        assert (done["regression_slice_floor"] == regressor.slice_floor).all()
+        by_key.update({k: regression_totals(json.loads(raw), dz, test_split["convention"], floor)[0]
+                       for k, raw, dz, floor in zip(done["series_key"], done["regression_raw"],
+                                                    done["regression_spacing_z_mm"], done["regression_slice_floor"])})
     for rec, p in zip(crops, pred[:, 0]):
         assert float(by_key[rec.series.series_key]) == pytest.approx(p, rel=1e-4, abs=1e-3)
 

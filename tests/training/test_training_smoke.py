@@ -1,11 +1,13 @@
 """Training smoke test: every training target (localizer, regressor, U-Net++ and U-Net vessel segmentation,
-calcification levels, conv-LSTM, 3D patch U-Net) runs a few real optimisation steps on a small labelled cohort and writes weights with a model card; the inference stage
-then scores every scan of the shard with those models and the score stage turns the masks into table rows."""
+calcification levels, conv-LSTM, 3D patch U-Net) runs a few real optimisation steps on a small labelled cohort and
+writes weights with a model card; the inference stage then scores every scan of the shard with those models and the
+score stage turns the masks into table rows."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ import pytest
 import torch
 
 from cacflow import config as cfg
-from cacflow.models.checkpoint import load_checkpoint
+from cacflow.models.checkpoint import CheckpointError, load_checkpoint
 from cacflow.models.segmentation import VesselSegmenter
 from cacflow.pipeline.discover import run_discover
 from cacflow.pipeline.infer import INFER_COLUMNS, run_infer_shard
@@ -22,6 +24,8 @@ from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.shard import run_shard, shard_options
 from cacflow.synth.cohort import _participant_id
 from cacflow.training.data import split_of
+from cacflow.training.regressor import RegressorHyper
+from cacflow.training.regressor import initial_state as tr_initial_state
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.scoring.regression_rule import regression_totals
 from cacflow.io.sparse_mask import decode_mask
@@ -99,9 +103,42 @@ def test_training_writes_weights_and_model_cards(trained):
         assert set(card["split_sizes"]) == {"train", "val", "test"}
         assert card["software"]["torch"]
     assert reg["target_transform"] in ("log", "raw") and set(reg["selection"]) == {"log", "raw"}
+    # the per-slice floor was chosen on the validation scans among the candidates, and stored with the weights
+    floors = [row["floor_agatston"] for row in reg["slice_floor"]["candidates"]]
+    assert reg["slice_floor"]["chosen_on"] == "val" and reg["slice_floor"]["agatston"] in floors
+    assert load_checkpoint(trained["base"] / "models" / "regressor", "regressor")[0]["slice_floor_agatston"] == \
+        reg["slice_floor"]["agatston"]
     assert set(loc["metrics"]) == {"val", "test"} and loc["metrics"]["test"]["n"] >= 1
     test = reg["metrics"]["test"]["agatston"]
     assert test["n"] == len(reg["test_series"]) and 0.0 <= test["five_class_accuracy"] <= 1.0
+
+
+def test_regressor_training_can_start_from_a_checkpoint(trained, small_cohort, tmp_path):
+    """init_from: the run starts from the checkpoint's weights, keeps its architecture and target transform
+    (whatever the run's own settings say), and the card names the weights it started from."""
+    models = trained["base"] / "models"
+    start_payload, start_card = load_checkpoint(models / "regressor", "regressor")
+    config = trained["config"]
+    config = {**config, "training": {**config["training"], "regressor": {
+        **config["training"]["regressor"], "max_epochs": 1, "widths": [4, 4, 4, 4, 4, 4], "transforms": ["log", "raw"],
+        "init_from": str(models / "regressor")}}}
+    card = train_regressor_run(trained["layout"], small_cohort / "dicom", small_cohort / "truth" / "labels", config,
+                               models / "localizer", tmp_path / "warm")
+    payload, _ = load_checkpoint(tmp_path / "warm", "regressor")
+    assert card["initialised_from"]["weights_sha256"] == start_card["weights_sha256"]
+    assert card["initialised_from"]["initialised_from"] is None  # the start was trained from scratch
+    assert payload["arch"] == start_payload["arch"]
+    assert card["hyper_parameters"]["widths"] == start_payload["arch"]["widths"]
+    assert set(card["selection"]) == {start_payload["transform"]} == {card["target_transform"]}
+    # the start is scored on validation as epoch -1 and kept when no trained epoch beats it
+    run = card["training"][start_payload["transform"]]
+    assert [h["epoch"] for h in run["history"]] == [-1, 0]
+    assert run["best_val_log_mae"] == min(h["val"] for h in run["history"])
+    unchanged = all(torch.equal(payload["state"][k], v) for k, v in start_payload["state"].items())
+    assert unchanged == (run["best_epoch"] == -1)
+    assert trained["cards"][1]["initialised_from"] is None  # from scratch by default
+    with pytest.raises(CheckpointError, match="init_from"):
+        tr_initial_state(replace(RegressorHyper(), init_from=str(tmp_path / "missing")))
 
 
 def test_inference_shard_scores_every_scan_with_the_trained_models(trained):
@@ -139,8 +176,12 @@ def test_score_stage_adds_regression_rows_and_the_chosen_box(trained, small_coho
         for key, row in reg.iterrows():
             inf = infer.loc[key]
             if inf["status"] == "done":
+                # the trained regressor's floor, chosen on its validation scan, travels with the raw outputs
+                assert inf["regression_slice_floor"] == load_checkpoint(
+                    trained["base"] / "models" / "regressor", "regressor")[0]["slice_floor_agatston"]
                 expected = regression_totals(json.loads(inf["regression_raw"]), inf["regression_spacing_z_mm"],
-                                             AgatstonConvention.from_dict(config["scoring"]["convention"]))
+                                             AgatstonConvention.from_dict(config["scoring"]["convention"]),
+                                             inf["regression_slice_floor"])
                 assert row["status"] == "scored" and row["agatston"] == pytest.approx(expected[0])
                 assert row["region"] == inf["heart_box_method"] and row["five_class"] is not pd.NA
                 assert regions.loc[key, "heart_box_method"] == inf["heart_box_method"]

@@ -117,6 +117,12 @@ def training_inputs(wildcards):
     return stage_outputs("preprocess", TRAIN_COHORT)
 
 
+def regressor_start(wildcards):
+    """The checkpoint a regressor run starts from (training.regressor.init_from), or nothing from scratch."""
+    start = config["training"]["regressor"].get("init_from", "")
+    return [f"{start}/weights.pt"] if start else []
+
+
 def all_targets():
     """Every cohort's summary, except cohorts marked default_target: false (training cohorts)."""
     return expand(f"{RESULTS}/{{cohort}}/summary.txt",

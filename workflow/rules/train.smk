@@ -35,6 +35,7 @@ rule train_regressor:
     """Regression ConvNet (raw and ln(y+1) targets, the better by validation) on the training cohort."""
     input:
         training_inputs,
+        regressor_start,
         localizer=f"{TRAIN_OUT}/localizer/weights.pt",
     output:
         weights=f"{TRAIN_OUT}/regressor/weights.pt",

@@ -25,10 +25,19 @@ MaskScorer = BoxLabeller
 _CLASSES = {VESSELS: VesselSegmenter, LEVELS: LevelPredictor, LSTM: CalciumLSTM, PATCH3D: PatchSegmenter}
 
 
+def _scorer_class(kind: str | None, where: str) -> type[BoxLabeller]:
+    if kind not in _CLASSES:
+        raise CheckpointError(f"{where}: a {kind!r} model is not a segmentation scorer; models.segmentation "
+                              f"takes models of kind {sorted(_CLASSES)}")
+    return _CLASSES[kind]
+
+
 def load_mask_scorer(directory: Path, device: torch.device) -> MaskScorer:
     """The segmentation scorer in ``directory`` (any kind of :data:`_CLASSES`)."""
-    kind = read_card(directory).get("kind")
-    if kind not in _CLASSES:
-        raise CheckpointError(f"{directory}: a {kind!r} model is not a segmentation scorer; models.segmentation "
-                              f"takes models of kind {sorted(_CLASSES)}")
-    return _CLASSES[kind].load(Path(directory), device)
+    return _scorer_class(read_card(directory).get("kind"), str(directory)).load(Path(directory), device)
+
+
+def mask_scorer_from_payload(payload: dict, card: dict, device: torch.device) -> MaskScorer:
+    """The segmentation scorer of an in-memory checkpoint payload whose card (at least ``kind``) is ``card``:
+    what a training run evaluates, built exactly as :func:`load_mask_scorer` builds the saved one."""
+    return _scorer_class(card.get("kind"), "checkpoint payload").load_payload(payload, card, device)

@@ -146,9 +146,12 @@ class SliceRegressor:
     """The regression ConvNet of a regressor checkpoint, loaded once; scores the slices inside a heart box."""
 
     def __init__(self, net: RegressionNet, card: dict, transform: str, device: torch.device,
-                 batch_size: int = 64) -> None:
+                 batch_size: int = 64, slice_floor: float = 0.0) -> None:
         self.net = _prepare(net, device)
         self.card, self.transform, self.device, self.batch_size = card, transform, device, batch_size
+        #: Agatston units below which a slice counts 0 when larger than the convention's minimum (chosen on the
+        #: validation scans by the training run; 0 for checkpoints without one)
+        self.slice_floor = float(slice_floor)
         self.id = model_id(card)
 
     @classmethod
@@ -157,7 +160,8 @@ class SliceRegressor:
         net = RegressionNet(**payload["arch"])
         net.load_state_dict(payload["state"])
         return cls(net, card, payload["transform"],
-                   device if isinstance(device, torch.device) else pick_device(device), batch_size)
+                   device if isinstance(device, torch.device) else pick_device(device), batch_size,
+                   float(payload.get("slice_floor_agatston", 0.0)))
 
     @torch.inference_mode()
     def predict_slices(self, slices_hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float]) -> np.ndarray:
@@ -176,9 +180,10 @@ class SliceRegressor:
 
     def score(self, hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float],
               box_zyx: tuple[int, int, int, int, int, int], convention: AgatstonConvention) -> "RegressionScore":
-        """The scan's regression scores: per-slice predictions inside the box, small slices zeroed, summed."""
+        """The scan's regression scores: per-slice predictions inside the box, slices below the convention's minimum
+        or the model's floor zeroed, summed."""
         raw, crop_zyx, truncated = self.predict_box(hu, spacing_zyx_mm, box_zyx)
-        per_slice = counted_slices(raw, spacing_zyx_mm[0], convention)
+        per_slice = counted_slices(raw, spacing_zyx_mm[0], convention, self.slice_floor)
         return RegressionScore(float(per_slice[:, 0].sum()), float(per_slice[:, 1].sum()), per_slice,
                                crop_zyx, truncated)
 

@@ -41,13 +41,13 @@ from cacflow.progress import Progress
 log = logging.getLogger(__name__)
 
 #: Bump when the rows this stage writes change for the same inputs and models.
-INFER_VERSION = 3
+INFER_VERSION = 4
 
 INFER_COLUMNS: tuple[str, ...] = (
     "series_key", "status", "reason", "message", "heart_box_method", "localizer_status", "localizer_reason",
     "localizer_confidence", "box_z0", "box_z1", "box_y0", "box_y1", "box_x0", "box_x1",
     "box_min_x_mm", "box_min_y_mm", "box_min_z_mm", "box_max_x_mm", "box_max_y_mm", "box_max_z_mm",
-    "regression_raw", "regression_spacing_z_mm", "regression_slices", "crop_truncated",
+    "regression_raw", "regression_spacing_z_mm", "regression_slices", "regression_slice_floor", "crop_truncated",
     "localizer_model", "regressor_model", "segmentation",
 )
 TYPES: dict[str, str] = {
@@ -57,7 +57,7 @@ TYPES: dict[str, str] = {
     **{f"box_{a}{e}": "Int64" for a in "zyx" for e in "01"},
     **{f"box_{m}_{a}_mm": "Float64" for m in ("min", "max") for a in "xyz"},
     "regression_raw": "string", "regression_spacing_z_mm": "Float64", "regression_slices": "Int64",
-    "crop_truncated": "boolean",
+    "regression_slice_floor": "Float64", "crop_truncated": "boolean",
 }
 
 
@@ -92,7 +92,8 @@ def infer_scan(localizer: HeartLocalizer, regressor: SliceRegressor, key: str, v
     """The inference row of one scan (volume: a :class:`~cacflow.imaging.volume.Volume` on the scoring grid).
 
     ``regression_raw`` is the JSON list of the box slices' raw [Agatston, volume mm³] predictions (cranial-caudal
-    order of the grid); :func:`cacflow.scoring.regression_rule.regression_totals` turns it into the scan's scores.
+    order of the grid); :func:`cacflow.scoring.regression_rule.regression_totals` turns it into the scan's scores,
+    with the regressor's per-slice floor ``regression_slice_floor`` (Agatston units; 0: the convention's minimum).
     ``segmentation`` is JSON {method: {"model": id, "kind": card kind, "mask": sparse text}} of each segmentation
     scorer's map on the grid (z, y, x; 0 outside the heart box), labels as :mod:`cacflow.scoring.masks` says per
     kind (vessel labels, coronary / non-coronary calcium, or calcification levels 0..4)."""
@@ -112,7 +113,7 @@ def infer_scan(localizer: HeartLocalizer, regressor: SliceRegressor, key: str, v
     row.update(box_min_x_mm=lo[0], box_min_y_mm=lo[1], box_min_z_mm=lo[2], box_max_x_mm=hi[0], box_max_y_mm=hi[1],
                box_max_z_mm=hi[2], regression_raw=json.dumps(np.asarray(raw, dtype=np.float64).tolist()),
                regression_spacing_z_mm=float(volume.spacing_zyx[0]), regression_slices=int(raw.shape[0]),
-               crop_truncated=bool(truncated))
+               regression_slice_floor=float(regressor.slice_floor), crop_truncated=bool(truncated))
     if segmenters:
         row["segmentation"] = json.dumps({
             name: {"model": seg.id, "kind": seg.kind, "mask": encode_mask(seg.predict_box(volume.hu, choice.box_zyx))}

@@ -206,11 +206,13 @@ def inference_box(task: ScoreTask) -> tuple[int, int, int, int, int, int] | None
 
 def _regression_scores(task: ScoreTask) -> tuple[float, float]:
     """(Agatston, volume mm³) of the regression method: the inference row's raw per-slice outputs under the
-    configured convention."""
+    configured convention and the regressor's per-slice floor."""
     inf = task.inference
     assert inf is not None and inf["status"] == "done"
+    floor = inf.get("regression_slice_floor")
     return regression_totals(json.loads(inf["regression_raw"]), float(inf["regression_spacing_z_mm"]),
-                             AgatstonConvention.from_dict(task.convention))
+                             AgatstonConvention.from_dict(task.convention),
+                             0.0 if floor is None or pd.isna(floor) else float(floor))
 
 
 def _regression_row(task: ScoreTask) -> tuple[dict, dict | None]:

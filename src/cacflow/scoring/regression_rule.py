@@ -4,6 +4,11 @@ A regression output is never exactly zero, so a rule decides which slices hold c
 predicted below the smallest contribution one lesion could make under the convention (minimum area x density
 weight 1 x slice normalisation factor) counts 0. On the 3 mm / 1.5 mm scoring grid with a 1 mm² minimum area that
 is 1 x 1 x 0.5 = 0.5 Agatston units. Pure NumPy: the score stage applies it without loading the networks.
+
+A trained regressor may carry a higher per-slice floor, chosen on its validation scans by the training run
+(:func:`cacflow.training.regressor.choose_slice_floor`) because small non-zero outputs on calcium-free slices add up
+over a scan: then a slice counts 0 below the larger of the two. The floor is a property of the weights (stored in
+the checkpoint, recorded by the inference stage beside the raw outputs), not of the scoring convention.
 """
 
 from __future__ import annotations
@@ -30,16 +35,18 @@ def zero_below_minimum(per_slice: np.ndarray, minimum_agatston: float) -> np.nda
     return out
 
 
-def counted_slices(raw_per_slice: np.ndarray, spacing_z_mm: float, convention: AgatstonConvention) -> np.ndarray:
+def counted_slices(raw_per_slice: np.ndarray, spacing_z_mm: float, convention: AgatstonConvention,
+                   floor_agatston: float = 0.0) -> np.ndarray:
     """Raw per-slice predictions (n, 2) [Agatston, volume mm³] on a grid of ``spacing_z_mm`` slice spacing, with
-    slices below the convention's smallest possible contribution set to 0 (:func:`zero_below_minimum`)."""
+    slices below the convention's smallest possible contribution, or below the model's ``floor_agatston`` where
+    that is larger, set to 0 (:func:`zero_below_minimum`)."""
     raw = np.asarray(raw_per_slice, dtype=np.float64).reshape(-1, 2)
     minimum = min_slice_agatston(convention.min_area_mm2, convention.slice_factor(float(spacing_z_mm)))
-    return zero_below_minimum(raw, minimum)
+    return zero_below_minimum(raw, max(minimum, float(floor_agatston)))
 
 
-def regression_totals(raw_per_slice: np.ndarray, spacing_z_mm: float, convention: AgatstonConvention
-                      ) -> tuple[float, float]:
+def regression_totals(raw_per_slice: np.ndarray, spacing_z_mm: float, convention: AgatstonConvention,
+                      floor_agatston: float = 0.0) -> tuple[float, float]:
     """A scan's regression (Agatston, volume mm³): the sums of :func:`counted_slices`."""
-    kept = counted_slices(raw_per_slice, spacing_z_mm, convention)
+    kept = counted_slices(raw_per_slice, spacing_z_mm, convention, floor_agatston)
     return float(kept[:, 0].sum()), float(kept[:, 1].sum())

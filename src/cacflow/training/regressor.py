@@ -9,22 +9,27 @@ the samples are slices with reference calcium (balanced sampling).
 
 Loss: mean absolute error on the encoded targets (the paper's error measure) for both outputs. Model selection per
 epoch on the validation scans' mean |ln(1 + predicted) - ln(1 + reference)| of the Agatston total, and between the
-raw and the log target by the same figure.
+raw and the log target by the same figure. Last, the per-slice floor below which a slice counts 0 is chosen on the
+same validation scans (:func:`choose_slice_floor`) and stored with the weights.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from cacflow.imaging.resample import ZGrid
+from cacflow.models.checkpoint import CheckpointError, load_checkpoint
 from cacflow.models.heart_box import choose_heart_box
 from cacflow.models.predict import HeartLocalizer, SliceRegressor
 from cacflow.models.regression import INPUT_SIZE, RegressionNet, encode_targets, slices_to_input
+from cacflow.evaluation.agreement import agreement
 from cacflow.scoring.agatston import AgatstonConvention
+from cacflow.scoring.regression_rule import regression_totals
 from cacflow.training.common import EarlyStopping, Timer, to_device, train_autocast
 from cacflow.training.data import LabelledSeries, load_many, slice_targets, widened_crop
 
@@ -47,6 +52,9 @@ class RegressorHyper:
     jitter_mm: float = 8.0
     transforms: tuple[str, ...] = ("log", "raw")
     seed: int = 0
+    #: A regressor checkpoint directory to start from (fine-tuning, or continuing a run with a new schedule);
+    #: "" trains from scratch. Its architecture and target transform are kept (see :func:`initial_state`).
+    init_from: str = ""
 
 
 @dataclass
@@ -125,16 +133,52 @@ def _batch(records: list[CropRecord], rng: np.random.Generator, hp: RegressorHyp
     return torch.stack(xs), torch.from_numpy(y), torch.tensor(vox, dtype=torch.float32)
 
 
-def scan_predictions(regressor: SliceRegressor, records: list[CropRecord], convention: AgatstonConvention
-                     ) -> np.ndarray:
-    """(n, 2) predicted [Agatston, volume] totals of cropped series, scored on their nominal boxes."""
+#: Per-slice floors (Agatston units) a training run tries on its validation scans; 0 is the convention's minimum.
+FLOOR_CANDIDATES: tuple[float, ...] = (0.0, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0)
+
+
+def raw_predictions(regressor: SliceRegressor, records: list[CropRecord]) -> list[np.ndarray]:
+    """Each cropped series' raw per-slice [Agatston, volume mm³] predictions on its nominal box (no rule applied)."""
     out = []
     for rec in records:
         y0, y1, x0, x1 = rec.inner
-        box = (0, rec.hu.shape[0], y0, y1, x0, x1)
-        res = regressor.score(rec.hu, rec.spacing_zyx, box, convention)
-        out.append([res.agatston, res.volume_mm3])
+        raw, _, _ = regressor.predict_box(rec.hu, rec.spacing_zyx, (0, rec.hu.shape[0], y0, y1, x0, x1))
+        out.append(raw)
+    return out
+
+
+def scan_predictions(regressor: SliceRegressor, records: list[CropRecord], convention: AgatstonConvention
+                     ) -> np.ndarray:
+    """(n, 2) predicted [Agatston, volume] totals of cropped series, scored on their nominal boxes under the
+    convention and the regressor's per-slice floor (as :meth:`SliceRegressor.score` scores a scan)."""
+    out = [regression_totals(raw, rec.spacing_zyx[0], convention, regressor.slice_floor)
+           for raw, rec in zip(raw_predictions(regressor, records), records)]
     return np.array(out, dtype=np.float64).reshape(-1, 2)
+
+
+def choose_slice_floor(raw: list[np.ndarray], spacing_z_mm: list[float], reference: np.ndarray,
+                       convention: AgatstonConvention, candidates: tuple[float, ...] = FLOOR_CANDIDATES
+                       ) -> tuple[float, list[dict]]:
+    """The per-slice floor (Agatston units) whose scan totals agree best with the reference on validation scans.
+
+    ``raw``: each scan's raw per-slice predictions (n_i, 2); ``reference``: their reference Agatston totals. Best
+    means the highest five-class linearly weighted κ, then the highest five-class accuracy; among equals the lowest
+    floor (the one that drops the least predicted calcium). Returns the floor and one row per candidate (floor,
+    κ, accuracy, zero-calcium specificity, any-calcium sensitivity) for the model card.
+    """
+    reference = np.asarray(reference, dtype=np.float64)
+    rows = []
+    for floor in candidates:
+        totals = np.array([regression_totals(r, dz, convention, floor)[0] for r, dz in zip(raw, spacing_z_mm)])
+        a = agreement(totals, reference)
+        rows.append({"floor_agatston": float(floor), **{k: float(a[k]) for k in (
+            "five_class_kappa", "five_class_accuracy", "zero_calcium_specificity", "any_calcium_sensitivity")}})
+
+    def rank(row: dict) -> tuple[float, float, float]:
+        kappa = row["five_class_kappa"]
+        return (-np.inf if np.isnan(kappa) else kappa, row["five_class_accuracy"], -row["floor_agatston"])
+
+    return max(rows, key=rank)["floor_agatston"], rows
 
 
 def log_mae(pred: np.ndarray, ref: np.ndarray) -> float:
@@ -142,11 +186,39 @@ def log_mae(pred: np.ndarray, ref: np.ndarray) -> float:
     return float(np.mean(np.abs(np.log1p(pred) - np.log1p(ref))))
 
 
+def initial_state(hp: RegressorHyper) -> tuple[RegressorHyper, dict | None, dict | None]:
+    """The run's hyper-parameters and starting weights when ``hp.init_from`` names a regressor checkpoint.
+
+    The checkpoint's architecture (widths, hidden) and target transform replace the run's, since its weights only
+    fit those; returns (hyper-parameters, state dict, provenance for the model card), or (hp, None, None) when
+    training from scratch.
+    """
+    if not hp.init_from:
+        return hp, None, None
+    directory = Path(hp.init_from)
+    try:
+        payload, card = load_checkpoint(directory, "regressor")
+    except CheckpointError as exc:
+        raise CheckpointError(f"training.regressor.init_from: {exc} (or set init_from to '' to train from "
+                              "scratch)") from exc
+    arch = payload["arch"]
+    hp = replace(hp, widths=tuple(arch["widths"]), hidden=tuple(arch["hidden"]), transforms=(payload["transform"],))
+    # the starting checkpoint's own start, if any, so that a chain of continued runs keeps its whole lineage
+    origin = {"directory": str(directory), "weights_sha256": card.get("weights_sha256"),
+              "transform": payload["transform"], "data_sha256": card.get("data_sha256"),
+              "initialised_from": card.get("initialised_from")}
+    return hp, payload["state"], origin
+
+
 def train_one(train: list[CropRecord], val: list[CropRecord], hp: RegressorHyper, transform: str,
-              device: torch.device, rng: np.random.Generator, convention: AgatstonConvention
-              ) -> tuple[RegressionNet, dict]:
-    """Train one regressor with one target transform; the state of the best validation epoch is kept."""
-    net = RegressionNet(hp.widths, hp.hidden).to(device)
+              device: torch.device, rng: np.random.Generator, convention: AgatstonConvention,
+              init_state: dict | None = None) -> tuple[RegressionNet, dict]:
+    """Train one regressor with one target transform (from ``init_state`` when given, else from scratch); the
+    state of the best validation epoch is kept, the starting weights counting as epoch -1."""
+    net = RegressionNet(hp.widths, hp.hidden)
+    if init_state is not None:
+        net.load_state_dict(init_state)
+    net = net.to(device)
     if device.type == "cpu":
         net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), lr=hp.learning_rate, betas=(0.9, 0.999))
@@ -160,6 +232,18 @@ def train_one(train: list[CropRecord], val: list[CropRecord], hp: RegressorHyper
     weights = sizes / sizes.sum()
     val_ref = np.array([r.reference_agatston for r in val])
     timer = Timer()
+
+    def val_score() -> float:
+        net.eval()
+        pred = scan_predictions(SliceRegressor(net, {"kind": "regressor", "weights_sha256": "training"}, transform,
+                                               device), val, convention)
+        net.train()
+        return log_mae(pred[:, 0], val_ref)
+
+    if init_state is not None:  # the starting weights are epoch -1: a continued run never ends worse on validation
+        score = val_score()
+        log.info("regressor %s start: val log-MAE %.4f", transform, score)
+        stop.update(-1, score, net)
     for epoch in range(hp.max_epochs):
         net.train()
         running = 0.0
@@ -174,13 +258,9 @@ def train_one(train: list[CropRecord], val: list[CropRecord], hp: RegressorHyper
             if sched is not None:
                 sched.step()
             running += loss.item()
-        net.eval()
-        pred = scan_predictions(SliceRegressor(net, {"kind": "regressor", "weights_sha256": "training"}, transform,
-                                               device), val, convention)
-        score = log_mae(pred[:, 0], val_ref)
+        score = val_score()
         log.info("regressor %s epoch %d: train L1 %.4f, val log-MAE %.4f (%.0f s)", transform, epoch,
                  running / steps, score, timer())
-        net.train()
         if stop.update(epoch, score, net, train=running / steps):
             break
     net.load_state_dict(stop.best_state)

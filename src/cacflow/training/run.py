@@ -17,9 +17,7 @@ from cacflow.models.checkpoint import load_checkpoint, save_checkpoint, software
 from cacflow.models.localizer import CANVAS_MM, CANVAS_SIZE, PLANES
 from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
 from cacflow.models.calcium_levels import LevelPredictor
-from cacflow.models.conv_lstm import CalciumLSTM, LSTMArch
-from cacflow.models.patch_unet3d import PatchArch, PatchSegmenter
-from cacflow.models.segmentation import SegmentationArch, VesselSegmenter
+from cacflow.models.mask_scorers import mask_scorer_from_payload
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.scoring.strata import SCHEMES
@@ -125,7 +123,7 @@ def train_regressor_run(layout: CohortLayout, root: Path, labels_dir: Path, conf
     """Train the regression ConvNet with each target transform, keep the better one by validation, write it."""
     timer = Timer()
     series, grid, convention, info = _setup(layout, root, labels_dir, config)
-    hp = _hyper(tr.RegressorHyper, config["training"]["regressor"])
+    hp, init_state, init_origin = tr.initial_state(_hyper(tr.RegressorHyper, config["training"]["regressor"]))
     device = pick_device(config["training"]["device"])
     localizer = HeartLocalizer.load(localizer_dir, device)
     crops = {k: tr.load_crops([s for s in series if s.split == k], localizer, grid, convention, hp.jitter_mm)
@@ -134,14 +132,19 @@ def train_regressor_run(layout: CohortLayout, root: Path, labels_dir: Path, conf
     candidates = {}
     for transform in hp.transforms:
         rng = seed_everything(hp.seed)
-        net, hist = tr.train_one(crops["train"], crops["val"], hp, transform, device, rng, convention)
+        net, hist = tr.train_one(crops["train"], crops["val"], hp, transform, device, rng, convention, init_state)
         candidates[transform] = (net, hist)
     chosen = min(candidates, key=lambda t: candidates[t][1]["best_val_log_mae"])
     net = candidates[chosen][0]
-    payload = {"arch": {"widths": list(hp.widths), "hidden": list(hp.hidden)}, "transform": chosen,
-               "state": {k: v.cpu() for k, v in net.state_dict().items()}}
-    save_checkpoint(out_dir, payload, {"kind": "regressor", "evaluated": False, "target_transform": chosen, **info})
     regressor = SliceRegressor(net, {"kind": "regressor", "weights_sha256": "unsaved"}, chosen, device)
+    floor, floor_table = tr.choose_slice_floor(
+        tr.raw_predictions(regressor, crops["val"]), [r.spacing_zyx[0] for r in crops["val"]],
+        np.array([r.reference_agatston for r in crops["val"]]), convention)
+    regressor.slice_floor = floor
+    log.info("regressor: per-slice floor %.2f AU chosen on the validation scans", floor)
+    payload = {"arch": {"widths": list(hp.widths), "hidden": list(hp.hidden)}, "transform": chosen,
+               "slice_floor_agatston": floor, "state": {k: v.cpu() for k, v in net.state_dict().items()}}
+    save_checkpoint(out_dir, payload, {"kind": "regressor", "evaluated": False, "target_transform": chosen, **info})
     metrics = {k: regression_metrics(tr.scan_predictions(regressor, crops[k], convention), crops[k])
                for k in ("val", "test")}
     card = {
@@ -149,11 +152,14 @@ def train_regressor_run(layout: CohortLayout, root: Path, labels_dir: Path, conf
         "trained_on": _trained_on(layout, config),
         "method": "de Vos et al. (seed 003): axial slices of the scoring grid cropped to the heart box, zero-padded "
                   "to 256 x 256; six conv-BN-ELU-maxpool layers, two FC layers (voxel size appended), outputs "
-                  "Agatston and volume per slice; scan score = sum over slices",
+                  "Agatston and volume per slice; scan score = sum over slices, a slice counting 0 below the "
+                  "larger of the convention's minimum and a per-slice floor chosen on the validation scans",
         "target_transform": chosen, **info, "localizer": localizer.id,
         "hyper_parameters": hyper_dict(hp), "device": str(device), "training_seconds": round(timer(), 1),
+        "initialised_from": init_origin,
         "training": {t: h for t, (_, h) in candidates.items()},
         "selection": {t: h["best_val_log_mae"] for t, (_, h) in candidates.items()},
+        "slice_floor": {"agatston": floor, "chosen_on": "val", "candidates": floor_table},
         "metrics": metrics, "convention": convention.as_dict(), "software": software_versions(),
         "test_series": [{"series_key": r.series.series_key, "kernel_class": r.series.kernel_class,
                          "kvp": r.series.kvp, "reference_agatston": r.reference_agatston, "box": r.box_method}
@@ -175,7 +181,6 @@ class MaskModelSpec:
     hp: object  # the run's hyper-parameter dataclass
     fit: Callable  # (train, val, hp, device, rng, convention, prepared) -> (net, history)
     arch: dict  # the payload's "arch": what the loader needs to rebuild the network
-    wrap: Callable  # (net, device, prepared) -> the scorer the pipeline runs (predict_box)
     payload_extra: dict = field(default_factory=dict)
     prepare: Callable | None = None  # (train crops) -> what is fitted before the network (e.g. the vessel prior)
     prepared_payload: Callable | None = None  # (prepared) -> payload entries that store it
@@ -207,9 +212,11 @@ def _train_mask_run(layout: CohortLayout, root: Path, labels_dir: Path, config: 
                **(spec.prepared_payload(prepared) if spec.prepared_payload else {}),
                "state": {k: v.cpu() for k, v in net.state_dict().items()}}
     save_checkpoint(out_dir, payload, {"kind": spec.kind, "evaluated": False, **info})
-    metrics, test_rows = _evaluate_mask_scorer(spec.wrap(net, device, prepared), crops, convention)
+    scorer = mask_scorer_from_payload(payload, {"kind": spec.kind, "weights_sha256": "unsaved"}, device)
+    metrics, test_rows = _evaluate_mask_scorer(scorer, crops, convention)
     card = {
-        "kind": spec.kind, **spec.card_fields, "name": spec.name, "trained_on": _trained_on(layout, config), "method": spec.method,
+        "kind": spec.kind, **spec.card_fields, "name": spec.name, "trained_on": _trained_on(layout, config),
+        "method": spec.method,
         **info, "localizer": localizer.id, "hyper_parameters": hyper_dict(spec.hp), "device": str(device),
         "training_seconds": round(timer(), 1), "training": history, "metrics": metrics,
         **(spec.card_extra(net, crops) if spec.card_extra else {}),
@@ -254,8 +261,8 @@ def refit_vessel_prior_run(layout: CohortLayout, root: Path, labels_dir: Path, c
     payload = {k: v for k, v in payload.items() if k != "vessel_prior"}
     if prior is not None:
         payload["vessel_prior"] = prior.to_payload()
-    scorer = VesselSegmenter.load_payload(payload, {"kind": "vessel_segmentation", "weights_sha256": "unsaved"},
-                                          device)
+    scorer = mask_scorer_from_payload(payload, {"kind": "vessel_segmentation", "weights_sha256": "unsaved"},
+                                      device)
     metrics, test_rows = _evaluate_mask_scorer(scorer, crops, convention)
     prior_fields = {k: getattr(hp, k) for k in ("prior_bins", "prior_sigma_bins", "prior_weight")}
     card = {**card, "metrics": metrics, "test_series": test_rows, "method": vessel_method(hp),
@@ -295,10 +302,7 @@ def train_vessel_run(layout: CohortLayout, root: Path, labels_dir: Path, config:
         arch={"arch": arch, "features": list(hp.features), "position": hp.position, "norm": hp.norm},
         card_fields={"arch": arch},
         prepare=lambda train: ts.fit_prior(train, hp),
-        prepared_payload=lambda prior_: {} if prior_ is None else {"vessel_prior": prior_.to_payload()},
-        wrap=lambda net, device, prior_: VesselSegmenter(
-            net, SegmentationArch(arch, hp.features, hp.position, hp.norm),
-            {"kind": "vessel_segmentation", "weights_sha256": "unsaved"}, device, prior=prior_))
+        prepared_payload=lambda prior_: {} if prior_ is None else {"vessel_prior": prior_.to_payload()})
     return _train_mask_run(layout, root, labels_dir, config, localizer_dir, spec, out_dir)
 
 
@@ -316,8 +320,6 @@ def train_lstm_run(layout: CohortLayout, root: Path, labels_dir: Path, config: d
         hp=hp, fit=lambda train, val, hp_, device, rng, conv, _: tlstm.train_lstm_net(train, val, hp_, device, rng,
                                                                                      conv),
         arch={"widths": list(hp.widths)},
-        wrap=lambda net, device, _: CalciumLSTM(net, LSTMArch(tuple(hp.widths)),
-                                             {"kind": "conv_lstm", "weights_sha256": "unsaved"}, device),
         card_extra=lambda net, crops: {"cpu_time": tlstm.cpu_time_against_unet(net, hp, crops["test"])})
     return _train_mask_run(layout, root, labels_dir, config, localizer_dir, spec, out_dir)
 
@@ -334,10 +336,7 @@ def train_patch3d_run(layout: CohortLayout, root: Path, labels_dir: Path, config
                "130 HU and scored by the scoring library",
         hp=hp, fit=lambda train, val, hp_, device, rng, conv, _: tp3.train_patch_net(train, val, hp_, device, rng,
                                                                                     conv),
-        arch={"channels": list(hp.channels)}, payload_extra={"threshold": hp.threshold},
-        wrap=lambda net, device, _: PatchSegmenter(net, PatchArch(tuple(hp.channels)),
-                                                {"kind": "patch_unet3d", "weights_sha256": "unsaved"}, device,
-                                                threshold=hp.threshold))
+        arch={"channels": list(hp.channels)}, payload_extra={"threshold": hp.threshold})
     return _train_mask_run(layout, root, labels_dir, config, localizer_dir, spec, out_dir)
 
 
