@@ -147,13 +147,19 @@ def raw_predictions(regressor: SliceRegressor, records: list[CropRecord]) -> lis
     return out
 
 
+def scan_totals(raw: list[np.ndarray], records: list[CropRecord], convention: AgatstonConvention,
+                floor_agatston: float) -> np.ndarray:
+    """(n, 2) [Agatston, volume] totals of the series' raw per-slice predictions under the convention and a
+    per-slice floor (as :meth:`SliceRegressor.score` scores a scan)."""
+    out = [regression_totals(r, rec.spacing_zyx[0], convention, floor_agatston) for r, rec in zip(raw, records)]
+    return np.array(out, dtype=np.float64).reshape(-1, 2)
+
+
 def scan_predictions(regressor: SliceRegressor, records: list[CropRecord], convention: AgatstonConvention
                      ) -> np.ndarray:
     """(n, 2) predicted [Agatston, volume] totals of cropped series, scored on their nominal boxes under the
-    convention and the regressor's per-slice floor (as :meth:`SliceRegressor.score` scores a scan)."""
-    out = [regression_totals(raw, rec.spacing_zyx[0], convention, regressor.slice_floor)
-           for raw, rec in zip(raw_predictions(regressor, records), records)]
-    return np.array(out, dtype=np.float64).reshape(-1, 2)
+    convention and the regressor's per-slice floor."""
+    return scan_totals(raw_predictions(regressor, records), records, convention, regressor.slice_floor)
 
 
 def choose_slice_floor(raw: list[np.ndarray], spacing_z_mm: list[float], reference: np.ndarray,

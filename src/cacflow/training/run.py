@@ -136,16 +136,18 @@ def train_regressor_run(layout: CohortLayout, root: Path, labels_dir: Path, conf
         candidates[transform] = (net, hist)
     chosen = min(candidates, key=lambda t: candidates[t][1]["best_val_log_mae"])
     net = candidates[chosen][0]
+    # the validation and test scans are predicted once: the floor is chosen on, and the metrics computed from,
+    # these raw outputs
     regressor = SliceRegressor(net, {"kind": "regressor", "weights_sha256": "unsaved"}, chosen, device)
+    raws = {k: tr.raw_predictions(regressor, crops[k]) for k in ("val", "test")}
     floor, floor_table = tr.choose_slice_floor(
-        tr.raw_predictions(regressor, crops["val"]), [r.spacing_zyx[0] for r in crops["val"]],
+        raws["val"], [r.spacing_zyx[0] for r in crops["val"]],
         np.array([r.reference_agatston for r in crops["val"]]), convention)
-    regressor.slice_floor = floor
     log.info("regressor: per-slice floor %.2f AU chosen on the validation scans", floor)
     payload = {"arch": {"widths": list(hp.widths), "hidden": list(hp.hidden)}, "transform": chosen,
                "slice_floor_agatston": floor, "state": {k: v.cpu() for k, v in net.state_dict().items()}}
     save_checkpoint(out_dir, payload, {"kind": "regressor", "evaluated": False, "target_transform": chosen, **info})
-    metrics = {k: regression_metrics(tr.scan_predictions(regressor, crops[k], convention), crops[k])
+    metrics = {k: regression_metrics(tr.scan_totals(raws[k], crops[k], convention, floor), crops[k])
                for k in ("val", "test")}
     card = {
         "kind": "regressor", "name": "cacflow regression ConvNet (per-slice Agatston and volume)",
