@@ -3,12 +3,15 @@ which per-slice normalisation hides), and old checkpoints without the entry keep
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from cacflow.models.calcium_levels import LevelArch, LevelPredictor, build_level_net, slices_to_input
 from cacflow.models.checkpoint import save_checkpoint
+from cacflow.models.lesion_filter import LesionFilter
 
 CHANNELS = (4, 8, 8, 16, 16)
 
@@ -57,3 +60,26 @@ def test_calcium_window_checkpoint_reads_two_channels(tmp_path):
     model = LevelPredictor.load(tmp_path, torch.device("cpu"))
     assert model.arch == arch
     assert model.predict_box(np.full((2, 40, 40), 300, np.int16), (0, 2, 4, 36, 4, 36)).shape == (2, 40, 40)
+
+
+def test_lesion_filter_sets_rejected_lesions_to_level_zero(tmp_path):
+    # training lesions: coronary at the front rows of the box, spurious at the back; the level outputs are given
+    net = build_level_net("unet", CHANNELS)
+    lesion_filter = LesionFilter(np.array([[0, -0.9, 0, 0.9], [0, -0.8, 0, 0.9], [0, 0.9, 0, 0.9],
+                                           [0, 0.8, 0, 0.9]], np.float32), np.array([False, False, True, True]),
+                                 2, 0.5)
+    save_checkpoint(tmp_path, {"arch": {"backbone": "unet", "channels": list(CHANNELS)}, "state": net.state_dict(),
+                               "lesion_filter": lesion_filter.to_payload()}, {"kind": "calcium_levels"})
+    model = LevelPredictor.load(tmp_path, torch.device("cpu"))
+    assert model.lesion_filter is not None
+    levels = np.zeros((2, 10, 10), np.uint8)
+    levels[0, 0, 4:6] = [2, 4]  # a front lesion
+    levels[1, 9, 4] = 3  # a back lesion
+    probability = np.array([0.9, 0.9, 0.9])
+    filtered = model.filter_levels(levels, probability)
+    np.testing.assert_array_equal(filtered[0, 0, 4:6], [2, 4])
+    assert filtered[1, 9, 4] == 0 and filtered.sum() == 6
+    np.testing.assert_array_equal(model.filter_levels(levels, probability, math.inf), levels)
+    # the argmax levels and the calcium probability come from the network's outputs, one per level >= 1 voxel
+    out, p = model.level_outputs(np.full((2, 20, 20), 300, np.int16))
+    assert out.shape == (2, 20, 20) and len(p) == int((out > 0).sum()) and ((p >= 0) & (p <= 1)).all()

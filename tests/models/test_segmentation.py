@@ -3,6 +3,7 @@ inside the heart box and never below 130 HU (checked with a network whose output
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from cacflow.models.checkpoint import save_checkpoint
-from cacflow.models.vessel_prior import VesselPrior
+from cacflow.models.lesion_filter import LesionFilter
 from cacflow.models.segmentation import (
     N_CLASSES,
     SegmentationArch,
@@ -21,6 +22,7 @@ from cacflow.models.segmentation import (
     pad_to,
     slices_to_input,
 )
+from cacflow.models.vessel_prior import VesselPrior
 from cacflow.training.segmentation import VesselSegHyper, patch_corner, sample_patch
 
 FEATURES = (4, 4, 8, 8, 16, 4)
@@ -135,3 +137,25 @@ def test_position_checkpoint_loads_as_a_five_channel_segmenter(tmp_path):
     assert seg.arch.position
     labels = seg.predict_box(np.full((3, 40, 40), 200, np.int16), (0, 3, 2, 38, 2, 38))
     assert labels.shape == (3, 40, 40) and not labels[:, :2].any()
+
+
+def test_lesion_filter_removes_lesions_before_they_get_a_vessel(tmp_path):
+    # a checkpoint with a lesion filter whose training lesions say: calcium at the front of the box is coronary,
+    # at the back it is not; the network's outputs are given, so the filter and the labelling are checked alone
+    net = build_vessel_net("unet", FEATURES)
+    lesion_filter = LesionFilter(np.array([[0, -0.9, 0, 0.8], [0, -0.8, 0, 0.8], [0, 0.9, 0, 0.8],
+                                           [0, 0.8, 0, 0.8]], np.float32),
+                                 np.array([False, False, True, True]), 2, 0.5)
+    save_checkpoint(tmp_path, {"arch": {"arch": "unet", "features": list(FEATURES)}, "state": net.state_dict(),
+                               "lesion_filter": lesion_filter.to_payload()}, {"kind": "vessel_segmentation"})
+    seg = VesselSegmenter.load(tmp_path, torch.device("cpu"))
+    assert seg.lesion_filter is not None and seg.prior is None
+    calcium = np.zeros((2, 10, 10), bool)
+    calcium[0, 0, 4:6] = True  # front row: two voxels, argmax LAD
+    calcium[1, 9, 4] = True  # back row: one voxel, argmax RCA
+    log_probs = np.log(np.array([[0.2, 0.0, 0.7, 0.05, 0.05], [0.2, 0.0, 0.7, 0.05, 0.05],
+                                 [0.2, 0.05, 0.05, 0.0, 0.7]]) + 1e-9)
+    labels = seg.label_calcium(calcium, log_probs)
+    assert (labels[0, 0, 4:6] == 2).all() and labels.sum() == 4  # the back lesion was removed
+    kept_all = seg.label_calcium(calcium, log_probs, threshold=math.inf)
+    assert kept_all[1, 9, 4] == 4 and (kept_all[0, 0, 4:6] == 2).all()

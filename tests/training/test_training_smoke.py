@@ -16,30 +16,31 @@ import pytest
 import torch
 
 from cacflow import config as cfg
+from cacflow.io.sparse_mask import decode_mask
+from cacflow.io.zarr_store import read_volume
 from cacflow.models.checkpoint import CheckpointError, load_checkpoint
 from cacflow.models.segmentation import VesselSegmenter
 from cacflow.pipeline.discover import run_discover
 from cacflow.pipeline.infer import INFER_COLUMNS, run_infer_shard
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.shard import run_shard, shard_options
-from cacflow.synth.cohort import _participant_id
-from cacflow.training.data import split_of
-from cacflow.training.regressor import RegressorHyper
-from cacflow.training.regressor import initial_state as tr_initial_state
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.scoring.regression_rule import regression_totals
-from cacflow.io.sparse_mask import decode_mask
-from cacflow.scoring.scan import score_scan
-from cacflow.io.zarr_store import read_volume
 from cacflow.scoring.robust_agatston import robust_score
+from cacflow.scoring.scan import score_scan
+from cacflow.synth.cohort import _participant_id
+from cacflow.training.data import split_of
+from cacflow.training.lesion_filter import LESION_FILTER_THRESHOLDS
+from cacflow.training.regressor import RegressorHyper
+from cacflow.training.regressor import initial_state as tr_initial_state
 from cacflow.training.run import (
-    refit_vessel_prior_run,
+    refit_level_filter_run,
+    refit_vessel_postprocessing_run,
     train_levels_run,
     train_localizer_run,
     train_regressor_run,
     train_segmenter_run,
 )
-
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models"
 
@@ -204,6 +205,15 @@ def test_vessel_segmentation_cards_hold_every_acceptance_figure(trained):
         assert test["agatston"]["n"] == len(card["test_series"]) >= 1
         assert {"icc", "five_class_kappa", "five_class_accuracy"} <= set(test["agatston"])
         assert card["hyper_parameters"]["focal_gamma"] == 3.0 and card["hyper_parameters"]["focal_alpha"] == 0.5
+        # the lesion filter: fitted on the network's own training lesions, its threshold chosen on validation
+        lf = card["lesion_filter"]
+        assert lf["k"] == card["hyper_parameters"]["lesion_filter_k"] == 15
+        assert [r["threshold"] for r in lf["validation_candidates"]] == list(LESION_FILTER_THRESHOLDS)
+        assert lf["threshold"] in LESION_FILTER_THRESHOLDS and 0 <= lf["training_spurious"] <= lf["training_lesions"]
+        assert ("lesion_filter" in payload) == (lf["threshold"] is not None)
+        if lf["threshold"] is not None:
+            assert len(payload["lesion_filter"]["spurious"]) == lf["training_lesions"]
+            assert payload["lesion_filter"]["threshold"] == pytest.approx(lf["threshold"])
 
 
 def test_vessel_prior_is_shipped_with_the_weights_and_can_be_refitted(trained, small_cohort, tmp_path):
@@ -217,9 +227,9 @@ def test_vessel_prior_is_shipped_with_the_weights_and_can_be_refitted(trained, s
     shutil.copytree(models / "unet", copy)
     config = trained["config"]
     config = {**config, "training": {**config["training"], "vessel_segmentation": {
-        **config["training"]["vessel_segmentation"], "prior_bins": 4, "prior_weight": 2.0}}}
-    refit = refit_vessel_prior_run(trained["layout"], small_cohort / "dicom", small_cohort / "truth" / "labels", config,
-                                   models / "localizer", copy)
+        **config["training"]["vessel_segmentation"], "prior_bins": 4, "prior_weight": 2.0, "lesion_filter_k": 3}}}
+    refit = refit_vessel_postprocessing_run(trained["layout"], small_cohort / "dicom",
+                                            small_cohort / "truth" / "labels", config, models / "localizer", copy)
     after, on_disk = load_checkpoint(copy, "vessel_segmentation")
     assert after["vessel_prior"]["log_prob"].shape == (4, 4, 4, 4) and after["vessel_prior"]["weight"] == 2.0
     for k, v in load_checkpoint(models / "unet", "vessel_segmentation")[0]["state"].items():
@@ -228,6 +238,8 @@ def test_vessel_prior_is_shipped_with_the_weights_and_can_be_refitted(trained, s
     assert on_disk["training"] == trained["segs"]["unet"]["training"]
     assert on_disk["metrics"]["test"]["agatston"]["n"] == refit["metrics"]["test"]["agatston"]["n"] >= 1
     assert "prior fitted on the training labels" in on_disk["method"]
+    assert on_disk["lesion_filter"]["k"] == 3 and on_disk["lesion_filter"]["fitted_after_training"]
+    assert ("lesion_filter" in after) == (on_disk["lesion_filter"]["threshold"] is not None)
 
 
 @pytest.mark.parametrize("model, kind", [("lstm", "conv_lstm"), ("patch3d", "patch_unet3d")])
@@ -319,3 +331,27 @@ def test_level_model_card_holds_the_sharp_kernel_comparison(trained):
     assert set(test["dice"]) >= {"mean_level", "calcium", "level_1", "level_4"}
     for key in ("robust_sharp_vs_soft_reference", "classic_sharp_vs_soft_reference"):
         assert test[key]["n"] == card["pairs"]["test"] >= 1 and 0 <= test[key]["five_class_accuracy"] <= 1
+    lf = card["lesion_filter"]  # fitted on the model's training lesions, threshold chosen on the validation pairs
+    assert lf["k"] == card["hyper_parameters"]["lesion_filter_k"] == 15
+    assert [r["threshold"] for r in lf["validation_candidates"]] == list(LESION_FILTER_THRESHOLDS)
+    assert ("lesion_filter" in payload) == (lf["threshold"] is not None)
+    assert "nearest training lesions" in card["method"]
+
+
+def test_level_model_lesion_filter_can_be_refitted(trained, small_cohort, tmp_path):
+    models = trained["base"] / "models"
+    copy = tmp_path / "levels"
+    shutil.copytree(models / "levels", copy)
+    config = trained["config"]
+    config = {**config, "training": {**config["training"], "calcium_levels": {
+        **config["training"]["calcium_levels"], "lesion_filter_k": 3}}}
+    refit = refit_level_filter_run(trained["layout"], small_cohort / "dicom", small_cohort / "truth" / "labels",
+                                   config, models / "localizer", copy)
+    after, on_disk = load_checkpoint(copy, "calcium_levels")
+    for k, v in load_checkpoint(models / "levels", "calcium_levels")[0]["state"].items():
+        assert torch.equal(after["state"][k], v), k
+    assert on_disk["lesion_filter"]["k"] == 3 and on_disk["lesion_filter"]["fitted_after_training"]
+    assert ("lesion_filter" in after) == (on_disk["lesion_filter"]["threshold"] is not None)
+    assert on_disk["training"] == trained["levels"]["training"]
+    assert on_disk["method"].count("nearest training lesions") == 1 and "3 nearest" in on_disk["method"]
+    assert refit["metrics"]["test"]["robust_sharp_vs_soft_reference"]["n"] == trained["levels"]["pairs"]["test"]

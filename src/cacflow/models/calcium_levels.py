@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cacflow.models.lesion_filter import LesionFilter
 from cacflow.models.regression import normalise_hu
 from cacflow.models.segmentation import SliceLabeller
 from cacflow.scoring.robust_agatston import N_LEVELS
@@ -84,9 +85,22 @@ class LevelArch:
 
 
 class LevelPredictor(SliceLabeller):
-    """A calcification level checkpoint: level maps 0..4 of slices of any kernel."""
+    """A calcification level checkpoint: level maps 0..4 of slices of any kernel.
+
+    A ``lesion_filter`` (:mod:`cacflow.models.lesion_filter`, fitted on the network's own training lesions; older
+    checkpoints have none) sets to level 0 the lesions (3-D components of level >= 1) it judges non-coronary."""
 
     kind = KIND
+
+    def __init__(self, net: nn.Module, arch, card: dict, device: torch.device, batch_size: int = 16,
+                 lesion_filter: LesionFilter | None = None) -> None:
+        super().__init__(net, arch, card, device, batch_size)
+        self.lesion_filter = lesion_filter
+
+    @staticmethod
+    def options(payload: dict) -> dict:
+        return {"lesion_filter": LesionFilter.from_payload(payload["lesion_filter"])} if "lesion_filter" in payload \
+            else {}
 
     @staticmethod
     def read_arch(arch: dict) -> LevelArch:
@@ -99,3 +113,27 @@ class LevelPredictor(SliceLabeller):
 
     def encode(self, hu: np.ndarray, z: np.ndarray, depth: int, box_hw: tuple[int, int]) -> torch.Tensor:
         return slices_to_input(hu, self.arch.calcium_window)
+
+    def level_outputs(self, hu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Argmax levels (uint8, same shape) of a HU block (z, y, x) and the network's calcium probability
+        (1 - P(level 0)) at its voxels of level >= 1 (``np.nonzero`` order)."""
+        levels = np.zeros(hu.shape, dtype=np.uint8)
+        probability = [np.zeros(0, np.float32)]
+        for i, y in self.slice_scores(hu):
+            block = y.argmax(dim=1).to(torch.uint8).numpy()
+            levels[i:i + len(y)] = block
+            probability.append(1.0 - torch.softmax(y, dim=1)[:, 0].numpy()[block > 0])
+        return levels, np.concatenate(probability)
+
+    def filter_levels(self, levels: np.ndarray, calcium_probability: np.ndarray, threshold: float | None = None
+                      ) -> np.ndarray:
+        """``levels`` with the lesions the lesion filter rejects set to 0 (at ``threshold`` instead of its own when
+        given; ``math.inf`` keeps every lesion); unchanged without a filter."""
+        if self.lesion_filter is None:
+            return levels
+        kept = self.lesion_filter.kept_calcium(levels > 0, calcium_probability, threshold)
+        return np.where(kept, levels, 0).astype(np.uint8)
+
+    def predict_block(self, hu: np.ndarray) -> np.ndarray:
+        """Levels of a heart-box block (z, y, x) after the lesion filter."""
+        return self.filter_levels(*self.level_outputs(hu))

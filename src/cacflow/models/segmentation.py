@@ -34,6 +34,7 @@ from torch import nn
 
 from cacflow.models.box_position import position_channels
 from cacflow.models.checkpoint import load_checkpoint, model_id
+from cacflow.models.lesion_filter import LesionFilter
 from cacflow.models.regression import normalise_hu
 from cacflow.models.vessel_prior import VesselPrior, assign_vessels
 
@@ -236,21 +237,27 @@ KIND = "vessel_segmentation"
 class VesselSegmenter(SliceLabeller):
     """A vessel segmentation checkpoint: gated vessel labels (0 background, 1-4 :data:`VESSELS` codes).
 
-    With a vessel ``prior`` (checkpoints written since session 8 carry one, fitted on the training labels) the
-    network decides which voxels are calcium and each 3-D lesion of the box takes one vessel from the network's
-    vessel scores and the prior (:func:`cacflow.models.vessel_prior.assign_vessels`); without one, each voxel keeps
-    its argmax vessel."""
+    The network decides which voxels are calcium (argmax not background, gated at 130 HU). A ``lesion_filter``
+    (:mod:`cacflow.models.lesion_filter`, fitted on the network's own training lesions) then removes the lesions it
+    judges non-coronary. With a vessel ``prior`` (fitted on the training labels) each remaining 3-D lesion takes
+    one vessel from the network's vessel scores and the prior (:func:`cacflow.models.vessel_prior.assign_vessels`);
+    without one, each voxel keeps its argmax vessel. Checkpoints without either behave as before."""
 
     kind = KIND
 
     def __init__(self, net: nn.Module, arch, card: dict, device: torch.device, batch_size: int = 16,
-                 prior: VesselPrior | None = None) -> None:
+                 prior: VesselPrior | None = None, lesion_filter: LesionFilter | None = None) -> None:
         super().__init__(net, arch, card, device, batch_size)
-        self.prior = prior
+        self.prior, self.lesion_filter = prior, lesion_filter
 
     @staticmethod
     def options(payload: dict) -> dict:
-        return {"prior": VesselPrior.from_payload(payload["vessel_prior"])} if "vessel_prior" in payload else {}
+        out = {}
+        if "vessel_prior" in payload:
+            out["prior"] = VesselPrior.from_payload(payload["vessel_prior"])
+        if "lesion_filter" in payload:
+            out["lesion_filter"] = LesionFilter.from_payload(payload["lesion_filter"])
+        return out
 
     @staticmethod
     def read_arch(arch: dict) -> SegmentationArch:
@@ -268,17 +275,37 @@ class VesselSegmenter(SliceLabeller):
     def finish(self, labels: np.ndarray, hu: np.ndarray) -> np.ndarray:
         return gate(labels, hu)
 
-    def predict_block(self, hu: np.ndarray) -> np.ndarray:
-        """Gated labels of a heart-box block (z, y, x); lesions take their vessel from the prior when there is one."""
-        if self.prior is None:
-            return self.predict_slices(hu)
+    def calcium_outputs(self, hu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The network's calcium of a heart-box block (z, y, x): the mask (bool; argmax not background and at least
+        :data:`CALCIUM_HU`) and the log-probabilities (m, 5) of the five classes at its voxels, ``np.nonzero``
+        order."""
         calcium = np.zeros(hu.shape, dtype=bool)
-        vessel_scores = []
+        log_probs = []
         for i, y in self.slice_scores(hu):
             k = len(y)
             mask = (y.argmax(dim=1).numpy() > 0) & (hu[i:i + k] >= CALCIUM_HU)
             calcium[i:i + k] = mask
             picked = y.permute(0, 2, 3, 1)[torch.from_numpy(mask)]  # (m, C) at the calcium voxels, nonzero order
-            vessel_scores.append(torch.log_softmax(picked, dim=1)[:, 1:].numpy())
-        scores = np.concatenate(vessel_scores) if vessel_scores else np.zeros((0, N_CLASSES - 1), np.float32)
-        return assign_vessels(calcium, scores, self.prior)
+            log_probs.append(torch.log_softmax(picked, dim=1).numpy())
+        return calcium, (np.concatenate(log_probs) if log_probs else np.zeros((0, N_CLASSES), np.float32))
+
+    def label_calcium(self, calcium: np.ndarray, log_probs: np.ndarray, threshold: float | None = None
+                      ) -> np.ndarray:
+        """Vessel labels (uint8 (z, y, x)) of the network's calcium (:meth:`calcium_outputs`).
+
+        The lesion filter, when the checkpoint has one, first removes the lesions it rejects (at ``threshold``
+        instead of its own when given; ``math.inf`` keeps every lesion); each remaining lesion takes its vessel from the prior when there is one,
+        otherwise each voxel keeps its argmax vessel."""
+        if self.lesion_filter is not None:
+            kept = self.lesion_filter.kept_calcium(calcium, 1.0 - np.exp(log_probs[:, 0]), threshold)
+            log_probs = log_probs[kept[np.nonzero(calcium)]]
+            calcium = kept
+        if self.prior is not None:
+            return assign_vessels(calcium, log_probs[:, 1:], self.prior)
+        labels = np.zeros(calcium.shape, dtype=np.uint8)
+        labels[calcium] = log_probs[:, 1:].argmax(axis=1) + 1
+        return labels
+
+    def predict_block(self, hu: np.ndarray) -> np.ndarray:
+        """Gated labels of a heart-box block (z, y, x): the network's calcium, the lesion filter, the vessels."""
+        return self.label_calcium(*self.calcium_outputs(hu))

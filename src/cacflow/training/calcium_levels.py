@@ -38,8 +38,19 @@ from cacflow.scoring.agatston import DEFAULT_CONVENTION, AgatstonConvention
 from cacflow.scoring.robust_agatston import N_LEVELS, hu_to_levels, robust_score
 from cacflow.scoring.scan import score_scan
 from cacflow.training.common import fit_by_validation
-from cacflow.training.data import LabelledSeries, load_series, widened_crop
-from cacflow.training.segmentation import check_shares, choose_window, dense_non_coronary, window
+from cacflow.training.data import (
+    LabelledSeries,
+    load_series,
+    place_in_crop,
+    widened_crop,
+)
+from cacflow.training.lesion_filter import box_lesions, choose_threshold, stack_lesions
+from cacflow.training.segmentation import (
+    check_shares,
+    choose_window,
+    dense_non_coronary,
+    window,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +74,7 @@ class LevelHyper:
     sharp_fraction: float = 0.75
     igl_alpha: float = 1.0
     val_pairs: int = 8
+    lesion_filter_k: int = 15  # neighbours of the lesion filter (models.lesion_filter); 0: no filter
     seed: int = 0
 
 
@@ -226,6 +238,41 @@ def level_metrics(counts: LevelCounts, rows: list[dict]) -> dict:
     return {"dice": counts.dice(), "robust_sharp_vs_soft_reference": brief(f["robust_sharp"].to_numpy(float)),
             "classic_sharp_vs_soft_reference": brief(f["classic_sharp"].to_numpy(float)),
             "robust_soft_vs_soft_reference": brief(f["robust_soft"].to_numpy(float))}
+
+
+def training_lesions(model: LevelPredictor, train: list[PairRecord]) -> tuple[np.ndarray, np.ndarray]:
+    """The lesions (components of level >= 1) the model predicts on the training pairs' boxes, sharp and soft
+    series both (the model is trained on both): features (n, 4) and spurious flags (n,) against the reference
+    levels (:func:`cacflow.training.lesion_filter.box_lesions`)."""
+    out = []
+    for rec in train:
+        y0, y1, x0, x1 = rec.inner
+        for hu in (rec.sharp_hu, rec.soft_hu):
+            levels, probability = model.level_outputs(hu[:, y0:y1, x0:x1])
+            out.append(box_lesions(levels > 0, probability, rec.levels[:, y0:y1, x0:x1]))
+    return stack_lesions(out)
+
+
+def choose_lesion_threshold(model: LevelPredictor, val: list[PairRecord], convention: AgatstonConvention
+                            ) -> tuple[float | None, list[dict]]:
+    """The threshold of ``model.lesion_filter`` chosen on the validation pairs by the robust score of the sharp
+    series against the soft reference (:func:`cacflow.training.lesion_filter.choose_threshold`; the network runs
+    once per pair)."""
+    origin, direction = np.zeros(3), np.eye(3)
+    outputs = [model.level_outputs(rec.sharp_hu[:, rec.inner[0]:rec.inner[1], rec.inner[2]:rec.inner[3]])
+               for rec in val]
+    reference = np.array([robust_score(rec.levels, rec.spacing_zyx, origin, direction, convention).total.agatston
+                          for rec in val])
+
+    def evaluate(threshold: float) -> dict:
+        scores = [robust_score(place_in_crop(model.filter_levels(levels, probability, threshold), rec.sharp_hu.shape,
+                                             rec.inner), rec.spacing_zyx, origin, direction, convention).total.agatston
+                  for rec, (levels, probability) in zip(val, outputs)]
+        a = agreement(np.array(scores), reference)
+        return {k: float(a[k]) for k in ("five_class_kappa", "five_class_accuracy", "zero_calcium_specificity",
+                                         "any_calcium_sensitivity", "icc")}
+
+    return choose_threshold(evaluate)
 
 
 def train_level_net(train: list[PairRecord], val: list[PairRecord], hp: LevelHyper, device: torch.device,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
@@ -112,3 +113,14 @@ def fit_by_validation(net: torch.nn.Module, forward, next_batch, loss_fn, opt: t
             break
     net.load_state_dict(stop.best_state)
     return net.eval(), {"best_epoch": stop.best_epoch, f"best_{metric}": -stop.best, "history": stop.history}
+
+
+def best_by_strata(rows: list[dict], tie_break: Callable[[dict], float]) -> dict:
+    """The validation row with the highest five-class linearly weighted κ (``five_class_kappa``; NaN counts
+    lowest), then the highest five-class accuracy, then the highest ``tie_break(row)``; the first such row."""
+
+    def rank(row: dict) -> tuple[float, float, float]:
+        kappa = row["five_class_kappa"]
+        return (-np.inf if np.isnan(kappa) else kappa, row["five_class_accuracy"], tie_break(row))
+
+    return max(rows, key=rank)

@@ -30,7 +30,7 @@ from cacflow.models.regression import INPUT_SIZE, RegressionNet, encode_targets,
 from cacflow.evaluation.agreement import agreement
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.scoring.regression_rule import regression_totals
-from cacflow.training.common import EarlyStopping, Timer, to_device, train_autocast
+from cacflow.training.common import EarlyStopping, Timer, best_by_strata, to_device, train_autocast
 from cacflow.training.data import LabelledSeries, load_many, slice_targets, widened_crop
 
 log = logging.getLogger(__name__)
@@ -179,12 +179,7 @@ def choose_slice_floor(raw: list[np.ndarray], spacing_z_mm: list[float], referen
         a = agreement(totals, reference)
         rows.append({"floor_agatston": float(floor), **{k: float(a[k]) for k in (
             "five_class_kappa", "five_class_accuracy", "zero_calcium_specificity", "any_calcium_sensitivity")}})
-
-    def rank(row: dict) -> tuple[float, float, float]:
-        kappa = row["five_class_kappa"]
-        return (-np.inf if np.isnan(kappa) else kappa, row["five_class_accuracy"], -row["floor_agatston"])
-
-    return max(rows, key=rank)["floor_agatston"], rows
+    return best_by_strata(rows, lambda row: -row["floor_agatston"])["floor_agatston"], rows
 
 
 def log_mae(pred: np.ndarray, ref: np.ndarray) -> float:

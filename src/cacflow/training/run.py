@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -16,7 +17,7 @@ from cacflow.imaging.resample import ZGrid
 from cacflow.models.checkpoint import load_checkpoint, save_checkpoint, software_versions
 from cacflow.models.localizer import CANVAS_MM, CANVAS_SIZE, PLANES
 from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
-from cacflow.models.calcium_levels import LevelPredictor
+from cacflow.models.lesion_filter import FEATURES as LESION_FEATURES, LesionFilter
 from cacflow.models.mask_scorers import mask_scorer_from_payload
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.scoring.agatston import AgatstonConvention
@@ -188,6 +189,9 @@ class MaskModelSpec:
     prepared_payload: Callable | None = None  # (prepared) -> payload entries that store it
     card_fields: dict = field(default_factory=dict)  # fixed card entries beside the kind, e.g. the architecture
     card_extra: Callable | None = None  # (net, crops) -> extra card entries, e.g. timings
+    # (payload, crops, convention, device) -> (payload, card entries): fitted on the trained network before the
+    # evaluation, e.g. the lesion filter
+    post_fit: Callable | None = None
 
 
 def _heart_box_crops(series: list[LabelledSeries], localizer_dir: Path, device, grid: ZGrid,
@@ -213,6 +217,9 @@ def _train_mask_run(layout: CohortLayout, root: Path, labels_dir: Path, config: 
     payload = {"arch": spec.arch, **spec.payload_extra,
                **(spec.prepared_payload(prepared) if spec.prepared_payload else {}),
                "state": {k: v.cpu() for k, v in net.state_dict().items()}}
+    post_fitted = {}
+    if spec.post_fit:
+        payload, post_fitted = spec.post_fit(payload, crops, convention, device)
     save_checkpoint(out_dir, payload, {"kind": spec.kind, "evaluated": False, **info})
     scorer = mask_scorer_from_payload(payload, {"kind": spec.kind, "weights_sha256": "unsaved"}, device)
     metrics, test_rows = _evaluate_mask_scorer(scorer, crops, convention)
@@ -221,7 +228,7 @@ def _train_mask_run(layout: CohortLayout, root: Path, labels_dir: Path, config: 
         "method": spec.method,
         **info, "localizer": localizer.id, "hyper_parameters": hyper_dict(spec.hp), "device": str(device),
         "training_seconds": round(timer(), 1), "training": history, "metrics": metrics,
-        **(spec.card_extra(net, crops) if spec.card_extra else {}),
+        **(spec.card_extra(net, crops) if spec.card_extra else {}), **post_fitted,
         "convention": convention.as_dict(), "software": software_versions(), "test_series": test_rows,
         "evaluated": True,
     }
@@ -232,49 +239,112 @@ def _train_mask_run(layout: CohortLayout, root: Path, labels_dir: Path, config: 
     return card
 
 
-def _evaluate_mask_scorer(scorer, crops: dict, convention: AgatstonConvention) -> tuple[dict, list[dict]]:
-    """Validation and test metrics of a segmentation scorer and its per-scan test rows."""
+def _val_test_metrics(evaluate: Callable, summarise: Callable) -> tuple[dict, list[dict]]:
+    """Metrics of the validation and test splits and the test split's per-scan rows: ``evaluate(split)`` gives
+    (pooled counts, rows), ``summarise(counts, rows)`` the split's metrics."""
     metrics, test_rows = {}, []
     for k in ("val", "test"):
-        counts, rows = ts.evaluate_records(scorer, crops[k], convention)
-        metrics[k] = ts.segmentation_metrics(counts, rows)
+        counts, rows = evaluate(k)
+        metrics[k] = summarise(counts, rows)
         test_rows = rows if k == "test" else test_rows
     return metrics, test_rows
 
 
-def refit_vessel_prior_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, localizer_dir: Path,
-                           model_dir: Path) -> dict:
-    """Fit the vessel prior (``training.vessel_segmentation`` prior settings) of a trained vessel segmenter on its
-    training split, store it in the checkpoint and re-evaluate the validation and test scans; the network's
-    weights and its training record are kept, the card's metrics, method and prior settings are replaced.
+def _evaluate_mask_scorer(scorer, crops: dict, convention: AgatstonConvention) -> tuple[dict, list[dict]]:
+    """Validation and test metrics of a segmentation scorer and its per-scan test rows."""
+    return _val_test_metrics(lambda k: ts.evaluate_records(scorer, crops[k], convention), ts.segmentation_metrics)
 
-    For a checkpoint trained before the prior existed (the network is not retrained: the prior only changes which
-    vessel a predicted lesion gets, and the card records that it was fitted afterwards)."""
-    timer = Timer()
-    payload, card = load_checkpoint(model_dir, "vessel_segmentation")
+
+def fit_lesion_filter(payload: dict, kind: str, k: int, device, training_lesions: Callable,
+                      choose_threshold: Callable) -> tuple[dict, dict]:
+    """Fit the lesion filter (:mod:`cacflow.models.lesion_filter`) of a trained segmentation scorer's payload.
+
+    ``training_lesions(scorer)`` gives the network's lesions on the training boxes (features, spurious flags);
+    ``choose_threshold(scorer)`` the threshold chosen on the validation scans and each candidate's row, with the
+    scorer's filter in place. Returns the payload with the filter (none when ``k`` is 0 or when keeping every
+    lesion wins) and the card's ``lesion_filter`` entry (None when ``k`` is 0)."""
+    payload = {key: v for key, v in payload.items() if key != "lesion_filter"}
+    if not k:
+        return payload, {"lesion_filter": None}
+    scorer = mask_scorer_from_payload(payload, {"kind": kind, "weights_sha256": "unsaved"}, device)
+    features, spurious = training_lesions(scorer)
+    scorer.lesion_filter = LesionFilter(features, spurious, k, math.inf)
+    threshold, rows = choose_threshold(scorer)
+    entry = {"k": k, "features": list(LESION_FEATURES), "threshold": threshold,
+             "training_lesions": len(spurious), "training_spurious": int(spurious.sum()),
+             "validation_candidates": rows}
+    if threshold is not None:
+        payload["lesion_filter"] = LesionFilter(features, spurious, k, threshold).to_payload()
+    log.info("%s lesion filter: %d training lesions (%d spurious), threshold %s", kind, len(spurious),
+             spurious.sum(), threshold)
+    return payload, {"lesion_filter": entry}
+
+
+def _vessel_lesion_filter(payload: dict, crops: dict, convention: AgatstonConvention, device, k: int
+                          ) -> tuple[dict, dict]:
+    """:func:`fit_lesion_filter` of a vessel segmenter on its heart-box crops."""
+    return fit_lesion_filter(payload, "vessel_segmentation", k, device,
+                             lambda scorer: ts.training_lesions(scorer, crops["train"]),
+                             lambda scorer: ts.choose_lesion_threshold(scorer, crops["val"], convention))
+
+
+def _level_lesion_filter(payload: dict, pairs: dict, convention: AgatstonConvention, device, k: int
+                         ) -> tuple[dict, dict]:
+    """:func:`fit_lesion_filter` of a calcification level model on its soft/sharp pairs."""
+    return fit_lesion_filter(payload, "calcium_levels", k, device,
+                             lambda model: tcl.training_lesions(model, pairs["train"]),
+                             lambda model: tcl.choose_lesion_threshold(model, pairs["val"], convention))
+
+
+def _refit_setup(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, model_dir: Path, kind: str,
+                 hyper_cls: type) -> tuple:
+    """What fitting post-processing to a trained checkpoint of ``kind`` needs: its payload and card, the labelled
+    series, grid and convention, the hyper-parameters (the card's, overridden by the config section
+    ``training.<kind>``) and the device. Refused when the cohort or split is not the one the network was trained
+    on."""
+    payload, card = load_checkpoint(model_dir, kind)
     series, grid, convention, info = _setup(layout, root, labels_dir, config)
     if info["data_sha256"] != card.get("data_sha256") or info["split_seed"] != card.get("split_seed"):
         raise ValueError(f"{model_dir}: its card was trained on other data (data_sha256 or split seed differ from "
-                         f"cohort {layout.cohort}); refit the prior on the cohort and split the network was trained on")
-    hp = _hyper(ts.VesselSegHyper, {**card["hyper_parameters"], **config["training"]["vessel_segmentation"]})
-    device = pick_device(config["training"]["device"])
+                         f"cohort {layout.cohort}); fit on the cohort and split the network was trained on")
+    hp = _hyper(hyper_cls, {**card["hyper_parameters"], **config["training"][kind]})
+    return payload, card, series, grid, convention, hp, pick_device(config["training"]["device"])
+
+
+def refit_vessel_postprocessing_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict,
+                                    localizer_dir: Path, model_dir: Path) -> dict:
+    """Fit the vessel prior and the lesion filter (``training.vessel_segmentation`` settings) of a trained vessel
+    segmenter on its training split (the filter's threshold on its validation split), store them in the checkpoint
+    and re-evaluate the validation and test scans; the network's weights and its training record are kept, the
+    card's metrics, method, prior and filter entries are replaced.
+
+    For a checkpoint trained before the prior or the filter existed: the network is not retrained (the prior only
+    changes which vessel a predicted lesion gets, the filter which predicted lesions are kept), and the card records
+    that they were fitted afterwards."""
+    timer = Timer()
+    payload, card, series, grid, convention, hp, device = _refit_setup(
+        layout, root, labels_dir, config, model_dir, "vessel_segmentation", ts.VesselSegHyper)
     _, crops = _heart_box_crops(series, localizer_dir, device, grid, convention)
     prior = ts.fit_prior(crops["train"], hp)
     payload = {k: v for k, v in payload.items() if k != "vessel_prior"}
     if prior is not None:
         payload["vessel_prior"] = prior.to_payload()
+    payload, filter_entry = _vessel_lesion_filter(payload, crops, convention, device, hp.lesion_filter_k)
     scorer = mask_scorer_from_payload(payload, {"kind": "vessel_segmentation", "weights_sha256": "unsaved"},
                                       device)
     metrics, test_rows = _evaluate_mask_scorer(scorer, crops, convention)
     prior_fields = {k: getattr(hp, k) for k in ("prior_bins", "prior_sigma_bins", "prior_weight")}
+    fitted = {"fitted_after_training": True, "software": software_versions()}
     card = {**card, "metrics": metrics, "test_series": test_rows, "method": vessel_method(hp),
             "hyper_parameters": hyper_dict(hp),
-            "vessel_prior": {**prior_fields, "fitted_after_training": True, "seconds": round(timer(), 1),
-                             "software": software_versions()}}
+            "vessel_prior": {**prior_fields, **fitted},
+            "lesion_filter": None if filter_entry["lesion_filter"] is None else {**filter_entry["lesion_filter"],
+                                                                                  **fitted},
+            "postprocessing_seconds": round(timer(), 1)}
     card = save_checkpoint(model_dir, payload, card)
     test = card["metrics"]["test"]
-    log.info("vessel prior fitted in %s: test vessel Dice %.3f, detection %s", model_dir, test["vessel_dice"],
-             test["lesion_detection_rate"])
+    log.info("vessel prior and lesion filter fitted in %s: test vessel Dice %.3f, detection %s, kappa %.3f",
+             model_dir, test["vessel_dice"], test["lesion_detection_rate"], test["agatston"]["five_class_kappa"])
     return card
 
 
@@ -284,10 +354,15 @@ def vessel_method(hp: ts.VesselSegHyper) -> str:
     prior = (f"; each 3-D lesion takes the vessel of the highest summed network log-probability plus "
              f"{hp.prior_weight:g} x log P(vessel | box position) (a {hp.prior_bins}^3-cell prior fitted on the "
              "training labels, cacflow.models.vessel_prior)" if hp.prior_bins else "")
+    lesion_filter = (f"; a lesion is removed when at least a threshold share (chosen on validation, see "
+                     f"lesion_filter) of its {hp.lesion_filter_k} nearest training lesions by box place and mean "
+                     "calcium probability were not coronary (cacflow.models.lesion_filter)" if hp.lesion_filter_k
+                     else "")
     return ("seed 001: axial slices of the scoring grid inside the heart box, two input channels (HU and the "
             f">= 130 HU binary image){position}, {hp.norm} normalisation, five classes (background, LM, LAD, CX, "
             "RCA), focal loss (alpha 0.5, gamma 3), balanced sampling of slices with and without calcium; predicted "
-            f"labels gated at 130 HU{prior}; scored by the scoring library (2-D components under 1 mm2 dropped)")
+            f"labels gated at 130 HU{lesion_filter}{prior}; scored by the scoring library (2-D components under "
+            "1 mm2 dropped)")
 
 
 def train_vessel_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, localizer_dir: Path,
@@ -304,7 +379,9 @@ def train_vessel_run(layout: CohortLayout, root: Path, labels_dir: Path, config:
         arch={"arch": arch, "features": list(hp.features), "position": hp.position, "norm": hp.norm},
         card_fields={"arch": arch},
         prepare=lambda train: ts.fit_prior(train, hp),
-        prepared_payload=lambda prior_: {} if prior_ is None else {"vessel_prior": prior_.to_payload()})
+        prepared_payload=lambda prior_: {} if prior_ is None else {"vessel_prior": prior_.to_payload()},
+        post_fit=lambda payload, crops, conv, device: _vessel_lesion_filter(payload, crops, conv, device,
+                                                                            hp.lesion_filter_k))
     return _train_mask_run(layout, root, labels_dir, config, localizer_dir, spec, out_dir)
 
 
@@ -342,6 +419,48 @@ def train_patch3d_run(layout: CohortLayout, root: Path, labels_dir: Path, config
     return _train_mask_run(layout, root, labels_dir, config, localizer_dir, spec, out_dir)
 
 
+def _level_filter_method(hp) -> str:
+    """The level model card's ``method`` sentence on its lesion filter."""
+    return (f"; a lesion (3-D component of level >= 1) is set to level 0 when at least a threshold share (chosen "
+            f"on validation, see lesion_filter) of its {hp.lesion_filter_k} nearest training lesions by box place "
+            "and mean calcium probability were not coronary (cacflow.models.lesion_filter)"
+            if hp.lesion_filter_k else "")
+
+
+def _evaluate_level_model(payload: dict, pairs: dict, convention: AgatstonConvention, device
+                          ) -> tuple[dict, list[dict]]:
+    """Validation and test metrics of a level model's payload (built as the pipeline loads it) and its test rows."""
+    model = mask_scorer_from_payload(payload, {"kind": "calcium_levels", "weights_sha256": "unsaved"}, device)
+    return _val_test_metrics(lambda k: tcl.evaluate_pairs(model, pairs[k], convention), tcl.level_metrics)
+
+
+def refit_level_filter_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, localizer_dir: Path,
+                           model_dir: Path) -> dict:
+    """Fit the lesion filter (``training.calcium_levels.lesion_filter_k``) of a trained level model on its training
+    pairs (threshold on its validation pairs), store it in the checkpoint and re-evaluate; the network's weights
+    and training record are kept, the card's metrics, method and filter entry replaced (``fitted_after_training``)."""
+    timer = Timer()
+    payload, card, series, grid, convention, hp, device = _refit_setup(
+        layout, root, labels_dir, config, model_dir, "calcium_levels", tcl.LevelHyper)
+    localizer = HeartLocalizer.load(localizer_dir, device)
+    pairs = {k: tcl.load_pairs([s for s in series if s.split == k], localizer, grid, convention) for k in SPLITS}
+    payload, filter_entry = _level_lesion_filter(payload, pairs, convention, device, hp.lesion_filter_k)
+    metrics, test_rows = _evaluate_level_model(payload, pairs, convention, device)
+    method = card["method"].split("; a lesion (3-D component")[0] + _level_filter_method(hp)
+    entry = filter_entry["lesion_filter"]
+    card = {**card, "metrics": metrics, "test_pairs": test_rows, "method": method,
+            "hyper_parameters": hyper_dict(hp),
+            "lesion_filter": None if entry is None else {**entry, "fitted_after_training": True,
+                                                         "software": software_versions()},
+            "postprocessing_seconds": round(timer(), 1)}
+    card = save_checkpoint(model_dir, payload, card)
+    m = card["metrics"]["test"]
+    log.info("level lesion filter fitted in %s: test sharp stratum accuracy %.3f, kappa %.3f", model_dir,
+             m["robust_sharp_vs_soft_reference"]["five_class_accuracy"],
+             m["robust_sharp_vs_soft_reference"]["five_class_kappa"])
+    return card
+
+
 def train_levels_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, localizer_dir: Path,
                      out_dir: Path) -> dict:
     """Train the kernel-robust calcification level model on the soft/sharp pairs, evaluate on the validation and
@@ -362,13 +481,9 @@ def train_levels_run(layout: CohortLayout, root: Path, labels_dir: Path, config:
     arch = tcl.level_arch(hp)
     payload = {"arch": {**asdict(arch), "channels": list(arch.channels)},
                "state": {k: v.cpu() for k, v in net.state_dict().items()}}
+    payload, filter_entry = _level_lesion_filter(payload, pairs, convention, device, hp.lesion_filter_k)
     save_checkpoint(out_dir, payload, {"kind": "calcium_levels", "evaluated": False, **info})
-    model = LevelPredictor(net, arch, {"kind": "calcium_levels", "weights_sha256": "unsaved"}, device)
-    metrics, test_rows = {}, []
-    for k in ("val", "test"):
-        counts, rows = tcl.evaluate_pairs(model, pairs[k], convention)
-        metrics[k] = tcl.level_metrics(counts, rows)
-        test_rows = rows if k == "test" else test_rows
+    metrics, test_rows = _evaluate_level_model(payload, pairs, convention, device)
     card = {
         "kind": "calcium_levels", "name": f"cacflow kernel-robust calcification levels ({hp.backbone})",
         "trained_on": _trained_on(layout, config),
@@ -376,8 +491,8 @@ def train_levels_run(layout: CohortLayout, root: Path, labels_dir: Path, config:
                   "any kernel, trained on sharp (and soft) slices against the soft reconstruction's levels inside "
                   "the reference labels; loss cross-entropy + Dice + information gain; score: 2-D components of "
                   "level >= 1, area >= 1 mm2, density factor = highest level of the component, slice factor "
-                  "increment / 3 mm (cacflow.scoring.robust_agatston)",
-        **info, "localizer": localizer.id, "hyper_parameters": hyper_dict(hp),
+                  "increment / 3 mm (cacflow.scoring.robust_agatston)" + _level_filter_method(hp),
+        **info, "localizer": localizer.id, "hyper_parameters": hyper_dict(hp), **filter_entry,
         "pairs": {k: len(v) for k, v in pairs.items()}, "device": str(device),
         "training_seconds": round(timer(), 1), "training": history, "metrics": metrics,
         "convention": convention.as_dict(), "software": software_versions(), "test_pairs": test_rows,

@@ -19,7 +19,7 @@ slices of the nominal heart box.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +44,8 @@ from cacflow.scoring.masks import hu_region
 from cacflow.scoring.scan import VESSELS, score_scan
 from cacflow.scoring.strata import SCHEMES
 from cacflow.training.common import fit_by_validation
+from cacflow.training.data import place_in_crop
+from cacflow.training.lesion_filter import box_lesions, choose_threshold, stack_lesions
 from cacflow.training.regressor import CropRecord
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ class VesselSegHyper:
     prior_bins: int = 12  # vessel prior cells per axis (models.vessel_prior); 0: each voxel keeps its argmax vessel
     prior_sigma_bins: float = 1.0  # Gaussian smoothing of the prior's counts, in cells
     prior_weight: float = 1.0  # weight of the prior's log-probability against the network's
+    lesion_filter_k: int = 15  # neighbours of the lesion filter (models.lesion_filter); 0: no filter
     seed: int = 0
 
 
@@ -177,16 +180,22 @@ def predict_record(seg, rec: CropRecord) -> np.ndarray:
 
 def evaluate_records(seg, records: list[CropRecord], convention: AgatstonConvention
                      ) -> tuple[SegmentationCounts, list[dict]]:
-    """Pooled voxel/lesion counts and one row per scan (predicted and reference totals, and vessel scores).
+    """Pooled voxel/lesion counts and one row per scan (predicted and reference totals, and vessel scores) of the
+    labels ``seg`` predicts (any segmentation scorer with ``predict_box``: :func:`evaluate_label_maps`)."""
+    return evaluate_label_maps(seg.kind, records, (predict_record(seg, r) for r in records), convention)
 
-    ``seg`` is any segmentation scorer whose label map is HU-scored (:func:`cacflow.scoring.masks.hu_region` of
-    its kind); a model without vessel labels gets lesion detection by reference vessel and no predicted vessel
-    scores."""
+
+def evaluate_label_maps(kind: str, records: list[CropRecord], label_maps: Iterable[np.ndarray],
+                        convention: AgatstonConvention) -> tuple[SegmentationCounts, list[dict]]:
+    """Pooled voxel/lesion counts and one row per scan of predicted label maps on the records' crops (z, h, w).
+
+    ``kind`` (a model card's) says how a map is HU-scored (:func:`cacflow.scoring.masks.hu_region`); a model
+    without vessel labels gets lesion detection by reference vessel and no predicted vessel scores."""
     counts = SegmentationCounts()
     rows = []
     origin, direction = np.zeros(3), np.eye(3)
-    for rec in records:
-        region, vessel_aware = hu_region(seg.kind, predict_record(seg, rec))
+    for rec, labels in zip(records, label_maps):
+        region, vessel_aware = hu_region(kind, labels)
         region = region.astype(np.uint8)
         counts.add(compare_masks(rec.hu, rec.spacing_zyx, region, rec.labels, convention, vessel_aware))
         p = score_scan(rec.hu, rec.spacing_zyx, origin, direction, region, vessel_labels=vessel_aware,
@@ -253,6 +262,41 @@ def fit_prior(train: list[CropRecord], hp: VesselSegHyper) -> VesselPrior | None
                     "takes the network's vessel)")
     return fit_vessel_prior(boxes, hp.prior_bins, hp.prior_sigma_bins,
                             weight=hp.prior_weight)
+
+
+def box_calcium(seg: VesselSegmenter, rec: CropRecord) -> tuple[np.ndarray, np.ndarray]:
+    """The network's calcium on the record's nominal heart box: mask (z, y, x) and class log-probabilities (m, 5)
+    (:meth:`~cacflow.models.segmentation.VesselSegmenter.calcium_outputs`)."""
+    y0, y1, x0, x1 = rec.inner
+    return seg.calcium_outputs(rec.hu[:, y0:y1, x0:x1])
+
+
+def training_lesions(seg: VesselSegmenter, train: list[CropRecord]) -> tuple[np.ndarray, np.ndarray]:
+    """The lesions ``seg``'s network predicts on the training boxes: features (n, 4) and spurious flags (n,)
+    against the gated reference labels (:func:`cacflow.training.lesion_filter.box_lesions`)."""
+    out = []
+    for rec in train:
+        calcium, log_probs = box_calcium(seg, rec)
+        out.append(box_lesions(calcium, 1.0 - np.exp(log_probs[:, 0]), box_labels(rec)))
+    return stack_lesions(out)
+
+
+def choose_lesion_threshold(seg: VesselSegmenter, val: list[CropRecord], convention: AgatstonConvention
+                            ) -> tuple[float | None, list[dict]]:
+    """The threshold of ``seg.lesion_filter`` chosen on the validation scans
+    (:func:`cacflow.training.lesion_filter.choose_threshold`; the network runs once per scan); each candidate's
+    row holds κ, accuracy, zero-calcium specificity, any-calcium sensitivity, calcium Dice and detection."""
+    outputs = [box_calcium(seg, rec) for rec in val]
+
+    def evaluate(threshold: float) -> dict:
+        maps = [place_in_crop(seg.label_calcium(calcium, log_probs, threshold), rec.hu.shape, rec.inner)
+                for rec, (calcium, log_probs) in zip(val, outputs)]
+        m = segmentation_metrics(*evaluate_label_maps(seg.kind, val, maps, convention))
+        return {**{k: float(m["agatston"][k]) for k in ("five_class_kappa", "five_class_accuracy",
+                                                        "zero_calcium_specificity", "any_calcium_sensitivity")},
+                "calcium_dice": float(m["calcium_dice"]), "lesion_detection_rate": m["lesion_detection_rate"]}
+
+    return choose_threshold(evaluate)
 
 
 def train_vessel_net(arch: str, train: list[CropRecord], val: list[CropRecord], hp: VesselSegHyper,
