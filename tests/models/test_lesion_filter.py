@@ -84,3 +84,11 @@ def test_payload_round_trip_is_weights_only_loadable(tmp_path):
     np.testing.assert_array_equal(back.features, f.features)
     np.testing.assert_array_equal(back.spurious, f.spurious)
     assert (back.k, back.threshold) == (3, pytest.approx(0.8))
+
+
+def test_share_is_the_same_in_blocks_of_queries():
+    rng = np.random.default_rng(0)
+    f = LesionFilter(rng.uniform(-1, 1, (50, 4)).astype(np.float32), rng.random(50) < 0.3, 7, 0.5)
+    queries = rng.uniform(-1, 1, (600, 4))  # more than one block
+    np.testing.assert_array_equal(f.spurious_share(queries),
+                                  np.concatenate([f.spurious_share(queries[i:i + 1]) for i in range(600)]))

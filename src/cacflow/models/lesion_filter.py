@@ -34,6 +34,8 @@ from cacflow.models.vessel_prior import box_positions
 #: Lesion features, in the order of :attr:`LesionFilter.features`' columns.
 FEATURES: tuple[str, ...] = ("z", "y", "x", "calcium_probability")
 _CONNECTIVITY_3D = np.ones((3, 3, 3), dtype=bool)
+#: Query lesions per distance block (a noisy scan may have thousands of candidate lesions).
+_QUERY_CHUNK = 256
 
 
 def lesion_components(calcium: np.ndarray) -> tuple[np.ndarray, int]:
@@ -83,9 +85,13 @@ class LesionFilter:
         if not len(self.features) or not len(features):
             return np.zeros(len(features))
         k = min(self.k, len(self.features))
-        d2 = ((features[:, None, :] - self.features[None, :, :].astype(np.float64)) ** 2).sum(axis=2)
-        nearest = np.argsort(d2, axis=1, kind="stable")[:, :k]
-        return self.spurious[nearest].mean(axis=1)
+        train = self.features.astype(np.float64)
+        share = np.empty(len(features))
+        for i in range(0, len(features), _QUERY_CHUNK):  # bounded memory for scans with many lesions
+            d2 = ((features[i:i + _QUERY_CHUNK, None, :] - train[None, :, :]) ** 2).sum(axis=2)
+            nearest = np.argsort(d2, axis=1, kind="stable")[:, :k]
+            share[i:i + _QUERY_CHUNK] = self.spurious[nearest].mean(axis=1)
+        return share
 
     def kept_calcium(self, calcium: np.ndarray, calcium_probability: np.ndarray,
                      threshold: float | None = None) -> np.ndarray:
