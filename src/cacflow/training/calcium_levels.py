@@ -33,17 +33,12 @@ from cacflow.imaging.resample import ZGrid
 from cacflow.models.calcium_levels import LevelArch, LevelPredictor, slices_to_input
 from cacflow.models.heart_box import choose_heart_box
 from cacflow.models.predict import HeartLocalizer
-from cacflow.models.segmentation import logits
+from cacflow.models.segmentation import label_box, logits
 from cacflow.scoring.agatston import DEFAULT_CONVENTION, AgatstonConvention
 from cacflow.scoring.robust_agatston import N_LEVELS, hu_to_levels, robust_score
 from cacflow.scoring.scan import score_scan
 from cacflow.training.common import fit_by_validation
-from cacflow.training.data import (
-    LabelledSeries,
-    load_series,
-    place_in_crop,
-    widened_crop,
-)
+from cacflow.training.data import LabelledSeries, load_series, widened_crop
 from cacflow.training.lesion_filter import box_lesions, choose_threshold, stack_lesions
 from cacflow.training.segmentation import (
     check_shares,
@@ -265,8 +260,9 @@ def choose_lesion_threshold(model: LevelPredictor, val: list[PairRecord], conven
                           for rec in val])
 
     def evaluate(threshold: float) -> dict:
-        scores = [robust_score(place_in_crop(model.filter_levels(levels, probability, threshold), rec.sharp_hu.shape,
-                                             rec.inner), rec.spacing_zyx, origin, direction, convention).total.agatston
+        scores = [robust_score(label_box(rec.sharp_hu, _nominal(rec),
+                                         lambda _, lv=levels, p=probability: model.filter_levels(lv, p, threshold)),
+                               rec.spacing_zyx, origin, direction, convention).total.agatston
                   for rec, (levels, probability) in zip(val, outputs)]
         a = agreement(np.array(scores), reference)
         return {k: float(a[k]) for k in ("five_class_kappa", "five_class_accuracy", "zero_calcium_specificity",

@@ -154,13 +154,3 @@ def widened_crop(box_zyx: tuple[int, int, int, int, int, int], spacing_zyx: tupl
     ny, nx = shape_zyx[1:]
     Y0, Y1, X0, X1 = max(0, y0 - my), min(ny, y1 + my), max(0, x0 - mx), min(nx, x1 + mx)
     return (slice(z0, z1), slice(Y0, Y1), slice(X0, X1)), (y0 - Y0, y1 - Y0, x0 - X0, x1 - X0)
-
-
-def place_in_crop(block: np.ndarray, crop_shape: tuple[int, int, int], inner: tuple[int, int, int, int]
-                  ) -> np.ndarray:
-    """Labels predicted on a crop's nominal heart box (z, y, x) placed in a zero array of the whole crop's shape;
-    ``inner`` are the box's rows and columns in the crop (y0, y1, x0, x1)."""
-    y0, y1, x0, x1 = inner
-    out = np.zeros(crop_shape, dtype=np.uint8)
-    out[:, y0:y1, x0:x1] = block
-    return out

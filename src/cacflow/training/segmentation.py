@@ -35,6 +35,7 @@ from cacflow.models.segmentation import (
     VesselSegmenter,
     build_vessel_net,
     gate,
+    label_box,
     logits,
     slices_to_input,
 )
@@ -44,7 +45,6 @@ from cacflow.scoring.masks import hu_region
 from cacflow.scoring.scan import VESSELS, score_scan
 from cacflow.scoring.strata import SCHEMES
 from cacflow.training.common import fit_by_validation
-from cacflow.training.data import place_in_crop
 from cacflow.training.lesion_filter import box_lesions, choose_threshold, stack_lesions
 from cacflow.training.regressor import CropRecord
 
@@ -289,7 +289,8 @@ def choose_lesion_threshold(seg: VesselSegmenter, val: list[CropRecord], convent
     outputs = [box_calcium(seg, rec) for rec in val]
 
     def evaluate(threshold: float) -> dict:
-        maps = [place_in_crop(seg.label_calcium(calcium, log_probs, threshold), rec.hu.shape, rec.inner)
+        maps = [label_box(rec.hu, (0, rec.hu.shape[0], *rec.inner),
+                          lambda _, c=calcium, lp=log_probs: seg.label_calcium(c, lp, threshold))
                 for rec, (calcium, log_probs) in zip(val, outputs)]
         m = segmentation_metrics(*evaluate_label_maps(seg.kind, val, maps, convention))
         return {**{k: float(m["agatston"][k]) for k in ("five_class_kappa", "five_class_accuracy",
