@@ -20,6 +20,7 @@ from cacflow.models.segmentation import (
     gate,
     logits,
     pad_to,
+    select_calcium,
     slices_to_input,
 )
 from cacflow.models.vessel_prior import VesselPrior
@@ -159,3 +160,40 @@ def test_lesion_filter_removes_lesions_before_they_get_a_vessel(tmp_path):
     assert (labels[0, 0, 4:6] == 2).all() and labels.sum() == 4  # the back lesion was removed
     kept_all = seg.label_calcium(calcium, log_probs, threshold=math.inf)
     assert kept_all[1, 9, 4] == 4 and (kept_all[0, 0, 4:6] == 2).all()
+
+
+def test_calcium_is_the_argmax_or_a_calcium_probability_at_least_c():
+    # four voxels at or above 130 HU, P(background) 0.9, 0.55, 0.45 and 0.2; the third's argmax is still
+    # background (CX 0.30 < 0.45), the fourth's is RCA
+    gated = np.zeros((1, 2, 3), bool)
+    gated[0, 0, 0] = gated[0, 0, 2] = gated[0, 1, 1] = gated[0, 1, 2] = True
+    probs = np.array([[0.90, 0.02, 0.04, 0.02, 0.02],
+                      [0.55, 0.05, 0.20, 0.15, 0.05],
+                      [0.45, 0.00, 0.25, 0.30, 0.00],
+                      [0.20, 0.05, 0.05, 0.10, 0.60]])
+    log_probs = np.log(probs + 1e-12)
+    calcium, lp = select_calcium(gated, log_probs, None)  # the argmax alone: only the last voxel
+    assert calcium.sum() == 1 and calcium[0, 1, 2] and np.allclose(lp, log_probs[3:])
+    calcium, lp = select_calcium(gated, log_probs, 0.5)  # 1 - P(bg) >= 0.5: the third voxel joins
+    assert np.argwhere(calcium).tolist() == [[0, 1, 1], [0, 1, 2]] and np.allclose(lp, log_probs[2:])
+    calcium, lp = select_calcium(gated, log_probs, 0.44)  # 1 - 0.55 = 0.45 >= 0.44: the second voxel too
+    assert np.argwhere(calcium).tolist() == [[0, 0, 2], [0, 1, 1], [0, 1, 2]] and np.allclose(lp, log_probs[1:])
+    assert select_calcium(gated, log_probs, 0.05)[0].sum() == 4
+
+
+def test_a_checkpoint_calcium_probability_widens_the_network_calcium(tmp_path):
+    net = build_vessel_net("unet", FEATURES)
+    save_checkpoint(tmp_path, {"arch": {"arch": "unet", "features": list(FEATURES)}, "state": net.state_dict(),
+                               "calcium_probability": 0.3}, {"kind": "vessel_segmentation"})
+    seg = VesselSegmenter.load(tmp_path, torch.device("cpu"))
+    assert seg.calcium_probability == pytest.approx(0.3)
+    hu = np.full((3, 32, 32), -50.0, np.float32)
+    hu[1, 10:14, 10:14] = 400.0
+    gated, log_probs = seg.gated_outputs(hu)
+    assert gated.sum() == 16 and log_probs.shape == (16, N_CLASSES)
+    assert np.allclose(np.exp(log_probs).sum(axis=1), 1.0, atol=1e-5)
+    calcium, lp = seg.calcium_outputs(hu)
+    expected, _ = select_calcium(gated, log_probs, 0.3)
+    assert (calcium == expected).all() and len(lp) == calcium.sum()
+    seg.calcium_probability = 0.0  # every gated voxel is calcium at c = 0
+    assert seg.calcium_outputs(hu)[0].sum() == 16

@@ -214,6 +214,14 @@ def test_vessel_segmentation_cards_hold_every_acceptance_figure(trained):
         if lf["threshold"] is not None:
             assert len(payload["lesion_filter"]["spurious"]) == lf["training_lesions"]
             assert payload["lesion_filter"]["threshold"] == pytest.approx(lf["threshold"])
+        # the calcium probability, chosen on validation together with the filter's threshold
+        cp = card["calcium_probability"]
+        candidates = card["hyper_parameters"]["calcium_probabilities"]
+        assert [r["calcium_probability"] for r in cp["candidates"]] == candidates and cp["chosen"] in candidates
+        assert payload.get("calcium_probability") == cp["chosen"]
+        best = max((r["five_class_kappa"], r["five_class_accuracy"]) for r in cp["candidates"])
+        assert best == next((r["five_class_kappa"], r["five_class_accuracy"]) for r in cp["candidates"]
+                            if r["calcium_probability"] == cp["chosen"])
 
 
 def test_vessel_prior_is_shipped_with_the_weights_and_can_be_refitted(trained, small_cohort, tmp_path):
@@ -240,6 +248,8 @@ def test_vessel_prior_is_shipped_with_the_weights_and_can_be_refitted(trained, s
     assert "prior fitted on the training labels" in on_disk["method"]
     assert on_disk["lesion_filter"]["k"] == 3 and on_disk["lesion_filter"]["fitted_after_training"]
     assert ("lesion_filter" in after) == (on_disk["lesion_filter"]["threshold"] is not None)
+    assert on_disk["calcium_probability"]["fitted_after_training"]
+    assert after.get("calcium_probability") == on_disk["calcium_probability"]["chosen"]
 
 
 @pytest.mark.parametrize("model, kind", [("lstm", "conv_lstm"), ("patch3d", "patch_unet3d")])

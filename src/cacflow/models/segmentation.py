@@ -221,6 +221,31 @@ class SliceLabeller(BoxLabeller):
         return self.predict_slices(hu)
 
 
+def select_calcium(gated: np.ndarray, log_probs: np.ndarray, calcium_probability: float | None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The calcium among gated voxels: those whose argmax class is not background or, when
+    ``calcium_probability`` c is given, whose calcium probability 1 - P(background) is at least c.
+
+    A network trained with the focal loss (seed 001: α 0.5, γ 3) gives soft probabilities: voxels of true plaques
+    often end with P(background) just above one half, which the argmax alone drops; c below one half keeps them
+    (the lesion filter then removes the low-probability specks this admits).
+
+    Args:
+        gated: bool mask (z, y, x) of the voxels at or above 130 HU.
+        log_probs: (m, 5) class log-probabilities at ``gated``'s voxels, ``np.nonzero`` order.
+        calcium_probability: c in (0, 1), or None for the argmax alone.
+
+    Returns:
+        (calcium mask (z, y, x), log-probabilities (k, 5) at its voxels, ``np.nonzero`` order).
+    """
+    chosen = log_probs.argmax(axis=1) > 0
+    if calcium_probability is not None:
+        chosen |= (1.0 - np.exp(log_probs[:, 0])) >= calcium_probability
+    calcium = np.zeros(gated.shape, dtype=bool)
+    calcium.flat[np.flatnonzero(gated)[chosen]] = True
+    return calcium, log_probs[chosen]
+
+
 def label_box(hu: np.ndarray, box_zyx: tuple[int, int, int, int, int, int], predict) -> np.ndarray:
     """Labels (uint8) on the whole grid of ``hu`` (z, y, x): ``predict(block)`` of the box's HU block inside the box
     (z0, z1, y0, y1, x0, x1; voxel indices, end exclusive), 0 outside it."""
@@ -237,7 +262,9 @@ KIND = "vessel_segmentation"
 class VesselSegmenter(SliceLabeller):
     """A vessel segmentation checkpoint: gated vessel labels (0 background, 1-4 :data:`VESSELS` codes).
 
-    The network decides which voxels are calcium (argmax not background, gated at 130 HU). A ``lesion_filter``
+    The network decides which voxels are calcium (gated at 130 HU): its argmax is not background or, when the
+    checkpoint has a ``calcium_probability`` c (chosen on the validation scans), its calcium probability
+    1 - P(background) is at least c (:func:`select_calcium`). A ``lesion_filter``
     (:mod:`cacflow.models.lesion_filter`, fitted on the network's own training lesions) then removes the lesions it
     judges non-coronary. With a vessel ``prior`` (fitted on the training labels) each remaining 3-D lesion takes
     one vessel from the network's vessel scores and the prior (:func:`cacflow.models.vessel_prior.assign_vessels`);
@@ -246,9 +273,11 @@ class VesselSegmenter(SliceLabeller):
     kind = KIND
 
     def __init__(self, net: nn.Module, arch, card: dict, device: torch.device, batch_size: int = 16,
-                 prior: VesselPrior | None = None, lesion_filter: LesionFilter | None = None) -> None:
+                 prior: VesselPrior | None = None, lesion_filter: LesionFilter | None = None,
+                 calcium_probability: float | None = None) -> None:
         super().__init__(net, arch, card, device, batch_size)
         self.prior, self.lesion_filter = prior, lesion_filter
+        self.calcium_probability = calcium_probability
 
     @staticmethod
     def options(payload: dict) -> dict:
@@ -257,6 +286,8 @@ class VesselSegmenter(SliceLabeller):
             out["prior"] = VesselPrior.from_payload(payload["vessel_prior"])
         if "lesion_filter" in payload:
             out["lesion_filter"] = LesionFilter.from_payload(payload["lesion_filter"])
+        if payload.get("calcium_probability") is not None:
+            out["calcium_probability"] = float(payload["calcium_probability"])
         return out
 
     @staticmethod
@@ -275,19 +306,21 @@ class VesselSegmenter(SliceLabeller):
     def finish(self, labels: np.ndarray, hu: np.ndarray) -> np.ndarray:
         return gate(labels, hu)
 
-    def calcium_outputs(self, hu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The network's calcium of a heart-box block (z, y, x): the mask (bool; argmax not background and at least
-        :data:`CALCIUM_HU`) and the log-probabilities (m, 5) of the five classes at its voxels, ``np.nonzero``
-        order."""
-        calcium = np.zeros(hu.shape, dtype=bool)
+    def gated_outputs(self, hu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The network's view of every voxel of a heart-box block (z, y, x) at or above :data:`CALCIUM_HU`: that
+        mask (bool) and the log-probabilities (m, 5) of the five classes at its voxels, ``np.nonzero`` order."""
+        gated = hu >= CALCIUM_HU
         log_probs = []
         for i, y in self.slice_scores(hu):
-            k = len(y)
-            mask = (y.argmax(dim=1).numpy() > 0) & (hu[i:i + k] >= CALCIUM_HU)
-            calcium[i:i + k] = mask
-            picked = y.permute(0, 2, 3, 1)[torch.from_numpy(mask)]  # (m, C) at the calcium voxels, nonzero order
+            picked = y.permute(0, 2, 3, 1)[torch.from_numpy(gated[i:i + len(y)])]  # (m, C), nonzero order
             log_probs.append(torch.log_softmax(picked, dim=1).numpy())
-        return calcium, (np.concatenate(log_probs) if log_probs else np.zeros((0, N_CLASSES), np.float32))
+        return gated, (np.concatenate(log_probs) if log_probs else np.zeros((0, N_CLASSES), np.float32))
+
+    def calcium_outputs(self, hu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The network's calcium of a heart-box block (z, y, x) (:func:`select_calcium` of :meth:`gated_outputs`
+        at the checkpoint's calcium probability): the mask (bool) and the log-probabilities (m, 5) at its voxels,
+        ``np.nonzero`` order."""
+        return select_calcium(*self.gated_outputs(hu), self.calcium_probability)
 
     def label_calcium(self, calcium: np.ndarray, log_probs: np.ndarray, threshold: float | None = None
                       ) -> np.ndarray:

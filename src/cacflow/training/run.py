@@ -19,6 +19,7 @@ from cacflow.models.localizer import CANVAS_MM, CANVAS_SIZE, PLANES
 from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
 from cacflow.models.lesion_filter import FEATURES as LESION_FEATURES, LesionFilter
 from cacflow.models.mask_scorers import mask_scorer_from_payload
+from cacflow.models.segmentation import label_box, select_calcium
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.scoring.strata import SCHEMES
@@ -28,7 +29,7 @@ from cacflow.training import calcium_levels as tcl
 from cacflow.training import conv_lstm as tlstm
 from cacflow.training import patch_unet3d as tp3
 from cacflow.training import segmentation as ts
-from cacflow.training.common import Timer, hyper_dict, seed_everything
+from cacflow.training.common import Timer, best_by_strata, hyper_dict, seed_everything
 from cacflow.training.data import SPLITS, LabelledSeries, data_hash, labelled_series
 
 log = logging.getLogger(__name__)
@@ -280,12 +281,57 @@ def fit_lesion_filter(payload: dict, kind: str, k: int, device, training_lesions
     return payload, {"lesion_filter": entry}
 
 
-def _vessel_lesion_filter(payload: dict, crops: dict, convention: AgatstonConvention, device, k: int
-                          ) -> tuple[dict, dict]:
-    """:func:`fit_lesion_filter` of a vessel segmenter on its heart-box crops."""
-    return fit_lesion_filter(payload, "vessel_segmentation", k, device,
-                             lambda scorer: ts.training_lesions(scorer, crops["train"]),
-                             lambda scorer: ts.choose_lesion_threshold(scorer, crops["val"], convention))
+def _vessel_lesion_filter(payload: dict, crops: dict, convention: AgatstonConvention, device,
+                          hp: ts.VesselSegHyper) -> tuple[dict, dict]:
+    """The calcium probability (:func:`cacflow.models.segmentation.select_calcium`) and the lesion filter
+    (:func:`fit_lesion_filter`) of a vessel segmenter, chosen together on its heart-box crops.
+
+    The network runs once per training and validation box; for each candidate of ``hp.calcium_probabilities`` the
+    filter is fitted on the training lesions at that probability and its threshold chosen on validation. The
+    candidate whose chosen row is best wins: κ, then accuracy (:func:`best_by_strata`), then calcium Dice; among
+    equals the first candidate (the argmax alone first). Returns the payload and the card's ``lesion_filter`` and
+    ``calcium_probability`` entries."""
+    scorer = mask_scorer_from_payload(payload, {"kind": "vessel_segmentation", "weights_sha256": "unsaved"}, device)
+    outputs = {k: [ts.box_outputs(scorer, rec) for rec in crops[k]] for k in ("train", "val")}
+    fits = []
+    for c in hp.calcium_probabilities:
+        candidate = {key: v for key, v in payload.items() if key != "calcium_probability"}
+        if c is not None:
+            candidate["calcium_probability"] = float(c)
+        fitted, entry = fit_lesion_filter(
+            candidate, "vessel_segmentation", hp.lesion_filter_k, device,
+            lambda seg: ts.training_lesions(seg, crops["train"], outputs["train"]),
+            lambda seg: ts.choose_lesion_threshold(seg, crops["val"], convention, outputs["val"]))
+        if entry["lesion_filter"] is not None:  # the chosen threshold's validation row (None: no filter won)
+            chosen = entry["lesion_filter"]["threshold"]
+            row = next(r for r in entry["lesion_filter"]["validation_candidates"] if r["threshold"] == chosen)
+        else:  # lesion_filter_k 0: the candidate's validation figures without a filter
+            seg = mask_scorer_from_payload(fitted, {"kind": "vessel_segmentation", "weights_sha256": "unsaved"},
+                                           device)
+            row = _no_filter_row(seg, crops["val"], convention, outputs["val"])
+        fits.append((c, fitted, entry, row))
+        log.info("calcium probability %s: validation kappa %.3f, accuracy %.3f, Dice %.3f", c,
+                 row["five_class_kappa"], row["five_class_accuracy"], row["calcium_dice"])
+    ranked = [{**row, "index": i} for i, (_, _, _, row) in enumerate(fits)]
+    best = best_by_strata(ranked, lambda row: (row["calcium_dice"], -row["index"]))
+    c, fitted, entry, _ = fits[best["index"]]
+    table = [{"calcium_probability": cand, "lesion_filter_threshold": row.get("threshold"),
+              **{key: row[key] for key in ("five_class_kappa", "five_class_accuracy", "calcium_dice",
+                                           "lesion_detection_rate")}} for cand, _, _, row in fits]
+    return fitted, {**entry, "calcium_probability": {"chosen": c, "chosen_on": "val", "candidates": table}}
+
+
+def _no_filter_row(seg, val: list, convention: AgatstonConvention, outputs: list) -> dict:
+    """Validation figures of a vessel segmenter without a lesion filter (at its calcium probability)."""
+    maps = []
+    for rec, g in zip(val, outputs):
+        calcium, log_probs = select_calcium(*g, seg.calcium_probability)
+        maps.append(label_box(rec.hu, (0, rec.hu.shape[0], *rec.inner),
+                              lambda _, c=calcium, lp=log_probs: seg.label_calcium(c, lp)))
+    m = ts.segmentation_metrics(*ts.evaluate_label_maps(seg.kind, val, maps, convention))
+    return {"threshold": None, "five_class_kappa": float(m["agatston"]["five_class_kappa"]),
+            "five_class_accuracy": float(m["agatston"]["five_class_accuracy"]),
+            "calcium_dice": float(m["calcium_dice"]), "lesion_detection_rate": m["lesion_detection_rate"]}
 
 
 def _level_lesion_filter(payload: dict, pairs: dict, convention: AgatstonConvention, device, k: int
@@ -329,7 +375,7 @@ def refit_vessel_postprocessing_run(layout: CohortLayout, root: Path, labels_dir
     payload = {k: v for k, v in payload.items() if k != "vessel_prior"}
     if prior is not None:
         payload["vessel_prior"] = prior.to_payload()
-    payload, filter_entry = _vessel_lesion_filter(payload, crops, convention, device, hp.lesion_filter_k)
+    payload, filter_entry = _vessel_lesion_filter(payload, crops, convention, device, hp)
     scorer = mask_scorer_from_payload(payload, {"kind": "vessel_segmentation", "weights_sha256": "unsaved"},
                                       device)
     metrics, test_rows = _evaluate_mask_scorer(scorer, crops, convention)
@@ -340,6 +386,7 @@ def refit_vessel_postprocessing_run(layout: CohortLayout, root: Path, labels_dir
             "vessel_prior": {**prior_fields, **fitted},
             "lesion_filter": None if filter_entry["lesion_filter"] is None else {**filter_entry["lesion_filter"],
                                                                                   **fitted},
+            "calcium_probability": {**filter_entry["calcium_probability"], **fitted},
             "postprocessing_seconds": round(timer(), 1)}
     card = save_checkpoint(model_dir, payload, card)
     test = card["metrics"]["test"]
@@ -358,11 +405,15 @@ def vessel_method(hp: ts.VesselSegHyper) -> str:
                      f"lesion_filter) of its {hp.lesion_filter_k} nearest training lesions by box place and mean "
                      "calcium probability were not coronary (cacflow.models.lesion_filter)" if hp.lesion_filter_k
                      else "")
+    calcium = ("; a voxel is calcium when its argmax class is not background or its calcium probability "
+               "1 - P(background) reaches a value chosen on validation (see calcium_probability; "
+               "cacflow.models.segmentation.select_calcium)" if any(c is not None for c in hp.calcium_probabilities)
+               else "")
     return ("seed 001: axial slices of the scoring grid inside the heart box, two input channels (HU and the "
             f">= 130 HU binary image){position}, {hp.norm} normalisation, five classes (background, LM, LAD, CX, "
             "RCA), focal loss (alpha 0.5, gamma 3), balanced sampling of slices with and without calcium; predicted "
-            f"labels gated at 130 HU{lesion_filter}{prior}; scored by the scoring library (2-D components under "
-            "1 mm2 dropped)")
+            f"labels gated at 130 HU{calcium}{lesion_filter}{prior}; scored by the scoring library (2-D components "
+            "under 1 mm2 dropped)")
 
 
 def train_vessel_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, localizer_dir: Path,
@@ -380,8 +431,7 @@ def train_vessel_run(layout: CohortLayout, root: Path, labels_dir: Path, config:
         card_fields={"arch": arch},
         prepare=lambda train: ts.fit_prior(train, hp),
         prepared_payload=lambda prior_: {} if prior_ is None else {"vessel_prior": prior_.to_payload()},
-        post_fit=lambda payload, crops, conv, device: _vessel_lesion_filter(payload, crops, conv, device,
-                                                                            hp.lesion_filter_k))
+        post_fit=lambda payload, crops, conv, device: _vessel_lesion_filter(payload, crops, conv, device, hp))
     return _train_mask_run(layout, root, labels_dir, config, localizer_dir, spec, out_dir)
 
 

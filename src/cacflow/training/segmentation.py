@@ -37,6 +37,7 @@ from cacflow.models.segmentation import (
     gate,
     label_box,
     logits,
+    select_calcium,
     slices_to_input,
 )
 from cacflow.models.vessel_prior import VesselPrior, fit_vessel_prior
@@ -73,6 +74,9 @@ class VesselSegHyper:
     prior_sigma_bins: float = 1.0  # Gaussian smoothing of the prior's counts, in cells
     prior_weight: float = 1.0  # weight of the prior's log-probability against the network's
     lesion_filter_k: int = 15  # neighbours of the lesion filter (models.lesion_filter); 0: no filter
+    # calcium probability candidates (models.segmentation.select_calcium; None: argmax alone), chosen on validation
+    # together with the lesion filter's threshold
+    calcium_probabilities: tuple[float | None, ...] = (None, 0.4, 0.3, 0.2)
     seed: int = 0
 
 
@@ -264,34 +268,39 @@ def fit_prior(train: list[CropRecord], hp: VesselSegHyper) -> VesselPrior | None
                             weight=hp.prior_weight)
 
 
-def box_calcium(seg: VesselSegmenter, rec: CropRecord) -> tuple[np.ndarray, np.ndarray]:
-    """The network's calcium on the record's nominal heart box: mask (z, y, x) and class log-probabilities (m, 5)
-    (:meth:`~cacflow.models.segmentation.VesselSegmenter.calcium_outputs`)."""
+def box_outputs(seg: VesselSegmenter, rec: CropRecord) -> tuple[np.ndarray, np.ndarray]:
+    """The network's outputs on the record's nominal heart box: the mask (z, y, x) of voxels at or above 130 HU and
+    the class log-probabilities (m, 5) there (:meth:`~cacflow.models.segmentation.VesselSegmenter.gated_outputs`);
+    :func:`cacflow.models.segmentation.select_calcium` turns them into calcium at any calcium probability."""
     y0, y1, x0, x1 = rec.inner
-    return seg.calcium_outputs(rec.hu[:, y0:y1, x0:x1])
+    return seg.gated_outputs(rec.hu[:, y0:y1, x0:x1])
 
 
-def training_lesions(seg: VesselSegmenter, train: list[CropRecord]) -> tuple[np.ndarray, np.ndarray]:
-    """The lesions ``seg``'s network predicts on the training boxes: features (n, 4) and spurious flags (n,)
-    against the gated reference labels (:func:`cacflow.training.lesion_filter.box_lesions`)."""
+def training_lesions(seg: VesselSegmenter, train: list[CropRecord],
+                     outputs: list[tuple[np.ndarray, np.ndarray]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The lesions ``seg``'s network predicts on the training boxes at its calcium probability: features (n, 4)
+    and spurious flags (n,) against the gated reference labels (:func:`cacflow.training.lesion_filter.box_lesions`).
+    ``outputs``: the records' :func:`box_outputs` when already computed."""
     out = []
-    for rec in train:
-        calcium, log_probs = box_calcium(seg, rec)
+    for rec, gated in zip(train, outputs or (box_outputs(seg, r) for r in train)):
+        calcium, log_probs = select_calcium(*gated, seg.calcium_probability)
         out.append(box_lesions(calcium, 1.0 - np.exp(log_probs[:, 0]), box_labels(rec)))
     return stack_lesions(out)
 
 
-def choose_lesion_threshold(seg: VesselSegmenter, val: list[CropRecord], convention: AgatstonConvention
+def choose_lesion_threshold(seg: VesselSegmenter, val: list[CropRecord], convention: AgatstonConvention,
+                            outputs: list[tuple[np.ndarray, np.ndarray]] | None = None
                             ) -> tuple[float | None, list[dict]]:
-    """The threshold of ``seg.lesion_filter`` chosen on the validation scans
-    (:func:`cacflow.training.lesion_filter.choose_threshold`; the network runs once per scan); each candidate's
-    row holds κ, accuracy, zero-calcium specificity, any-calcium sensitivity, calcium Dice and detection."""
-    outputs = [box_calcium(seg, rec) for rec in val]
+    """The threshold of ``seg.lesion_filter`` chosen on the validation scans at ``seg``'s calcium probability
+    (:func:`cacflow.training.lesion_filter.choose_threshold`; the network runs once per scan, or not at all when
+    ``outputs``, the records' :func:`box_outputs`, are given); each candidate's row holds κ, accuracy, zero-calcium
+    specificity, any-calcium sensitivity, calcium Dice and detection."""
+    calcium = [select_calcium(*g, seg.calcium_probability) for g in (outputs or (box_outputs(seg, r) for r in val))]
 
     def evaluate(threshold: float) -> dict:
         maps = [label_box(rec.hu, (0, rec.hu.shape[0], *rec.inner),
-                          lambda _, c=calcium, lp=log_probs: seg.label_calcium(c, lp, threshold))
-                for rec, (calcium, log_probs) in zip(val, outputs)]
+                          lambda _, c=c, lp=log_probs: seg.label_calcium(c, lp, threshold))
+                for rec, (c, log_probs) in zip(val, calcium)]
         m = segmentation_metrics(*evaluate_label_maps(seg.kind, val, maps, convention))
         return {**{k: float(m["agatston"][k]) for k in ("five_class_kappa", "five_class_accuracy",
                                                         "zero_calcium_specificity", "any_calcium_sensitivity")},
