@@ -19,7 +19,6 @@ from cacflow.models.localizer import CANVAS_MM, CANVAS_SIZE, PLANES
 from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
 from cacflow.models.lesion_filter import FEATURES as LESION_FEATURES, LesionFilter
 from cacflow.models.mask_scorers import mask_scorer_from_payload
-from cacflow.models.segmentation import label_box, select_calcium
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.scoring.strata import SCHEMES
@@ -308,7 +307,7 @@ def _vessel_lesion_filter(payload: dict, crops: dict, convention: AgatstonConven
         else:  # lesion_filter_k 0: the candidate's validation figures without a filter
             seg = mask_scorer_from_payload(fitted, {"kind": "vessel_segmentation", "weights_sha256": "unsaved"},
                                            device)
-            row = _no_filter_row(seg, crops["val"], convention, outputs["val"])
+            row = {"threshold": None, **ts.validation_figures(seg, crops["val"], convention, outputs["val"])(None)}
         fits.append((c, fitted, entry, row))
         log.info("calcium probability %s: validation kappa %.3f, accuracy %.3f, Dice %.3f", c,
                  row["five_class_kappa"], row["five_class_accuracy"], row["calcium_dice"])
@@ -319,19 +318,6 @@ def _vessel_lesion_filter(payload: dict, crops: dict, convention: AgatstonConven
               **{key: row[key] for key in ("five_class_kappa", "five_class_accuracy", "calcium_dice",
                                            "lesion_detection_rate")}} for cand, _, _, row in fits]
     return fitted, {**entry, "calcium_probability": {"chosen": c, "chosen_on": "val", "candidates": table}}
-
-
-def _no_filter_row(seg, val: list, convention: AgatstonConvention, outputs: list) -> dict:
-    """Validation figures of a vessel segmenter without a lesion filter (at its calcium probability)."""
-    maps = []
-    for rec, g in zip(val, outputs):
-        calcium, log_probs = select_calcium(*g, seg.calcium_probability)
-        maps.append(label_box(rec.hu, (0, rec.hu.shape[0], *rec.inner),
-                              lambda _, c=calcium, lp=log_probs: seg.label_calcium(c, lp)))
-    m = ts.segmentation_metrics(*ts.evaluate_label_maps(seg.kind, val, maps, convention))
-    return {"threshold": None, "five_class_kappa": float(m["agatston"]["five_class_kappa"]),
-            "five_class_accuracy": float(m["agatston"]["five_class_accuracy"]),
-            "calcium_dice": float(m["calcium_dice"]), "lesion_detection_rate": m["lesion_detection_rate"]}
 
 
 def _level_lesion_filter(payload: dict, pairs: dict, convention: AgatstonConvention, device, k: int

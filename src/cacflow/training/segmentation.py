@@ -288,16 +288,16 @@ def training_lesions(seg: VesselSegmenter, train: list[CropRecord],
     return stack_lesions(out)
 
 
-def choose_lesion_threshold(seg: VesselSegmenter, val: list[CropRecord], convention: AgatstonConvention,
-                            outputs: list[tuple[np.ndarray, np.ndarray]] | None = None
-                            ) -> tuple[float | None, list[dict]]:
-    """The threshold of ``seg.lesion_filter`` chosen on the validation scans at ``seg``'s calcium probability
-    (:func:`cacflow.training.lesion_filter.choose_threshold`; the network runs once per scan, or not at all when
-    ``outputs``, the records' :func:`box_outputs`, are given); each candidate's row holds κ, accuracy, zero-calcium
-    specificity, any-calcium sensitivity, calcium Dice and detection."""
+def validation_figures(seg: VesselSegmenter, val: list[CropRecord], convention: AgatstonConvention,
+                       outputs: list[tuple[np.ndarray, np.ndarray]] | None = None
+                       ) -> Callable[[float | None], dict]:
+    """``evaluate(threshold)``: the validation figures of ``seg`` at its calcium probability with its lesion filter
+    at ``threshold`` (None: the filter's own; ``math.inf`` keeps every lesion): κ, accuracy, zero-calcium
+    specificity, any-calcium sensitivity, calcium Dice and detection. The network runs once per scan, here, or not
+    at all when ``outputs`` (the records' :func:`box_outputs`) are given."""
     calcium = [select_calcium(*g, seg.calcium_probability) for g in (outputs or (box_outputs(seg, r) for r in val))]
 
-    def evaluate(threshold: float) -> dict:
+    def evaluate(threshold: float | None) -> dict:
         maps = [label_box(rec.hu, (0, rec.hu.shape[0], *rec.inner),
                           lambda _, c=c, lp=log_probs: seg.label_calcium(c, lp, threshold))
                 for rec, (c, log_probs) in zip(val, calcium)]
@@ -306,7 +306,16 @@ def choose_lesion_threshold(seg: VesselSegmenter, val: list[CropRecord], convent
                                                         "zero_calcium_specificity", "any_calcium_sensitivity")},
                 "calcium_dice": float(m["calcium_dice"]), "lesion_detection_rate": m["lesion_detection_rate"]}
 
-    return choose_threshold(evaluate)
+    return evaluate
+
+
+def choose_lesion_threshold(seg: VesselSegmenter, val: list[CropRecord], convention: AgatstonConvention,
+                            outputs: list[tuple[np.ndarray, np.ndarray]] | None = None
+                            ) -> tuple[float | None, list[dict]]:
+    """The threshold of ``seg.lesion_filter`` chosen on the validation scans at ``seg``'s calcium probability
+    (:func:`cacflow.training.lesion_filter.choose_threshold` of :func:`validation_figures`); each candidate's row
+    holds the figures."""
+    return choose_threshold(validation_figures(seg, val, convention, outputs))
 
 
 def train_vessel_net(arch: str, train: list[CropRecord], val: list[CropRecord], hp: VesselSegHyper,
