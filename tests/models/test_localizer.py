@@ -70,6 +70,20 @@ def test_box_edges_interpolate_the_half_probability_crossing():
     assert implausibility(est) is None
 
 
+def test_a_short_dip_does_not_split_the_heart_but_a_long_one_does():
+    p = np.zeros((3, 128))
+    p[:, 40:80] = 1.0
+    p[0, 60:66] = 0.0  # a 6-slice dip (18 mm): after the 3-slice smoothing 4 slices stay below one half
+    est = box_from_probabilities(p, margin_mm=0.0)
+    assert est.hi[0] - est.lo[0] < 25.0  # the longer piece only (40-60), and the rest counts as stray
+    assert est.per_axis_confidence[0] < 0.5 * est.per_axis_confidence[1]
+    p[0, 60:66] = 1.0
+    p[0, 61:63] = 0.0  # a 2-slice dip (6 mm): smoothed, 2 slices below one half, bridged
+    est = box_from_probabilities(p, margin_mm=0.0)
+    assert 39.0 < est.lo[0] < 40.5 and 79.5 <= est.hi[0] <= 80.5
+    assert est.per_axis_confidence[0] > 0.9 * est.per_axis_confidence[1]
+
+
 def test_no_heart_and_implausible_boxes_are_refused():
     with pytest.raises(LocalizerError, match="heart_not_found"):
         box_from_probabilities(np.zeros((3, 128)))

@@ -18,7 +18,7 @@ import torch
 from cacflow import config as cfg
 from cacflow.io.sparse_mask import decode_mask
 from cacflow.io.zarr_store import read_volume
-from cacflow.models.checkpoint import CheckpointError, load_checkpoint
+from cacflow.models.checkpoint import CheckpointError, load_checkpoint, read_card
 from cacflow.models.segmentation import VesselSegmenter
 from cacflow.pipeline.discover import run_discover
 from cacflow.pipeline.infer import INFER_COLUMNS, run_infer_shard
@@ -34,6 +34,7 @@ from cacflow.training.lesion_filter import LESION_FILTER_THRESHOLDS
 from cacflow.training.regressor import RegressorHyper
 from cacflow.training.regressor import initial_state as tr_initial_state
 from cacflow.training.run import (
+    reevaluate_run,
     refit_level_filter_run,
     refit_vessel_postprocessing_run,
     train_levels_run,
@@ -365,3 +366,42 @@ def test_level_model_lesion_filter_can_be_refitted(trained, small_cohort, tmp_pa
     assert on_disk["training"] == trained["levels"]["training"]
     assert on_disk["method"].count("nearest training lesions") == 1 and "3 nearest" in on_disk["method"]
     assert refit["metrics"]["test"]["robust_sharp_vs_soft_reference"]["n"] == trained["levels"]["pairs"]["test"]
+
+
+def _numbers(tree) -> list[float]:
+    """Every number of a JSON-like tree, in a fixed order (None as nan)."""
+    if isinstance(tree, dict):
+        return [x for k in sorted(tree) for x in _numbers(tree[k])]
+    if isinstance(tree, list):
+        return [x for v in tree for x in _numbers(v)]
+    if tree is None:
+        return [float("nan")]
+    return [float(tree)] if isinstance(tree, (int, float)) else []
+
+
+@pytest.mark.parametrize("model, rows", [("regressor", "test_series"), ("lstm", "test_series"),
+                                         ("levels", "test_pairs")])
+def test_a_scorer_is_reevaluated_on_another_localizers_boxes(trained, small_cohort, tmp_path, model, rows):
+    """A changed localizer changes every scorer's card figures: re-evaluation recomputes them on the localizer's
+    boxes and keeps the weights; on the localizer the model was evaluated with, it reproduces the card."""
+    models = trained["base"] / "models"
+    copy = tmp_path / model
+    shutil.copytree(models / model, copy)
+    before = read_card(copy)
+    args = (trained["layout"], small_cohort / "dicom", small_cohort / "truth" / "labels", trained["config"])
+    own = SHIPPED / "localizer" if model == "levels" else models / "localizer"  # the fixture's choice
+    card = reevaluate_run(*args, own, copy)
+    assert _numbers(card["metrics"]) == pytest.approx(_numbers(before["metrics"]), abs=1e-6, nan_ok=True)
+    assert [r["series_key"] for r in card[rows]] == [r["series_key"] for r in before[rows]]
+    assert card["reevaluated"]["previous"]["localizer"] == before["localizer"] == card["localizer"]
+    assert card["reevaluated"]["previous"]["test_metrics"] == before["metrics"]["test"]
+    assert (copy / "weights.pt").read_bytes() == (models / model / "weights.pt").read_bytes()
+    assert read_card(copy) == json.loads(json.dumps(card, default=float))
+    load_checkpoint(copy, before["kind"])  # the card still matches its weights
+    if model == "regressor":  # another localizer's boxes: its id replaces the old one
+        other = reevaluate_run(*args, SHIPPED / "localizer", copy)
+        assert other["localizer"].startswith("localizer-") and other["localizer"] != before["localizer"]
+        assert other["reevaluated"]["previous"]["localizer"] == before["localizer"]
+        assert other["metrics"]["test"]["agatston"]["n"] == before["metrics"]["test"]["agatston"]["n"]
+    with pytest.raises(ValueError, match="not a scorer"):  # a localizer is evaluated by its own training
+        reevaluate_run(*args, own, models / "localizer")

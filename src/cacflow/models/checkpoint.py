@@ -50,6 +50,21 @@ def save_checkpoint(directory: Path, payload: dict, card: dict) -> dict:
     return card
 
 
+def update_card(directory: Path, card: dict) -> dict:
+    """Replace the card of a finished checkpoint, its weights untouched (re-evaluation); returns the card.
+
+    Raises:
+        CheckpointError: the card's ``weights_sha256`` is not the SHA-256 of the weights on disk.
+    """
+    directory = Path(directory)
+    digest = hashlib.sha256((directory / WEIGHTS).read_bytes()).hexdigest()
+    if card.get("weights_sha256") != digest:
+        raise CheckpointError(f"{directory}: the new card names weights {card.get('weights_sha256')}, the weights "
+                              f"on disk are {digest}; a card can only be replaced for the weights it describes")
+    write_text(json.dumps(card, indent=2, sort_keys=True, default=float) + "\n", directory / CARD)
+    return card
+
+
 def read_card(directory: Path) -> dict:
     """The model card of a model directory."""
     path = Path(directory) / CARD

@@ -33,6 +33,8 @@ PLAUSIBLE_EXTENT_MM = ((50.0, 220.0), (50.0, 200.0), (60.0, 230.0))
 MAX_OFF_CENTRE_MM = 110.0
 #: Margin (mm) added on each side of the probability-crossing edges so the whole heart lies inside.
 BOX_MARGIN_MM = 3.0
+#: A dip below one half of at most this many canvas slices (6 mm) inside a run does not split it.
+MAX_GAP_SLICES = 2
 #: Below this confidence the box is not used (the anatomical heuristic takes over).
 MIN_CONFIDENCE = 0.6
 AIR_HU = -1000.0
@@ -184,11 +186,23 @@ class BoxEstimate:
         return (self.hi - self.lo) * CANVAS_MM
 
 
+def _close_gaps(above: np.ndarray, max_gap: int) -> np.ndarray:
+    """``above`` with every gap of at most ``max_gap`` slices between two slices above one half filled in."""
+    idx = np.nonzero(above)[0]
+    out = above.copy()
+    for a, b in zip(idx[:-1], idx[1:]):
+        if 1 < b - a <= max_gap + 1:
+            out[a + 1:b] = True
+    return out
+
+
 def _run_edges(p: np.ndarray) -> tuple[float, float, float] | None:
-    """Continuous edges (voxel units) of the longest run of p > 0.5 and its confidence; None if no run."""
+    """Continuous edges (voxel units) of the longest run of p > 0.5 (gaps of up to :data:`MAX_GAP_SLICES` slices
+    bridged: the heart is one organ) and its confidence; None if no run."""
     above = p > 0.5
     if not above.any():
         return None
+    above = _close_gaps(above, MAX_GAP_SLICES)
     best, start, best_run = 0, None, (0, 0)
     for i, a in enumerate(np.append(above, False)):
         if a and start is None:

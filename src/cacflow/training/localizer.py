@@ -1,9 +1,11 @@
 """Training the heart localizer: one :class:`~cacflow.models.localizer.PlaneNet` per plane on canvas slices.
 
 Targets come from the true heart mask (:func:`~cacflow.models.localizer.presence_targets`). Augmentation shifts a
-slice in its plane by a few canvas voxels (the answer "is the heart in this slice" does not change); intensities are
-never altered (the HU scale is what the scorers read). Each plane's network keeps the state of its best validation
-loss (binary cross-entropy) and stops after ``patience`` epochs without improvement.
+slice in its plane by a few canvas voxels and, with ``appearance_probability``, changes its appearance
+(:mod:`cacflow.training.appearance`: tissue HU remap, lung vessels, a table); the answer "is the heart in this slice"
+does not change. The localizer is the one model whose intensities may be altered: it never reads a score off the HU.
+Each plane's network keeps the state of its best validation loss (binary cross-entropy) and stops after ``patience``
+epochs without improvement.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from cacflow.models.localizer import (
 )
 from cacflow.models.predict import HeartLocalizer
 from cacflow.scoring.agatston import AgatstonConvention
+from cacflow.training.appearance import SliceContext, augment_slice, body_box
 from cacflow.training.common import EarlyStopping, Timer, to_device, train_autocast
 from cacflow.training.data import LabelledSeries, load_many
 
@@ -42,10 +45,12 @@ class LocalizerHyper:
     hidden: int = 64
     learning_rate: float = 1e-3
     batch_size: int = 64
-    max_epochs: int = 10
-    patience: int = 3
+    max_epochs: int = 20  # the appearance changes make validation noisier: longer runs, more patience (session 12)
+    patience: int = 6
     samples_per_epoch: int = 4096
     shift_voxels: int = 8
+    #: probability of each appearance change of :func:`cacflow.training.appearance.augment_slice` (0: none)
+    appearance_probability: float = 0.5
     seed: int = 0
 
 
@@ -54,6 +59,15 @@ class CanvasRecord:
     series: LabelledSeries
     canvas: np.ndarray  # float16 HU (128, 128, 128)
     targets: np.ndarray  # (3, 128)
+    body: tuple | None = None  # the body's canvas bounding box (lo, hi), computed when first needed
+
+    def context(self, index: int) -> SliceContext:
+        """Where slice ``index`` (of any plane) lies in this canvas, for :func:`augment_slice`."""
+        if getattr(self, "body", None) is None:
+            self.body = body_box(self.canvas)
+        heart = np.nonzero(self.targets[0] > 0.5)[0]
+        heart_z = float(heart.mean()) if len(heart) else self.canvas.shape[0] / 2.0
+        return SliceContext(int(index), self.body[0], self.body[1], heart_z)
 
 
 def load_canvases(series: list[LabelledSeries], grid: ZGrid, convention: AgatstonConvention) -> list[CanvasRecord]:
@@ -65,11 +79,13 @@ def load_canvases(series: list[LabelledSeries], grid: ZGrid, convention: Agatsto
     return out
 
 
-def _batch(records: list[CanvasRecord], plane: int, picks: np.ndarray, shifts: np.ndarray | None
-           ) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(records: list[CanvasRecord], plane: int, picks: np.ndarray, shifts: np.ndarray | None,
+           rng: np.random.Generator | None = None, appearance: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     xs, ys = [], []
     for k, (i, j) in enumerate(picks):
         img = np.take(records[i].canvas, j, axis=plane).astype(np.float32)
+        if rng is not None:
+            img = augment_slice(img, PLANES[plane], rng, appearance, records[i].context(j))
         if shifts is not None:
             img = np.roll(img, tuple(shifts[k]), axis=(0, 1))
         xs.append(img)
@@ -109,7 +125,7 @@ def train_plane(plane: str, train: list[CanvasRecord], val: list[CanvasRecord], 
             picks = np.stack([rng.integers(0, len(train), hp.batch_size),
                               rng.integers(0, train[0].canvas.shape[axis], hp.batch_size)], 1)
             shifts = rng.integers(-hp.shift_voxels, hp.shift_voxels + 1, (hp.batch_size, 2))
-            x, y = _batch(train, axis, picks, shifts)
+            x, y = _batch(train, axis, picks, shifts, rng, hp.appearance_probability)
             with train_autocast(device):
                 logits = net(to_device(x, device)).float()
             loss = F.binary_cross_entropy_with_logits(logits, y.to(device))

@@ -14,11 +14,17 @@ import pandas as pd
 from cacflow.config import grids
 from cacflow.evaluation.agreement import agreement, agreement_table
 from cacflow.imaging.resample import ZGrid
-from cacflow.models.checkpoint import load_checkpoint, save_checkpoint, software_versions
+from cacflow.models.checkpoint import (
+    load_checkpoint,
+    read_card,
+    save_checkpoint,
+    software_versions,
+    update_card,
+)
 from cacflow.models.localizer import CANVAS_MM, CANVAS_SIZE, PLANES
 from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
 from cacflow.models.lesion_filter import FEATURES as LESION_FEATURES, LesionFilter
-from cacflow.models.mask_scorers import mask_scorer_from_payload
+from cacflow.models.mask_scorers import load_mask_scorer, mask_scorer_from_payload
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.scoring.strata import SCHEMES
@@ -164,14 +170,18 @@ def train_regressor_run(layout: CohortLayout, root: Path, labels_dir: Path, conf
         "selection": {t: h["best_val_log_mae"] for t, (_, h) in candidates.items()},
         "slice_floor": {"agatston": floor, "chosen_on": "val", "candidates": floor_table},
         "metrics": metrics, "convention": convention.as_dict(), "software": software_versions(),
-        "test_series": [{"series_key": r.series.series_key, "kernel_class": r.series.kernel_class,
-                         "kvp": r.series.kvp, "reference_agatston": r.reference_agatston, "box": r.box_method}
-                        for r in crops["test"]],
+        "test_series": _regressor_test_rows(crops["test"]),
     }
     card = save_checkpoint(out_dir, {**payload}, {**card, "evaluated": True})
     log.info("regressor (%s target) written to %s: test ICC %.3f", chosen, out_dir,
              card["metrics"]["test"]["agatston"]["icc"])
     return card
+
+
+def _regressor_test_rows(crops: list[tr.CropRecord]) -> list[dict]:
+    """The regressor card's per-scan test rows."""
+    return [{"series_key": r.series.series_key, "kernel_class": r.series.kernel_class, "kvp": r.series.kvp,
+             "reference_agatston": r.reference_agatston, "box": r.box_method} for r in crops]
 
 
 @dataclass
@@ -195,11 +205,12 @@ class MaskModelSpec:
 
 
 def _heart_box_crops(series: list[LabelledSeries], localizer_dir: Path, device, grid: ZGrid,
-                     convention: AgatstonConvention) -> tuple[HeartLocalizer, dict]:
+                     convention: AgatstonConvention, splits: tuple[str, ...] = SPLITS
+                     ) -> tuple[HeartLocalizer, dict]:
     """The localizer and the labelled series of each split cropped to their pipeline heart boxes (8 mm margin)."""
     localizer = HeartLocalizer.load(localizer_dir, device)
     return localizer, {k: tr.load_crops([s for s in series if s.split == k], localizer, grid, convention, 8.0)
-                       for k in SPLITS}
+                       for k in splits}
 
 
 def _train_mask_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, localizer_dir: Path,
@@ -356,7 +367,7 @@ def refit_vessel_postprocessing_run(layout: CohortLayout, root: Path, labels_dir
     timer = Timer()
     payload, card, series, grid, convention, hp, device = _refit_setup(
         layout, root, labels_dir, config, model_dir, "vessel_segmentation", ts.VesselSegHyper)
-    _, crops = _heart_box_crops(series, localizer_dir, device, grid, convention)
+    localizer, crops = _heart_box_crops(series, localizer_dir, device, grid, convention)
     prior = ts.fit_prior(crops["train"], hp)
     payload = {k: v for k, v in payload.items() if k != "vessel_prior"}
     if prior is not None:
@@ -368,6 +379,7 @@ def refit_vessel_postprocessing_run(layout: CohortLayout, root: Path, labels_dir
     prior_fields = {k: getattr(hp, k) for k in ("prior_bins", "prior_sigma_bins", "prior_weight")}
     fitted = {"fitted_after_training": True, "software": software_versions()}
     card = {**card, "metrics": metrics, "test_series": test_rows, "method": vessel_method(hp),
+            "localizer": localizer.id,
             "hyper_parameters": hyper_dict(hp),
             "vessel_prior": {**prior_fields, **fitted},
             "lesion_filter": None if filter_entry["lesion_filter"] is None else {**filter_entry["lesion_filter"],
@@ -378,6 +390,57 @@ def refit_vessel_postprocessing_run(layout: CohortLayout, root: Path, labels_dir
     test = card["metrics"]["test"]
     log.info("vessel prior and lesion filter fitted in %s: test vessel Dice %.3f, detection %s, kappa %.3f",
              model_dir, test["vessel_dice"], test["lesion_detection_rate"], test["agatston"]["five_class_kappa"])
+    return card
+
+
+#: Card entries that hold evaluation results, per checkpoint kind (replaced by :func:`reevaluate_run`).
+_RESULT_ROWS = {"regressor": "test_series", "calcium_levels": "test_pairs"}
+
+
+def reevaluate_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, localizer_dir: Path,
+                   model_dir: Path) -> dict:
+    """Re-evaluate a trained regressor or segmentation scorer on the validation and test scans cropped to the heart
+    boxes of the localizer in ``localizer_dir``, as a training run with that localizer would have evaluated it.
+
+    For a new localizer: every scorer's card figures come from the boxes its localizer drew, so a changed localizer
+    changes them. The weights and everything fitted after training (per-slice floor, vessel prior, lesion filter,
+    calcium probability) are kept; the card's metrics, per-scan test rows and ``localizer`` are replaced, and
+    ``reevaluated`` records the previous localizer and test metrics. Refused when the cohort or split is not the
+    one the model was trained on."""
+    timer = Timer()
+    card = read_card(model_dir)
+    kind = card.get("kind")
+    if kind not in ("regressor", "vessel_segmentation", "conv_lstm", "patch_unet3d", "calcium_levels"):
+        raise ValueError(f"{model_dir}: a {kind!r} checkpoint is not a scorer; re-evaluation takes a regressor or a "
+                         "segmentation scorer (a localizer is evaluated by its own training)")
+    series, grid, convention, info = _setup(layout, root, labels_dir, config)
+    if info["data_sha256"] != card.get("data_sha256") or info["split_seed"] != card.get("split_seed"):
+        raise ValueError(f"{model_dir}: its card was trained on other data (data_sha256 or split seed differ from "
+                         f"cohort {layout.cohort}); re-evaluate on the cohort and split it was trained on")
+    device = pick_device(config["training"]["device"])
+    localizer = HeartLocalizer.load(localizer_dir, device)
+    held_out = ("val", "test")
+    if kind == "regressor":
+        regressor = SliceRegressor.load(model_dir, device)
+        crops = {k: tr.load_crops([s for s in series if s.split == k], localizer, grid, convention,
+                                  card["hyper_parameters"]["jitter_mm"]) for k in held_out}
+        metrics = {k: regression_metrics(tr.scan_predictions(regressor, crops[k], convention), crops[k])
+                   for k in held_out}
+        rows = _regressor_test_rows(crops["test"])
+    elif kind == "calcium_levels":
+        payload, _ = load_checkpoint(model_dir, kind)
+        pairs = {k: tcl.load_pairs([s for s in series if s.split == k], localizer, grid, convention)
+                 for k in held_out}
+        metrics, rows = _evaluate_level_model(payload, pairs, convention, device)
+    else:
+        _, crops = _heart_box_crops(series, localizer_dir, device, grid, convention, held_out)
+        metrics, rows = _evaluate_mask_scorer(load_mask_scorer(model_dir, device), crops, convention)
+    previous = {"localizer": card.get("localizer"), "test_metrics": card["metrics"]["test"]}
+    card = {**card, "metrics": metrics, _RESULT_ROWS.get(kind, "test_series"): rows, "localizer": localizer.id,
+            "reevaluated": {"previous": previous, "software": software_versions(),
+                            "seconds": round(timer(), 1)}}
+    card = update_card(model_dir, card)
+    log.info("%s re-evaluated with %s in %.0f s", model_dir, localizer.id, timer())
     return card
 
 
@@ -484,7 +547,7 @@ def refit_level_filter_run(layout: CohortLayout, root: Path, labels_dir: Path, c
     metrics, test_rows = _evaluate_level_model(payload, pairs, convention, device)
     method = card["method"].split("; a lesion (3-D component")[0] + _level_filter_method(hp)
     entry = filter_entry["lesion_filter"]
-    card = {**card, "metrics": metrics, "test_pairs": test_rows, "method": method,
+    card = {**card, "metrics": metrics, "test_pairs": test_rows, "method": method, "localizer": localizer.id,
             "hyper_parameters": hyper_dict(hp),
             "lesion_filter": None if entry is None else {**entry, "fitted_after_training": True,
                                                          "software": software_versions()},
