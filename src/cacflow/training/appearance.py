@@ -3,8 +3,8 @@
 The localizer answers "is the heart in this slice"; it never produces a score, so, unlike the scorers' training,
 its inputs may have their intensities changed. The phantom that trains it differs from real chest CT in ways a
 network can latch on to (seen on the real Philips scan, ``docs/training.md``): its heart is a uniform ellipsoid in a
-fat shell inside a fat-filled mediastinum, where a real heart's ventricles touch the lungs; its lungs are smooth,
-where real lungs hold branching vessels; it has no table; its body is narrow, so a sagittal slice beside the chest
+fat shell inside a fat-filled mediastinum, where a real heart's ventricles touch the lungs; its lungs have
+texture but no vessels, where real lungs hold branching ones; it has no table; its body is narrow, so a sagittal slice beside the chest
 is empty, where a real one holds chest wall, lung and liver; it has no breasts, which in a coronal slice in front of
 the chest look much like a heart. Each function here alters one of these on a 2-D canvas
 slice (HU, 3 mm voxels, rows and columns in the canvas's canonical LPS orientation); the presence target does not
