@@ -46,6 +46,11 @@ def save_checkpoint(directory: Path, payload: dict, card: dict) -> dict:
     card = {**card, "weights_sha256": hashlib.sha256(data).hexdigest(), "weights_bytes": len(data)}
     (directory / CARD).unlink(missing_ok=True)
     write_bytes(data, directory / WEIGHTS)
+    return _write_card(directory, card)
+
+
+def _write_card(directory: Path, card: dict) -> dict:
+    """Write ``card`` as the directory's model card (sorted JSON); returns it."""
     write_text(json.dumps(card, indent=2, sort_keys=True, default=float) + "\n", directory / CARD)
     return card
 
@@ -61,8 +66,7 @@ def update_card(directory: Path, card: dict) -> dict:
     if card.get("weights_sha256") != digest:
         raise CheckpointError(f"{directory}: the new card names weights {card.get('weights_sha256')}, the weights "
                               f"on disk are {digest}; a card can only be replaced for the weights it describes")
-    write_text(json.dumps(card, indent=2, sort_keys=True, default=float) + "\n", directory / CARD)
-    return card
+    return _write_card(directory, card)
 
 
 def read_card(directory: Path) -> dict:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-PLANES: tuple[str, ...] = ("axial", "coronal", "sagittal")  # the canvas axis each plane's slices index (z, y, x)
+from cacflow.models.localizer import AIR_HU, PLANES
 
 #: HU knots of the tissue remap (air, lung, lung-to-fat, fat, soft tissue, dense tissue, bone) and how far each may
 #: move (HU). Air stays air; the map stays monotone, so tissue order (lung < fat < muscle < bone) is kept.
@@ -36,7 +36,6 @@ TABLE_GAP_VOXELS: tuple[int, int] = (1, 12)
 BODY_HU = -500.0
 #: In-plane zoom range (scale factors about the slice centre): larger and smaller patients than the phantom's.
 ZOOM_RANGE: tuple[float, float] = (0.85, 1.5)
-AIR_HU = -1000.0
 #: Below this a pixel is air outside the body (lung stays above it), where shapes on the body may be drawn.
 OUTSIDE_HU = -950.0
 
@@ -89,13 +88,12 @@ def _paint_ellipsoid(img: np.ndarray, plane: str, index: int, centre: np.ndarray
 def add_breasts(img: np.ndarray, plane: str, where: SliceContext, rng: np.random.Generator) -> np.ndarray:
     """Two soft-tissue ellipsoids on the front (low y) of the chest, left and right of the midline, at heart level,
     drawn over air only; a slice of any plane gets its cut of the same 3-D shapes."""
-    (z0, y0, x0), (z1, y1, x1) = where.body_lo, where.body_hi
-    del z0, z1, y1
+    front, (x0, x1) = where.body_lo[1], (where.body_lo[2], where.body_hi[2])
     cx, half = (x0 + x1) / 2.0, (x1 - x0) / 2.0
     hu = rng.uniform(*BREAST_HU)
     out = img
     for side in (-1.0, 1.0):
-        centre = np.array([where.heart_z + rng.uniform(-8.0, 8.0), y0 + rng.uniform(2.0, 8.0),
+        centre = np.array([where.heart_z + rng.uniform(-8.0, 8.0), front + rng.uniform(2.0, 8.0),
                            cx + side * half * rng.uniform(0.3, 0.6)])
         radii = np.array([rng.uniform(*r) for r in BREAST_RADII])
         out = _paint_ellipsoid(out, plane, where.index, centre, radii, hu)

@@ -2,8 +2,8 @@
 
 Targets come from the true heart mask (:func:`~cacflow.models.localizer.presence_targets`). Augmentation shifts a
 slice in its plane by a few canvas voxels and, with ``appearance_probability``, changes its appearance
-(:mod:`cacflow.training.appearance`: tissue HU remap, lung vessels, a table); the answer "is the heart in this slice"
-does not change. The localizer is the one model whose intensities may be altered: it never reads a score off the HU.
+(:mod:`cacflow.training.appearance`: breasts, zoom, lung vessels, a table, a tissue HU remap); the answer "is the
+heart in this slice" does not change. The localizer is the one model whose intensities may be altered: it never reads a score off the HU.
 Each plane's network keeps the state of its best validation loss (binary cross-entropy) and stops after ``patience``
 epochs without improvement.
 """
@@ -63,7 +63,7 @@ class CanvasRecord:
 
     def context(self, index: int) -> SliceContext:
         """Where slice ``index`` (of any plane) lies in this canvas, for :func:`augment_slice`."""
-        if getattr(self, "body", None) is None:
+        if self.body is None:
             self.body = body_box(self.canvas)
         heart = np.nonzero(self.targets[0] > 0.5)[0]
         heart_z = float(heart.mean()) if len(heart) else self.canvas.shape[0] / 2.0

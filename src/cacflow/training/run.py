@@ -133,8 +133,7 @@ def train_regressor_run(layout: CohortLayout, root: Path, labels_dir: Path, conf
     hp, init_state, init_origin = tr.initial_state(_hyper(tr.RegressorHyper, config["training"]["regressor"]))
     device = pick_device(config["training"]["device"])
     localizer = HeartLocalizer.load(localizer_dir, device)
-    crops = {k: tr.load_crops([s for s in series if s.split == k], localizer, grid, convention, hp.jitter_mm)
-             for k in SPLITS}
+    crops = _split_crops(series, localizer, grid, convention, hp.jitter_mm)
     log.info("regressor: crops loaded in %.0f s (%s)", timer(), {k: len(v) for k, v in crops.items()})
     candidates = {}
     for transform in hp.transforms:
@@ -204,13 +203,23 @@ class MaskModelSpec:
     post_fit: Callable | None = None
 
 
+#: In-plane margin (mm) of the segmentation scorers' crops around the heart box.
+MASK_CROP_MARGIN_MM = 8.0
+
+
+def _split_crops(series: list[LabelledSeries], localizer: HeartLocalizer, grid: ZGrid,
+                 convention: AgatstonConvention, margin_mm: float, splits: tuple[str, ...] = SPLITS) -> dict:
+    """The labelled series of each split cropped to their pipeline heart boxes widened by ``margin_mm``."""
+    return {k: tr.load_crops([s for s in series if s.split == k], localizer, grid, convention, margin_mm)
+            for k in splits}
+
+
 def _heart_box_crops(series: list[LabelledSeries], localizer_dir: Path, device, grid: ZGrid,
-                     convention: AgatstonConvention, splits: tuple[str, ...] = SPLITS
-                     ) -> tuple[HeartLocalizer, dict]:
-    """The localizer and the labelled series of each split cropped to their pipeline heart boxes (8 mm margin)."""
+                     convention: AgatstonConvention) -> tuple[HeartLocalizer, dict]:
+    """The localizer and the labelled series of each split cropped to their pipeline heart boxes
+    (:data:`MASK_CROP_MARGIN_MM`)."""
     localizer = HeartLocalizer.load(localizer_dir, device)
-    return localizer, {k: tr.load_crops([s for s in series if s.split == k], localizer, grid, convention, 8.0)
-                       for k in splits}
+    return localizer, _split_crops(series, localizer, grid, convention, MASK_CROP_MARGIN_MM)
 
 
 def _train_mask_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, localizer_dir: Path,
@@ -422,8 +431,7 @@ def reevaluate_run(layout: CohortLayout, root: Path, labels_dir: Path, config: d
     held_out = ("val", "test")
     if kind == "regressor":
         regressor = SliceRegressor.load(model_dir, device)
-        crops = {k: tr.load_crops([s for s in series if s.split == k], localizer, grid, convention,
-                                  card["hyper_parameters"]["jitter_mm"]) for k in held_out}
+        crops = _split_crops(series, localizer, grid, convention, card["hyper_parameters"]["jitter_mm"], held_out)
         metrics = {k: regression_metrics(tr.scan_predictions(regressor, crops[k], convention), crops[k])
                    for k in held_out}
         rows = _regressor_test_rows(crops["test"])
@@ -433,7 +441,7 @@ def reevaluate_run(layout: CohortLayout, root: Path, labels_dir: Path, config: d
                  for k in held_out}
         metrics, rows = _evaluate_level_model(payload, pairs, convention, device)
     else:
-        _, crops = _heart_box_crops(series, localizer_dir, device, grid, convention, held_out)
+        crops = _split_crops(series, localizer, grid, convention, MASK_CROP_MARGIN_MM, held_out)
         metrics, rows = _evaluate_mask_scorer(load_mask_scorer(model_dir, device), crops, convention)
     previous = {"localizer": card.get("localizer"), "test_metrics": card["metrics"]["test"]}
     card = {**card, "metrics": metrics, _RESULT_ROWS.get(kind, "test_series"): rows, "localizer": localizer.id,
