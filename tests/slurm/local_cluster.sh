@@ -3,7 +3,8 @@
 #
 #   bash tests/slurm/local_cluster.sh install   # Debian packages: munge, slurmctld, slurmd, slurm-client,
 #                                               # slurmdbd, mariadb-server (skipped when already installed)
-#   bash tests/slurm/local_cluster.sh start     # configure and start the daemons that are not running yet
+#   bash tests/slurm/local_cluster.sh start     # configure and start the daemons that are not running yet; jobs
+#                                               # left by a cluster that was killed mid-run are ended
 #   bash tests/slurm/local_cluster.sh stop      # stop exactly the daemons that `start` started
 #   bash tests/slurm/local_cluster.sh status    # daemons and node state; exit 0 when the node is usable
 #
@@ -160,6 +161,28 @@ start_daemon() { # start_daemon NAME PIDFILE READY-CHECK...
 }
 
 node_state() { sinfo -h -n "$NODE" -o %T 2>/dev/null; }
+# the node is idle; a down or drained one is asked to resume (one try per call)
+idle_or_resume() {
+  case $(node_state) in
+    idle) return 0 ;;
+    down* | drain* | fail*) scontrol update nodename="$NODE" state=resume >/dev/null 2>&1 || true ;;
+  esac
+  return 1
+}
+# slurmd has registered with slurmctld: a state that is known and not marked '*' (not responding)
+node_responding() { local s; s=$(node_state) && [[ -n $s && $s != unknown* && $s != *'*' ]]; }
+
+diagnose() { # what a failed start leaves to read: the node, its jobs and the daemons' last log lines
+  {
+    scontrol show node "$NODE" || true
+    squeue || true
+    local log
+    for log in /var/log/slurm/slurmctld.log /var/log/slurm/slurmd.log; do
+      echo "--- last lines of $log"
+      tail -n 20 "$log" || true
+    done
+  } >&2
+}
 
 start() {
   install -d -m 0755 "$STATE"
@@ -172,12 +195,24 @@ start() {
   start_mariadb
   start_daemon slurmdbd /run/slurmdbd.pid bash -c 'exec 3<>/dev/tcp/127.0.0.1/6819'
   start_daemon slurmctld /run/slurmctld.pid scontrol ping
+  local fresh_slurmd=0
+  pid_of /run/slurmd.pid >/dev/null || fresh_slurmd=1
   start_daemon slurmd /run/slurmd.pid true
-  # a node drained by an earlier configuration stays drained across restarts (StateSaveLocation)
-  if ! until_ok 20 "node idle" bash -c "[[ \$(sinfo -h -n $NODE -o %T) == idle ]]"; then
-    scontrol update nodename="$NODE" state=resume || true
-    until_ok 20 "node idle after resume" bash -c "[[ \$(sinfo -h -n $NODE -o %T) == idle ]]"
+  # slurmctld recovers its jobs from StateSaveLocation. When the daemons of an earlier cluster were killed
+  # mid-job (a test session ended by a kill), its jobs come back as running or completing and hold the node,
+  # although no slurmd runs them any more. A slurmd started just now runs nothing, so every job still listed
+  # is such a leftover: cancel it, and take the node down and back up, which ends a job stuck in COMPLETING
+  # (scancel alone leaves one there for minutes). Only after slurmd has registered: before, the node ignores it.
+  until_ok 60 "node registered" node_responding || { diagnose; return 1; }
+  if ((fresh_slurmd)) && [[ -n $(squeue -h -o %i 2>/dev/null) ]]; then
+    say "ending jobs left by an earlier cluster: $(squeue -h -o '%i:%T' | tr '\n' ' ')"
+    scancel --full $(squeue -h -o %i) || true
+    scontrol update nodename="$NODE" state=down reason="jobs left by an earlier cluster" || true
+    until_ok 60 "leftover jobs to end" bash -c '[[ -z $(squeue -h -o %i) ]]' || { diagnose; return 1; }
   fi
+  # The node left DOWN above, or drained by an earlier configuration (StateSaveLocation keeps node states across
+  # restarts), is resumed; slurmd's next message may also return it to service by itself (ReturnToService=2).
+  until_ok 90 "node idle" idle_or_resume || { diagnose; return 1; }
   # smoke test: a job, a GPU job, and accounting that records them
   srun -n1 -t 1 true
   ((GPUS == 0)) || srun -n1 -t 1 --gres=gpu:1 bash -c '[[ -n $CUDA_VISIBLE_DEVICES ]]'
