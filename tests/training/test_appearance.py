@@ -118,3 +118,67 @@ def test_breasts_lie_in_front_of_the_chest_over_air_only():
     assert rows.min() < 10 and rows.max() < 30  # on the front half (low y) of the body, which spans y 10-49
     far = ap.SliceContext(0, lo, hi, heart_z=39.0)  # a slice far below the heart level: no cut
     assert (ap.add_breasts(img, "axial", far, np.random.default_rng(2)) == img).all()
+
+
+def test_abdomen_slice_keeps_the_outline_edge_and_bones_and_replaces_heart_and_lungs():
+    img = _chest()
+    outside = img == -1000.0
+    for seed in range(20):
+        out = ap.abdomen_slice(img, np.random.default_rng(seed))
+        assert out is not None and out.shape == img.shape
+        assert (out[outside] == -1000.0).all()  # outside the body: air as before
+        assert (out[44:49, 30:34] == 700.0).all()  # the spine stays
+        assert (out[10, 8:56] == img[10, 8:56]).all() and (out[10:50, 8] == img[10:50, 8]).all()  # the edge stays
+        heart = out[20:34, 26:40]
+        assert (heart != 40.0).mean() > 0.9  # the heart is gone
+    # the liver (patient's right: low columns) is soft tissue and reaches near the body wall
+    livers = [ap.abdomen_slice(img, np.random.default_rng(s))[28, 14] for s in range(20)]
+    assert np.median(livers) >= ap.LIVER_HU[0] - 30.0
+
+
+def test_abdomen_slice_keeps_lungs_only_as_posterior_bases():
+    img = _chest()
+    kept = []
+    for seed in range(30):
+        out = ap.abdomen_slice(img, np.random.default_rng(seed))
+        lung = (out == -850.0)
+        rows = np.nonzero(lung)[0]
+        if len(rows):
+            kept.append(rows.min())
+            assert lung.sum() < (img == -850.0).sum() / 2  # shrunk to crescents
+    assert kept and min(kept) > 15 + 30 * 0.4 - 1  # behind the front of the lungs (they start at row 15)
+
+
+def test_abdomen_slice_needs_a_body():
+    assert ap.abdomen_slice(np.full((64, 64), -1000.0, np.float32), np.random.default_rng(0)) is None
+
+
+def _record():
+    """A 64^3 canvas of the chest slice over z 16..47 (heart in z 24..39) and its presence targets."""
+    from cacflow.training.localizer import CanvasRecord
+
+    canvas = np.full((64, 64, 64), -1000.0, np.float32)
+    chest = _chest()
+    for z in range(16, 48):
+        canvas[z] = chest if 24 <= z < 40 else np.where(chest == 40.0, -100.0, chest)
+    targets = np.zeros((3, 64), np.float32)
+    targets[0, 24:40] = 1.0
+    targets[1, 20:34] = 1.0
+    targets[2, 26:40] = 1.0
+    return CanvasRecord(None, canvas.astype(np.float16), targets)  # type: ignore[arg-type]
+
+
+def test_training_batches_replace_axial_slices_by_abdomen_slices_without_a_heart():
+    from cacflow.training.localizer import _batch
+
+    rec = _record()
+    picks = np.array([(0, z) for z in range(24, 40)])
+    x, y = _batch([rec], 0, picks, None, np.random.default_rng(0), appearance=0.0, abdomen=1.0)
+    assert (y == 0.0).all()  # every heart slice became an abdomen slice
+    assert not np.allclose(x[:, 0, 20:34, 26:40].numpy(), (40.0 + 1000.0) / 1000.0)  # its heart is gone
+    x0, y0 = _batch([rec], 0, picks, None, np.random.default_rng(0), appearance=0.0, abdomen=0.0)
+    assert (y0 == 1.0).all()
+    # coronal slices are never replaced: their targets stay
+    picks = np.array([(0, j) for j in range(64)])
+    _, yc = _batch([rec], 1, picks, None, np.random.default_rng(0), appearance=0.0, abdomen=1.0)
+    assert np.array_equal(yc.numpy(), rec.targets[1])

@@ -8,7 +8,8 @@ texture but no vessels, where real lungs hold branching ones; it has no table; i
 is empty, where a real one holds chest wall, lung and liver; it has no breasts, which in a coronal slice in front of
 the chest look much like a heart. Each function here alters one of these on a 2-D canvas
 slice (HU, 3 mm voxels, rows and columns in the canvas's canonical LPS orientation); the presence target does not
-change. :func:`augment_slice` applies each with a given probability.
+change. :func:`augment_slice` applies each with a given probability. One more, :func:`abdomen_slice`, stands for
+what the phantom lacks altogether (the upper abdomen, which real chest scans reach) and makes a slice without a heart.
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ ZOOM_RANGE: tuple[float, float] = (0.85, 1.5)
 #: Below this a pixel is air outside the body (lung stays above it), where shapes on the body may be drawn.
 OUTSIDE_HU = -950.0
 
+
+#: Upper abdomen: HU of the liver, of the other organs and the fat between them (mixed), and of the gas in the
+#: stomach; how many voxels of the body's edge (skin, fat, muscle) stay as they were; HU above which bone stays.
+LIVER_HU: tuple[float, float] = (40.0, 75.0)
+VISCERA_HU: tuple[float, float] = (-100.0, 45.0)
+GAS_HU: tuple[float, float] = (-1000.0, -850.0)
+WALL_VOXELS: tuple[int, int] = (2, 5)
+BONE_HU = 150.0
 
 #: Breasts: HU (fat to glandular tissue) and radii (canvas voxels, z / y / x) of the two ellipsoids.
 BREAST_HU: tuple[float, float] = (-110.0, 40.0)
@@ -167,6 +176,48 @@ def add_table(img: np.ndarray, plane: str, rng: np.random.Generator) -> np.ndarr
     else:
         out[lo:hi, rows[0]:rows[-1] + 1] = rng.uniform(*TABLE_HU)
     return out
+
+
+def _ellipse(shape: tuple[int, int], centre: tuple[float, float], radii: tuple[float, float]) -> np.ndarray:
+    rows = (np.arange(shape[0]) - centre[0])[:, None] / radii[0]
+    cols = (np.arange(shape[1]) - centre[1])[None, :] / radii[1]
+    return rows**2 + cols**2 < 1.0
+
+
+def abdomen_slice(img: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """An axial slice of the upper abdomen made from an axial chest slice (HU, rows y posterior, columns x patient
+    left): the body's outline, edge and bones kept, everything inside it (lungs, heart, mediastinum) replaced by a
+    liver on the patient's right that reaches the body wall, organs and fat of mixed density on the left, a gas
+    bubble in the stomach in front on the left and, in half of the slices, the lung bases as thin crescents at the
+    back. The phantom's scans end just below its heart, so without these the axial network never sees a slice of
+    liver under the diaphragm, and on real CT it calls one heart. The heart is absent: its presence target is 0.
+    None when the slice holds too little body to build one from."""
+    body = ndimage.binary_fill_holes(img > BODY_HU)
+    if body.sum() < 400:
+        return None
+    interior = ndimage.binary_erosion(body, iterations=int(rng.integers(*WALL_VOXELS)))
+    if interior.sum() < 200:
+        return None
+    rows, cols = np.nonzero(interior)
+    (y0, y1), (x0, x1) = (rows.min(), rows.max()), (cols.min(), cols.max())
+    height, width = y1 - y0 + 1, x1 - x0 + 1
+    out = img.copy()
+    viscera = rng.uniform(*VISCERA_HU) + rng.normal(0.0, 25.0, img.shape)
+    out[interior] = viscera[interior]
+    liver = _ellipse(img.shape, (y0 + height * rng.uniform(0.4, 0.6), x0 + width * rng.uniform(0.15, 0.35)),
+                     (height * rng.uniform(0.45, 0.7), width * rng.uniform(0.35, 0.6))) & interior
+    out[liver] = rng.uniform(*LIVER_HU) + rng.normal(0.0, 8.0, int(liver.sum()))
+    stomach = _ellipse(img.shape, (y0 + height * rng.uniform(0.15, 0.4), x0 + width * rng.uniform(0.6, 0.8)),
+                       (height * rng.uniform(0.08, 0.2), width * rng.uniform(0.08, 0.2))) & interior & ~liver
+    out[stomach] = rng.uniform(*GAS_HU)
+    if rng.random() < 0.5:  # lung bases: what is left of the lungs at the back, behind the liver and stomach
+        lung = (img < LUNG_RANGE_HU[1]) & interior
+        lung = ndimage.binary_erosion(lung, iterations=int(rng.integers(2, 8)))
+        lung &= np.arange(img.shape[0])[:, None] > y0 + height * rng.uniform(0.4, 0.7)
+        out[lung] = img[lung]
+    bone = img > BONE_HU
+    out[bone] = img[bone]
+    return out.astype(np.float32)
 
 
 def augment_slice(img: np.ndarray, plane: str, rng: np.random.Generator, probability: float,
