@@ -76,6 +76,13 @@ def body_box(canvas: np.ndarray) -> tuple[tuple[int, int, int], tuple[int, int, 
     return tuple(lo), tuple(hi)  # type: ignore[return-value]
 
 
+def _ellipse(shape: tuple[int, int], centre: tuple[float, float], radii: tuple[float, float]) -> np.ndarray:
+    """The pixels of a 2-D grid of ``shape`` inside the axis-aligned ellipse of ``centre`` and ``radii`` (pixels)."""
+    rows = (np.arange(shape[0]) - centre[0])[:, None] / radii[0]
+    cols = (np.arange(shape[1]) - centre[1])[None, :] / radii[1]
+    return rows**2 + cols**2 < 1.0
+
+
 def _paint_ellipsoid(img: np.ndarray, plane: str, index: int, centre: np.ndarray, radii: np.ndarray,
                      hu: float) -> np.ndarray:
     """The cut of a canvas ellipsoid (centre, radii in voxels, z, y, x) by slice ``index`` of ``plane``, painted at
@@ -85,10 +92,9 @@ def _paint_ellipsoid(img: np.ndarray, plane: str, index: int, centre: np.ndarray
     if abs(d) >= 1.0:
         return img
     b = [k for k in range(3) if k != a]
-    r0, r1 = radii[b[0]] * np.sqrt(1.0 - d * d), radii[b[1]] * np.sqrt(1.0 - d * d)
-    rows = (np.arange(img.shape[0]) - centre[b[0]])[:, None] / r0
-    cols = (np.arange(img.shape[1]) - centre[b[1]])[None, :] / r1
-    inside = (rows**2 + cols**2 < 1.0) & (img < OUTSIDE_HU)
+    shrink = np.sqrt(1.0 - d * d)
+    inside = _ellipse(img.shape, (centre[b[0]], centre[b[1]]), (radii[b[0]] * shrink, radii[b[1]] * shrink))
+    inside &= img < OUTSIDE_HU
     out = img.copy()
     out[inside] = hu
     return out
@@ -178,12 +184,6 @@ def add_table(img: np.ndarray, plane: str, rng: np.random.Generator) -> np.ndarr
     return out
 
 
-def _ellipse(shape: tuple[int, int], centre: tuple[float, float], radii: tuple[float, float]) -> np.ndarray:
-    rows = (np.arange(shape[0]) - centre[0])[:, None] / radii[0]
-    cols = (np.arange(shape[1]) - centre[1])[None, :] / radii[1]
-    return rows**2 + cols**2 < 1.0
-
-
 def abdomen_slice(img: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
     """An axial slice of the upper abdomen made from an axial chest slice (HU, rows y posterior, columns x patient
     left): the body's outline, edge and bones kept, everything inside it (lungs, heart, mediastinum) replaced by a
@@ -202,8 +202,7 @@ def abdomen_slice(img: np.ndarray, rng: np.random.Generator) -> np.ndarray | Non
     (y0, y1), (x0, x1) = (rows.min(), rows.max()), (cols.min(), cols.max())
     height, width = y1 - y0 + 1, x1 - x0 + 1
     out = img.copy()
-    viscera = rng.uniform(*VISCERA_HU) + rng.normal(0.0, 25.0, img.shape)
-    out[interior] = viscera[interior]
+    out[interior] = rng.uniform(*VISCERA_HU) + rng.normal(0.0, 25.0, int(interior.sum()))
     liver = _ellipse(img.shape, (y0 + height * rng.uniform(0.4, 0.6), x0 + width * rng.uniform(0.15, 0.35)),
                      (height * rng.uniform(0.45, 0.7), width * rng.uniform(0.35, 0.6))) & interior
     out[liver] = rng.uniform(*LIVER_HU) + rng.normal(0.0, 8.0, int(liver.sum()))

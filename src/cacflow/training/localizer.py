@@ -103,12 +103,12 @@ def _batch(records: list[CanvasRecord], plane: int, picks: np.ndarray, shifts: n
     for k, (i, j) in enumerate(picks):
         img = np.take(records[i].canvas, j, axis=plane).astype(np.float32)
         target = float(records[i].targets[plane, j])
-        where: SliceContext | None = records[i].context(j)
-        if rng is not None and plane == 0 and abdomen > 0.0 and rng.random() < abdomen:
-            made = _abdomen(records[i], rng)
-            if made is not None:
-                img, target, where = made, 0.0, None  # no breasts: they sit at heart level
-        if rng is not None:
+        if rng is not None:  # training: augmented (validation slices are read as they are)
+            where: SliceContext | None = records[i].context(j)
+            if plane == 0 and abdomen > 0.0 and rng.random() < abdomen:
+                made = _abdomen(records[i], rng)
+                if made is not None:
+                    img, target, where = made, 0.0, None  # no breasts: they sit at heart level
             img = augment_slice(img, PLANES[plane], rng, appearance, where)
         if shifts is not None:
             img = np.roll(img, tuple(shifts[k]), axis=(0, 1))
