@@ -83,3 +83,24 @@ def test_lesion_filter_sets_rejected_lesions_to_level_zero(tmp_path):
     # the argmax levels and the calcium probability come from the network's outputs, one per level >= 1 voxel
     out, p = model.level_outputs(np.full((2, 20, 20), 300, np.int16))
     assert out.shape == (2, 20, 20) and len(p) == int((out > 0).sum()) and ((p >= 0) & (p <= 1)).all()
+
+
+def _first_conv_stride(net: torch.nn.Module) -> tuple[int, ...]:
+    return next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d)).stride
+
+
+def test_full_resolution_unet_keeps_the_pixel_grid_in_its_first_stage(tmp_path):
+    # the default MONAI UNet halves the slice in its first convolution: a one-pixel rim of level 1 is then decided
+    # at half resolution; the full-resolution one convolves the slice's own grid first
+    assert _first_conv_stride(build_level_net("unet", CHANNELS, "batch", 2)) == (2, 2)
+    arch = LevelArch("unet", CHANNELS, "batch", True, True)
+    net = LevelPredictor.build(arch)
+    assert _first_conv_stride(net) == (1, 1)
+    save_checkpoint(tmp_path, {"arch": {"backbone": "unet", "channels": list(CHANNELS), "norm": "batch",
+                                        "calcium_window": True, "full_resolution": True},
+                               "state": net.state_dict()}, {"kind": "calcium_levels"})
+    model = LevelPredictor.load(tmp_path, torch.device("cpu"))
+    assert model.arch == arch
+    assert model.predict_box(np.full((2, 40, 40), 300, np.int16), (0, 2, 4, 36, 4, 36)).shape == (2, 40, 40)
+    with pytest.raises(ValueError, match="full_resolution"):
+        build_level_net("segresnet", (8, 16, 16, 32, 32), "batch", 2, True)

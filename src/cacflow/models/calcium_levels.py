@@ -16,6 +16,11 @@ instead of within 0.3 of the first channel's 0..3 range. Checkpoints without the
 Normalisation: a level is a band of absolute HU, and a normalisation over each slice's own statistics (MONAI
 UNet's instance norm, SegResNet's group norm) hands the layers after it only relative intensities; ``norm="batch"``
 (the training default) keeps the absolute scale. Checkpoints without a ``norm`` entry use the backbone's default.
+
+Resolution: MONAI's UNet halves the slice in its first convolution, so its only full-resolution layer is the last
+transposed convolution. A level-1 pixel is typically the one-pixel rim of a lesion (soft-kernel 130..199 HU), and a
+band of HU one pixel wide is decided there at half resolution. ``LevelArch.full_resolution`` gives the ``unet``
+backbone a first stage at stride 1; SegResNet convolves at full resolution in its first and last blocks anyway.
 """
 
 from __future__ import annotations
@@ -39,11 +44,13 @@ KIND = "calcium_levels"
 CALCIUM_WINDOW_HU: tuple[float, float] = (100.0, 500.0)
 
 
-def build_level_net(backbone: str, channels: tuple[int, ...], norm: str | None = None, in_channels: int = 1
-                    ) -> nn.Module:
-    """A 2-D network with ``in_channels`` input channels (1, or 2 with the calcium window) and :data:`N_LEVELS` outputs; ``channels`` are the widths per level of
-    the encoder (four down-samplings: five widths; SegResNet takes the first as its initial filters); ``norm``
-    "batch" or "instance", None for the backbone's own (AttentionUnet has batch normalisation built in)."""
+def build_level_net(backbone: str, channels: tuple[int, ...], norm: str | None = None, in_channels: int = 1,
+                    full_resolution: bool = False) -> nn.Module:
+    """A 2-D network with ``in_channels`` input channels (1, or 2 with the calcium window) and :data:`N_LEVELS`
+    outputs; ``channels`` are the widths per level of the encoder (four down-samplings: five widths; SegResNet takes
+    the first as its initial filters); ``norm`` "batch" or "instance", None for the backbone's own (AttentionUnet
+    has batch normalisation built in). ``full_resolution`` (``unet`` only): the first stage keeps the slice's pixel
+    grid (stride 1, three down-samplings) instead of halving it at once (see the module docstring)."""
     from monai.networks.nets import AttentionUnet, SegResNet, UNet
 
     if norm not in (None, "batch", "instance") or (backbone == "attention_unet" and norm == "instance"):
@@ -51,9 +58,12 @@ def build_level_net(backbone: str, channels: tuple[int, ...], norm: str | None =
                          "or none (the backbone's default)")
     extra = {} if norm is None else {"norm": (norm, {"affine": True})}
     channels = tuple(int(c) for c in channels)
+    if full_resolution and backbone != "unet":
+        raise ValueError(f"full_resolution applies to the unet level backbone only, not {backbone!r}")
     if backbone == "unet":
+        strides = ((1,) if full_resolution else (2,)) + (2,) * (len(channels) - 2)
         return UNet(spatial_dims=2, in_channels=in_channels, out_channels=N_LEVELS, channels=channels,
-                    strides=(2,) * (len(channels) - 1), num_res_units=1, **extra)
+                    strides=strides, num_res_units=1, **extra)
     if backbone == "segresnet":
         return SegResNet(spatial_dims=2, in_channels=in_channels, out_channels=N_LEVELS, init_filters=channels[0],
                          blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1), **extra)
@@ -82,6 +92,7 @@ class LevelArch:
     channels: tuple[int, ...]
     norm: str | None = None  # None: the backbone's default normalisation
     calcium_window: bool = False  # a second input channel, 100..500 HU -> 0..1
+    full_resolution: bool = False  # unet: first stage at stride 1 (checkpoints without the entry: False)
 
 
 class LevelPredictor(SliceLabeller):
@@ -105,11 +116,12 @@ class LevelPredictor(SliceLabeller):
     @staticmethod
     def read_arch(arch: dict) -> LevelArch:
         return LevelArch(arch["backbone"], tuple(arch["channels"]), arch.get("norm"),
-                         bool(arch.get("calcium_window", False)))
+                         bool(arch.get("calcium_window", False)), bool(arch.get("full_resolution", False)))
 
     @staticmethod
     def build(arch: LevelArch) -> nn.Module:
-        return build_level_net(arch.backbone, arch.channels, arch.norm, 2 if arch.calcium_window else 1)
+        return build_level_net(arch.backbone, arch.channels, arch.norm, 2 if arch.calcium_window else 1,
+                               arch.full_resolution)
 
     def encode(self, hu: np.ndarray, z: np.ndarray, depth: int, box_hw: tuple[int, int]) -> torch.Tensor:
         return slices_to_input(hu, self.arch.calcium_window)
