@@ -30,6 +30,7 @@ from cacflow.scoring.robust_agatston import robust_score
 from cacflow.scoring.scan import score_scan
 from cacflow.synth.cohort import _participant_id
 from cacflow.training.data import split_of
+from cacflow.training.calcium_levels import LevelHyper
 from cacflow.training.lesion_filter import LESION_FILTER_THRESHOLDS
 from cacflow.training.regressor import RegressorHyper
 from cacflow.training.regressor import initial_state as tr_initial_state
@@ -337,7 +338,7 @@ def test_segmentation_masks_flow_from_inference_to_score_rows(trained, small_coh
 def test_level_model_card_holds_the_sharp_kernel_comparison(trained):
     card = trained["levels"]
     payload, _ = load_checkpoint(trained["base"] / "models" / "levels", "calcium_levels")
-    assert payload["arch"]["backbone"] == "unet"
+    assert payload["arch"]["backbone"] == card["hyper_parameters"]["backbone"] == LevelHyper().backbone
     test = card["metrics"]["test"]
     assert set(test["dice"]) >= {"mean_level", "calcium", "level_1", "level_4"}
     for key in ("robust_sharp_vs_soft_reference", "classic_sharp_vs_soft_reference"):
