@@ -29,8 +29,8 @@ from cacflow.scoring.regression_rule import regression_totals
 from cacflow.scoring.robust_agatston import robust_score
 from cacflow.scoring.scan import score_scan
 from cacflow.synth.cohort import _participant_id
-from cacflow.training.data import split_of
 from cacflow.training.calcium_levels import LevelHyper
+from cacflow.training.data import split_of
 from cacflow.training.lesion_filter import LESION_FILTER_THRESHOLDS
 from cacflow.training.regressor import RegressorHyper
 from cacflow.training.regressor import initial_state as tr_initial_state
