@@ -63,3 +63,42 @@ def test_shares_that_do_not_add_up_are_refused():
     with pytest.raises(ValueError, match="negative_fraction"):
         tcl.train_level_net([], [], tcl.LevelHyper(positive_fraction=0.8, negative_fraction=0.3),
                             torch.device("cpu"), np.random.default_rng(0), None)
+
+
+def test_init_from_takes_the_checkpoint_weights_and_architecture():
+    from dataclasses import replace
+    from pathlib import Path
+
+    from cacflow.models.checkpoint import CheckpointError, load_checkpoint
+
+    shipped = Path(__file__).resolve().parents[2] / "models" / "levels"
+    payload, card = load_checkpoint(shipped, "calcium_levels")
+    hp, state, origin = tcl.initial_state(replace(tcl.LevelHyper(), backbone="unet", channels=(4, 8),
+                                                  init_from=str(shipped)))
+    # the run's own architecture settings give way to the checkpoint's, whose weights only fit that
+    assert (hp.backbone, list(hp.channels)) == (payload["arch"]["backbone"], payload["arch"]["channels"])
+    assert hp.calcium_window == payload["arch"]["calcium_window"]
+    assert set(state) == set(payload["state"]) and origin["weights_sha256"] == card["weights_sha256"]
+    assert tcl.initial_state(tcl.LevelHyper()) == (tcl.LevelHyper(), None, None)  # from scratch by default
+    with pytest.raises(CheckpointError, match="init_from"):
+        tcl.initial_state(replace(tcl.LevelHyper(), init_from=str(shipped.parent / "missing")))
+
+
+def test_a_continued_run_scores_its_start_as_epoch_minus_one():
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from cacflow.scoring.agatston import DEFAULT_CONVENTION
+
+    series = SimpleNamespace(series_key="s", kvp=120.0)  # what the validation rows read of a series
+    rec = replace(_pair(z=4, size=32), sharp=series, soft=series)
+    hp = tcl.LevelHyper(channels=(4, 8, 16, 32, 64), patch=32, batch_size=2, samples_per_epoch=2, max_epochs=1,
+                        patience=5, val_pairs=1)
+    torch.manual_seed(0)
+    start = tcl.LevelPredictor.build(tcl.level_arch(hp)).state_dict()
+    net, history = tcl.train_level_net([rec], [rec], hp, torch.device("cpu"), np.random.default_rng(0),
+                                       DEFAULT_CONVENTION, init_state=start)
+    assert [h["epoch"] for h in history["history"]] == [-1, 0]
+    assert history["best_val_mean_level_dice"] == max(h["val_mean_level_dice"] for h in history["history"])
+    unchanged = all(torch.equal(net.state_dict()[k].cpu(), v) for k, v in start.items())
+    assert unchanged == (history["best_epoch"] == -1)

@@ -339,6 +339,7 @@ def test_level_model_card_holds_the_sharp_kernel_comparison(trained):
     card = trained["levels"]
     payload, _ = load_checkpoint(trained["base"] / "models" / "levels", "calcium_levels")
     assert payload["arch"]["backbone"] == card["hyper_parameters"]["backbone"] == LevelHyper().backbone
+    assert card["initialised_from"] is None  # from scratch by default
     test = card["metrics"]["test"]
     assert set(test["dice"]) >= {"mean_level", "calcium", "level_1", "level_4"}
     for key in ("robust_sharp_vs_soft_reference", "classic_sharp_vs_soft_reference"):

@@ -96,15 +96,21 @@ def train_steps(net: torch.nn.Module, forward, next_batch, loss_fn, opt: torch.o
 
 def fit_by_validation(net: torch.nn.Module, forward, next_batch, loss_fn, opt: torch.optim.Optimizer,
                       device: torch.device, steps: int, max_epochs: int, patience: int, validate, label: str,
-                      metric: str = "val_dice") -> tuple[torch.nn.Module, dict]:
+                      metric: str = "val_dice", score_start: bool = False) -> tuple[torch.nn.Module, dict]:
     """Epochs of :func:`train_steps` under cosine learning-rate annealing, each followed by ``validate()`` (a score
     where higher is better, e.g. a validation Dice); early stopping after ``patience`` epochs without improvement.
+    ``score_start``: the starting weights (a continued run) are validated first and count as epoch -1, so a
+    continued run never ends worse on validation than it began.
 
     Returns the network with the best epoch's state and the history (``best_epoch``, ``best_<metric>``,
     ``history``) for the model card."""
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_epochs * steps)
     stop = EarlyStopping(patience)
     timer = Timer()
+    if score_start:
+        value = float(validate())
+        log.info("%s start: %s %.4f", label, metric, value)
+        stop.update(-1, -value, net, **{metric: value})
     for epoch in range(max_epochs):
         running = train_steps(net, forward, next_batch, loss_fn, opt, sched, device, steps)
         value = float(validate())

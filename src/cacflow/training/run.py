@@ -574,7 +574,7 @@ def train_levels_run(layout: CohortLayout, root: Path, labels_dir: Path, config:
     test pairs (sharp series against the soft reference, classic baseline beside it), write weights + card."""
     timer = Timer()
     series, grid, convention, info = _setup(layout, root, labels_dir, config)
-    hp = _hyper(tcl.LevelHyper, config["training"]["calcium_levels"])
+    hp, init_state, init_origin = tcl.initial_state(_hyper(tcl.LevelHyper, config["training"]["calcium_levels"]))
     device = pick_device(config["training"]["device"])
     localizer = HeartLocalizer.load(localizer_dir, device)
     pairs = {k: tcl.load_pairs([s for s in series if s.split == k], localizer, grid, convention) for k in SPLITS}
@@ -584,7 +584,7 @@ def train_levels_run(layout: CohortLayout, root: Path, labels_dir: Path, config:
                              "calcification level model needs paired reconstructions (selection reconstructions: all)")
     log.info("levels: pairs loaded in %.0f s (%s)", timer(), {k: len(v) for k, v in pairs.items()})
     rng = seed_everything(hp.seed)
-    net, history = tcl.train_level_net(pairs["train"], pairs["val"], hp, device, rng, convention)
+    net, history = tcl.train_level_net(pairs["train"], pairs["val"], hp, device, rng, convention, init_state)
     arch = tcl.level_arch(hp)
     payload = {"arch": {**asdict(arch), "channels": list(arch.channels)},
                "state": {k: v.cpu() for k, v in net.state_dict().items()}}
@@ -599,7 +599,8 @@ def train_levels_run(layout: CohortLayout, root: Path, labels_dir: Path, config:
                   "the reference labels; loss cross-entropy + Dice + information gain; score: 2-D components of "
                   "level >= 1, area >= 1 mm2, density factor = highest level of the component, slice factor "
                   "increment / 3 mm (cacflow.scoring.robust_agatston)" + _level_filter_method(hp),
-        **info, "localizer": localizer.id, "hyper_parameters": hyper_dict(hp), **filter_entry,
+        **info, "localizer": localizer.id, "hyper_parameters": hyper_dict(hp), "initialised_from": init_origin,
+        **filter_entry,
         "pairs": {k: len(v) for k, v in pairs.items()}, "device": str(device),
         "training_seconds": round(timer(), 1), "training": history, "metrics": metrics,
         "convention": convention.as_dict(), "software": software_versions(), "test_pairs": test_rows,
