@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from cacflow.models.checkpoint import CheckpointError, load_checkpoint
+from cacflow.scoring.agatston import DEFAULT_CONVENTION
 from cacflow.training import calcium_levels as tcl
 
 
@@ -66,11 +71,6 @@ def test_shares_that_do_not_add_up_are_refused():
 
 
 def test_init_from_takes_the_checkpoint_weights_and_architecture():
-    from dataclasses import replace
-    from pathlib import Path
-
-    from cacflow.models.checkpoint import CheckpointError, load_checkpoint
-
     shipped = Path(__file__).resolve().parents[2] / "models" / "levels"
     payload, card = load_checkpoint(shipped, "calcium_levels")
     hp, state, origin = tcl.initial_state(replace(tcl.LevelHyper(), backbone="unet", channels=(4, 8),
@@ -85,11 +85,6 @@ def test_init_from_takes_the_checkpoint_weights_and_architecture():
 
 
 def test_a_continued_run_scores_its_start_as_epoch_minus_one():
-    from dataclasses import replace
-    from types import SimpleNamespace
-
-    from cacflow.scoring.agatston import DEFAULT_CONVENTION
-
     series = SimpleNamespace(series_key="s", kvp=120.0)  # what the validation rows read of a series
     rec = replace(_pair(z=4, size=32), sharp=series, soft=series)
     hp = tcl.LevelHyper(channels=(4, 8, 16, 32, 64), patch=32, batch_size=2, samples_per_epoch=2, max_epochs=1,

@@ -21,10 +21,8 @@ is pulled towards 27 % level 1, which kept the level-1 rims from ever winning th
 α = 4 a neighbour level gets 2 %.
 The Dice term is taken over the whole batch per level (``dice_batch``, session 15). Taken per window and averaged
 (MONAI's default), most windows lack most levels, and a level absent from a window scores Dice 0 unless the
-network puts almost exactly zero probability on it there: the loss is then mostly about absent levels. A run
-continued from the session-14 weights found that regime (training loss 0.94 -> 0.38 within 14 epochs) while its
-validation level Dice fell (0.80 -> 0.46, back to 0.78 by the end); the batch Dice run from scratch was ahead
-of the per-window run at every stage (epoch 15: 0.77 against 0.67) and ended at 0.81 against 0.80.
+network puts almost exactly zero probability on it there: the loss is then mostly about absent levels (the runs
+that showed it: ``docs/training.md``, level model).
 Model selection per epoch by the validation pairs' mean level Dice on the sharp series.
 """
 
@@ -33,7 +31,6 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -42,14 +39,13 @@ import torch
 from cacflow.evaluation.agreement import agreement
 from cacflow.imaging.resample import ZGrid
 from cacflow.models.calcium_levels import KIND, LevelArch, LevelPredictor, slices_to_input
-from cacflow.models.checkpoint import CheckpointError, load_checkpoint
 from cacflow.models.heart_box import choose_heart_box
 from cacflow.models.predict import HeartLocalizer
 from cacflow.models.segmentation import label_box, logits
 from cacflow.scoring.agatston import DEFAULT_CONVENTION, AgatstonConvention
 from cacflow.scoring.robust_agatston import N_LEVELS, hu_to_levels, robust_score
 from cacflow.scoring.scan import score_scan
-from cacflow.training.common import fit_by_validation
+from cacflow.training.common import fit_by_validation, starting_checkpoint
 from cacflow.training.data import LabelledSeries, load_series, widened_crop
 from cacflow.training.lesion_filter import box_lesions, choose_threshold, stack_lesions
 from cacflow.training.segmentation import (
@@ -298,17 +294,10 @@ def initial_state(hp: LevelHyper) -> tuple[LevelHyper, dict | None, dict | None]
     (hp, None, None) when training from scratch. The lesion filter is not carried over: the run fits its own."""
     if not hp.init_from:
         return hp, None, None
-    directory = Path(hp.init_from)
-    try:
-        payload, card = load_checkpoint(directory, KIND)
-    except CheckpointError as exc:
-        raise CheckpointError(f"training.calcium_levels.init_from: {exc} (or set init_from to '' to train from "
-                              "scratch)") from exc
+    payload, origin = starting_checkpoint(hp.init_from, KIND, "training.calcium_levels.init_from")
     arch = LevelPredictor.read_arch(payload["arch"])
     hp = replace(hp, backbone=arch.backbone, channels=tuple(arch.channels), norm=arch.norm,
                  calcium_window=arch.calcium_window, full_resolution=arch.full_resolution)
-    origin = {"directory": str(directory), "weights_sha256": card.get("weights_sha256"),
-              "data_sha256": card.get("data_sha256"), "initialised_from": card.get("initialised_from")}
     return hp, payload["state"], origin
 
 

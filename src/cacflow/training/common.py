@@ -8,9 +8,12 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
+
+from cacflow.models.checkpoint import CheckpointError, load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,20 @@ class EarlyStopping:
             self.best, self.best_epoch = float(score), epoch
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return epoch - self.best_epoch >= self.patience
+
+
+def starting_checkpoint(init_from: str, kind: str, setting: str) -> tuple[dict, dict]:
+    """The payload of the ``kind`` checkpoint a run starts from (``init_from``, its directory) and its provenance
+    for the model card's ``initialised_from``: directory, weights and data SHA-256, and the checkpoint's own start
+    (so a chain of continued runs keeps its whole lineage). A checkpoint that cannot be read is refused naming the
+    config ``setting`` (e.g. ``training.regressor.init_from``)."""
+    directory = Path(init_from)
+    try:
+        payload, card = load_checkpoint(directory, kind)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{setting}: {exc} (or set init_from to '' to train from scratch)") from exc
+    return payload, {"directory": str(directory), "weights_sha256": card.get("weights_sha256"),
+                     "data_sha256": card.get("data_sha256"), "initialised_from": card.get("initialised_from")}
 
 
 class Timer:

@@ -17,20 +17,25 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from cacflow.imaging.resample import ZGrid
-from cacflow.models.checkpoint import CheckpointError, load_checkpoint
 from cacflow.models.heart_box import choose_heart_box
 from cacflow.models.predict import HeartLocalizer, SliceRegressor
 from cacflow.models.regression import INPUT_SIZE, RegressionNet, encode_targets, slices_to_input
 from cacflow.evaluation.agreement import agreement
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.scoring.regression_rule import regression_totals
-from cacflow.training.common import EarlyStopping, Timer, best_by_strata, to_device, train_autocast
+from cacflow.training.common import (
+    EarlyStopping,
+    Timer,
+    best_by_strata,
+    starting_checkpoint,
+    to_device,
+    train_autocast,
+)
 from cacflow.training.data import LabelledSeries, load_many, slice_targets, widened_crop
 
 log = logging.getLogger(__name__)
@@ -196,19 +201,10 @@ def initial_state(hp: RegressorHyper) -> tuple[RegressorHyper, dict | None, dict
     """
     if not hp.init_from:
         return hp, None, None
-    directory = Path(hp.init_from)
-    try:
-        payload, card = load_checkpoint(directory, "regressor")
-    except CheckpointError as exc:
-        raise CheckpointError(f"training.regressor.init_from: {exc} (or set init_from to '' to train from "
-                              "scratch)") from exc
+    payload, origin = starting_checkpoint(hp.init_from, "regressor", "training.regressor.init_from")
     arch = payload["arch"]
     hp = replace(hp, widths=tuple(arch["widths"]), hidden=tuple(arch["hidden"]), transforms=(payload["transform"],))
-    # the starting checkpoint's own start, if any, so that a chain of continued runs keeps its whole lineage
-    origin = {"directory": str(directory), "weights_sha256": card.get("weights_sha256"),
-              "transform": payload["transform"], "data_sha256": card.get("data_sha256"),
-              "initialised_from": card.get("initialised_from")}
-    return hp, payload["state"], origin
+    return hp, payload["state"], {**origin, "transform": payload["transform"]}
 
 
 def train_one(train: list[CropRecord], val: list[CropRecord], hp: RegressorHyper, transform: str,
