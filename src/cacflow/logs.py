@@ -7,10 +7,14 @@ import sys
 from pathlib import Path
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: Libraries that log routine progress at INFO (the JPEG 2000 encoder: one line per slice written, thousands per
+#: synthetic cohort): kept to warnings and errors, so a stage's log shows the stage.
+QUIET_LOGGERS: tuple[str, ...] = ("openjpeg", "libjpeg", "jpeg_ls", "pylibjpeg", "numcodecs")
 
 
 def setup(log_file: str | Path | None = None, level: int = logging.INFO) -> None:
-    """Log to ``log_file`` (created with its folder) or to stderr; replaces earlier handlers of the root logger."""
+    """Log to ``log_file`` (created with its folder) or to stderr; replaces earlier handlers of the root logger.
+    The :data:`QUIET_LOGGERS` pass warnings and errors only."""
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
@@ -22,4 +26,6 @@ def setup(log_file: str | Path | None = None, level: int = logging.INFO) -> None
     handler.setFormatter(logging.Formatter(FORMAT))
     root.addHandler(handler)
     root.setLevel(level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
     logging.captureWarnings(True)

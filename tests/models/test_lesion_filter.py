@@ -13,6 +13,7 @@ from cacflow.models.lesion_filter import (
     LesionFilter,
     is_spurious,
     lesion_features,
+    nearest_share,
 )
 
 
@@ -92,3 +93,31 @@ def test_share_is_the_same_in_blocks_of_queries():
     queries = rng.uniform(-1, 1, (600, 4))  # more than one block
     np.testing.assert_array_equal(f.spurious_share(queries),
                                   np.concatenate([f.spurious_share(queries[i:i + 1]) for i in range(600)]))
+
+
+def _stable_sort_share(f: LesionFilter, queries: np.ndarray) -> np.ndarray:
+    """The definition, written out: sort every training lesion by squared distance (stable), take the first k."""
+    d2 = ((np.asarray(queries, np.float64)[:, None, :] - f.features.astype(np.float64)[None]) ** 2).sum(axis=2)
+    return f.spurious[np.argsort(d2, axis=1, kind="stable")[:, :min(f.k, len(f.features))]].mean(axis=1)
+
+
+def test_share_is_the_stable_sorts_also_with_ties_at_the_kth_neighbour():
+    rng = np.random.default_rng(4)
+    for _ in range(100):  # features on a coarse lattice: many equal distances, duplicates, k above and below n
+        n, k = int(rng.integers(1, 40)), int(rng.integers(1, 20))
+        f = LesionFilter((rng.integers(0, 3, (n, 4)) / 2).astype(np.float32), rng.random(n) < 0.4, k, 0.5)
+        queries = rng.integers(0, 3, (30, 4)) / 2
+        np.testing.assert_array_equal(f.spurious_share(queries), _stable_sort_share(f, queries))
+    f = LesionFilter(rng.uniform(-1, 1, (3000, 4)).astype(np.float32), rng.random(3000) < 0.5, 15, 0.5)
+    queries = np.concatenate([rng.uniform(-1, 1, (200, 4)), f.features[:50]])  # continuous, and exact duplicates
+    np.testing.assert_array_equal(f.spurious_share(queries), _stable_sort_share(f, queries))
+
+
+def test_nearest_share_takes_the_lower_index_among_ties():
+    d2 = np.array([[1.0, 0.0, 1.0, 1.0, 2.0]])
+    flag = np.array([True, False, False, True, True])
+    # k = 2: column 1 (0.0), then the first of the three tied at 1.0 (column 0, flagged): 1/2
+    np.testing.assert_allclose(nearest_share(d2, flag, 2), [0.5])
+    # k = 3: columns 1, 0, 2: 1/3; k = 4 adds column 3: 2/4
+    np.testing.assert_allclose(nearest_share(d2, flag, 3), [1 / 3])
+    np.testing.assert_allclose(nearest_share(d2, flag, 4), [0.5])

@@ -19,6 +19,7 @@ from cacflow import config as cfg
 from cacflow.io.sparse_mask import decode_mask
 from cacflow.io.zarr_store import read_volume
 from cacflow.models.checkpoint import CheckpointError, load_checkpoint, read_card
+from cacflow.models.mask_scorers import load_mask_scorer
 from cacflow.models.segmentation import VesselSegmenter
 from cacflow.pipeline.discover import run_discover
 from cacflow.pipeline.infer import INFER_COLUMNS, run_infer_shard
@@ -277,10 +278,10 @@ def test_segmentation_masks_flow_from_inference_to_score_rows(trained, small_coh
     layout, config = trained["layout"], trained["config"]
     models = trained["base"] / "models"
     convention = AgatstonConvention.from_dict(config["scoring"]["convention"])
+    scorers = {m: load_mask_scorer(models / m, torch.device("cpu")) for m in ("unetpp", "levels", "lstm", "patch3d")}
     for shard in trained["shards"]:
         infer = run_infer_shard(layout, shard, config, models / "localizer", models / "regressor",
-                                {m: models / m for m in ("unetpp", "levels", "lstm", "patch3d")}
-                                ).set_index("series_key")
+                                {m: models / m for m in scorers}).set_index("series_key")
         frames = run_score_shard(layout, shard, small_cohort / "dicom", config,
                                  labels_dir=small_cohort / "truth" / "labels", workers=1)
         scores = frames["scores"]
@@ -295,6 +296,11 @@ def test_segmentation_masks_flow_from_inference_to_score_rows(trained, small_coh
             labels = decode_mask(entry["mask"])
             volume = read_volume(layout.volume(key, config["scoring"]["grid"]))
             assert labels.shape == volume.hu.shape and not labels[volume.hu < 130].any()
+            # the stored map (the heart box labelled alone, encoded from the box) is each scorer's whole-grid map
+            box = tuple(int(inf[f"box_{a}{e}"]) for a in "zyx" for e in "01")
+            for name, scorer in scorers.items():
+                np.testing.assert_array_equal(decode_mask(json.loads(inf["segmentation"])[name]["mask"]),
+                                              scorer.predict_box(volume.hu, box))
             expected = score_scan(volume.hu, volume.spacing_zyx, np.asarray(volume.origin), volume.direction,
                                   labels, vessel_labels=True, convention=convention)
             assert row["status"] == "scored" and row["model"] == entry["model"]

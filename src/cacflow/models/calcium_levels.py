@@ -131,10 +131,10 @@ class LevelPredictor(SliceLabeller):
         (1 - P(level 0)) at its voxels of level >= 1 (``np.nonzero`` order)."""
         levels = np.zeros(hu.shape, dtype=np.uint8)
         probability = [np.zeros(0, np.float32)]
-        for i, y in self.slice_scores(hu):
-            block = y.argmax(dim=1).to(torch.uint8).numpy()
-            levels[i:i + len(y)] = block
-            probability.append(1.0 - torch.softmax(y, dim=1)[:, 0].numpy()[block > 0])
+        for i, y in self.slice_scores(hu):  # reduced on the model's device; only levels and probabilities move
+            block = y.argmax(dim=1)
+            levels[i:i + len(y)] = block.to(torch.uint8).cpu().numpy()
+            probability.append((1.0 - torch.softmax(y, dim=1)[:, 0][block > 0]).cpu().numpy())
         return levels, np.concatenate(probability)
 
     def filter_levels(self, levels: np.ndarray, calcium_probability: np.ndarray, threshold: float | None = None

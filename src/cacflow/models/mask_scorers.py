@@ -32,9 +32,10 @@ def _scorer_class(kind: str | None, where: str) -> type[BoxLabeller]:
     return _CLASSES[kind]
 
 
-def load_mask_scorer(directory: Path, device: torch.device) -> MaskScorer:
-    """The segmentation scorer in ``directory`` (any kind of :data:`_CLASSES`)."""
-    return _scorer_class(read_card(directory).get("kind"), str(directory)).load(Path(directory), device)
+def load_mask_scorer(directory: Path, device: torch.device, batch_size: int | None = None) -> MaskScorer:
+    """The segmentation scorer in ``directory`` (any kind of :data:`_CLASSES`); ``batch_size``: slices (or 3-D
+    patches) per forward pass, None for the class's default."""
+    return _scorer_class(read_card(directory).get("kind"), str(directory)).load(Path(directory), device, batch_size)
 
 
 def mask_scorer_from_payload(payload: dict, card: dict, device: torch.device) -> MaskScorer:

@@ -201,19 +201,21 @@ class SliceLabeller(BoxLabeller):
 
     @torch.inference_mode()
     def slice_scores(self, hu: np.ndarray) -> Iterator[tuple[int, torch.Tensor]]:
-        """(first slice index, float32 class scores (k, C, h, w) on the CPU) of consecutive batches of HU slices
-        (n, h, w) of any size (padded internally, cropped back)."""
+        """(first slice index, float32 class scores (k, C, h, w) on the model's device) of consecutive batches of HU
+        slices (n, h, w) of any size (padded internally, cropped back). Callers reduce the scores (argmax, the
+        gated voxels) on the device and move only the result to the CPU: on a GPU node, the full class scores'
+        copy and a CPU argmax over them cost more than the network."""
         padded, (h, w) = pad_to(hu)
         for i in range(0, len(padded), self.batch_size):
             chunk = padded[i:i + self.batch_size]
             x = self._place(self.encode(chunk, np.arange(i, i + len(chunk)), len(padded), (h, w)))
             with self._precision():
                 y = logits(self.net, x)
-            yield i, y.float()[:, :, :h, :w].cpu()
+            yield i, y.float()[:, :, :h, :w]
 
     def predict_slices(self, hu: np.ndarray) -> np.ndarray:
         """Labels (n, h, w) uint8 of HU slices (n, h, w) of any size."""
-        out = [y.argmax(dim=1).to(torch.uint8).numpy() for _, y in self.slice_scores(hu)]
+        out = [y.argmax(dim=1).to(torch.uint8).cpu().numpy() for _, y in self.slice_scores(hu)]
         labels = np.concatenate(out) if out else np.zeros(hu.shape, np.uint8)
         return self.finish(labels, hu)
 
@@ -312,8 +314,9 @@ class VesselSegmenter(SliceLabeller):
         gated = hu >= CALCIUM_HU
         log_probs = []
         for i, y in self.slice_scores(hu):
-            picked = y.permute(0, 2, 3, 1)[torch.from_numpy(gated[i:i + len(y)])]  # (m, C), nonzero order
-            log_probs.append(torch.log_softmax(picked, dim=1).numpy())
+            mask = torch.from_numpy(gated[i:i + len(y)]).to(y.device)
+            picked = y.permute(0, 2, 3, 1)[mask]  # (m, C), nonzero order
+            log_probs.append(torch.log_softmax(picked, dim=1).cpu().numpy())
         return gated, (np.concatenate(log_probs) if log_probs else np.zeros((0, N_CLASSES), np.float32))
 
     def calcium_outputs(self, hu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
