@@ -1,8 +1,9 @@
 """One inference job: the heart localizer, the regression ConvNet and the segmentation scorers over every scan
 of a shard.
 
-The models are loaded once per job. A thread pool reads and decodes the next scans' scoring-grid volumes (Zarr
-decompression releases the GIL) while the main thread runs the networks: per scan, the three localizer networks
+The models are loaded once per job. Loader threads read and decode the next scans' scoring-grid volumes (Zarr
+decompression releases the GIL; at most ``inference.loader_workers`` + 1 scans ahead, :mod:`cacflow.prefetch`)
+while the main thread runs the networks: per scan, the three localizer networks
 (128 slices each, one batch per plane) and the regressor over the box's slices in batches of
 ``inference.batch_size``. CUDA with bf16 autocast when present, CPU with ``channels_last`` otherwise.
 
@@ -20,7 +21,6 @@ import hashlib
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
 from cacflow.models.mask_scorers import MaskScorer, load_mask_scorer
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.shard import grid_volume
+from cacflow.prefetch import read_ahead
 from cacflow.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -174,9 +175,9 @@ def run_infer_shard(layout: CohortLayout, shard: str, config: dict, localizer_di
     log.info("%s %s: %d scans, %d to infer on %s (models loaded in %.2f s)", layout.cohort, shard, len(tasks),
              len(todo), device, load_s)
     infer_s = 0.0
-    with ThreadPoolExecutor(max_workers=max(1, int(icfg["loader_workers"]))) as pool, \
-            Progress(len(todo), f"infer {shard}"):
-        for (t, fp), (volume, error) in zip(todo, pool.map(lambda tf: _read(tf[0]), todo)):
+    with Progress(len(todo), f"infer {shard}"):
+        volumes = read_ahead(lambda tf: _read(tf[0]), todo, int(icfg["loader_workers"]))
+        for (t, fp), (volume, error) in zip(todo, volumes):
             t1 = time.perf_counter()
             if error is not None:
                 row = _empty_row(t.series_key, "failed", "volume_unreadable",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from cacflow.io.tables import read_json
 from cacflow.io.zarr_store import read_geometry, read_volume
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.shard import grid_volume
+from cacflow.prefetch import read_ahead
 from cacflow.scoring.agatston import AgatstonConvention, agatston_score
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -128,9 +128,8 @@ def load_series(s: LabelledSeries, grid: ZGrid, convention: AgatstonConvention, 
 def load_many(series: list[LabelledSeries], grid: ZGrid, convention: AgatstonConvention, workers: int = 2,
               targets: bool = True):
     """Yield ``(series, SeriesArrays)`` in order, reading ahead with ``workers`` threads (decompression releases the
-    GIL, so reading overlaps with the caller's work)."""
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        yield from zip(series, pool.map(lambda s: load_series(s, grid, convention, targets), series))
+    GIL, so reading overlaps with the caller's work; at most ``workers`` + 1 series ahead)."""
+    yield from zip(series, read_ahead(lambda s: load_series(s, grid, convention, targets), series, workers))
 
 
 def data_hash(series: list[LabelledSeries]) -> str:
