@@ -3,9 +3,9 @@ of a shard.
 
 The models are loaded once per job. Loader threads read and decode the next scans' scoring-grid volumes (Zarr
 decompression releases the GIL; at most ``inference.loader_workers`` + 1 scans ahead, :mod:`cacflow.prefetch`)
-while the main thread runs the networks: per scan, the three localizer networks
-(128 slices each, one batch per plane) and the regressor over the box's slices in batches of
-``inference.batch_size``. CUDA with bf16 autocast when present, CPU with ``channels_last`` otherwise.
+while the main thread runs the networks: per scan, the three localizer networks (128 slices each, one batch per
+plane) and the regressor over the box's slices in batches of ``inference.batch_size``. CUDA with bf16 autocast
+when present, CPU with ``channels_last`` otherwise.
 
 Each scan's row is cached under a fingerprint of its volume and both models' weights, so a rerun of a grown cohort
 infers only new or changed scans and a replaced checkpoint reinfers everything it touches. The row holds the
