@@ -103,9 +103,11 @@ def model_times(layout: CohortLayout, key: str, config: dict, device: torch.devi
         directory = Path(__file__).resolve().parents[1] / "models" / name
         if not (directory / "weights.pt").is_file():
             continue
-        default = load_mask_scorer(directory, device).batch_size
+        scorer = load_mask_scorer(directory, device)
+        default = scorer.batch_size
         for batch in [default] + [b for b in sorted(batches) if b != default]:
-            scorer = load_mask_scorer(directory, device, batch)
+            if batch != default:
+                scorer = load_mask_scorer(directory, device, batch)
             scorer.predict_box(volume.hu, (z0, min(z1, z0 + 4), y0, y1, x0, x1))  # warm-up
             t = _median_time(lambda: scorer.predict_box(volume.hu, box), repeats)
             rows.append({"model": name, "batch": batch, "default_batch": batch == default, "slices": len(slices),

@@ -13,34 +13,19 @@ import io
 import numpy as np
 
 
-def _pack(shape: tuple[int, ...], index: np.ndarray, value: np.ndarray) -> str:
-    buf = io.BytesIO()
-    np.savez_compressed(buf, shape=np.asarray(shape, dtype=np.int64), index=index.astype(np.uint32),
-                        value=value.astype(np.uint8))
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _check_values(labels: np.ndarray) -> None:
-    if labels.size and (labels.min() < 0 or labels.max() > 255):
-        raise ValueError("label values must lie in 0..255")
-
-
 def encode_mask(labels: np.ndarray) -> str:
     """Text form of an integer label map (z, y, x) with values 0..255."""
     labels = np.asarray(labels)
-    if labels.ndim != 3 or labels.size >= 2**32:
+    if labels.ndim != 3:
         raise ValueError(f"label map must be 3-D with fewer than 2**32 voxels, got shape {labels.shape}")
-    _check_values(labels)
-    flat = labels.ravel()
-    index = np.flatnonzero(flat)
-    return _pack(labels.shape, index, flat[index])
+    return encode_box_mask(labels, (0, labels.shape[0], 0, labels.shape[1], 0, labels.shape[2]), labels.shape)
 
 
 def encode_box_mask(block: np.ndarray, box_zyx: tuple[int, int, int, int, int, int],
                     shape: tuple[int, int, int]) -> str:
     """:func:`encode_mask` of the label map of ``shape`` (z, y, x) that holds ``block`` inside ``box_zyx``
-    (z0, z1, y0, y1, x0, x1; voxel indices, end exclusive) and 0 elsewhere: the same text, without building or
-    scanning that whole map (a heart box is a few percent of a scan's voxels)."""
+    (z0, z1, y0, y1, x0, x1; voxel indices, end exclusive) and 0 elsewhere, without building or scanning that
+    whole map (a heart box is a few percent of a scan's voxels)."""
     block = np.asarray(block)
     z0, z1, y0, y1, x0, x1 = (int(v) for v in box_zyx)
     if len(shape) != 3 or int(np.prod(shape)) >= 2**32:
@@ -49,10 +34,14 @@ def encode_box_mask(block: np.ndarray, box_zyx: tuple[int, int, int, int, int, i
             any(e > n for e, n in zip((z1, y1, x1), shape)):
         raise ValueError(f"block of shape {block.shape} does not fill box {tuple(box_zyx)} inside a map of shape "
                          f"{tuple(shape)}")
-    _check_values(block)
+    if block.size and (block.min() < 0 or block.max() > 255):
+        raise ValueError("label values must lie in 0..255")
     zz, yy, xx = np.nonzero(block)  # C order of the block: ascending in the whole map too
-    index = np.ravel_multi_index((zz + z0, yy + y0, xx + x0), tuple(shape))
-    return _pack(tuple(shape), index, block[zz, yy, xx])
+    buf = io.BytesIO()
+    np.savez_compressed(buf, shape=np.asarray(shape, dtype=np.int64),
+                        index=np.ravel_multi_index((zz + z0, yy + y0, xx + x0), tuple(shape)).astype(np.uint32),
+                        value=block[zz, yy, xx].astype(np.uint8))
+    return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def decode_mask(text: str) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Loading the models whose output is a label map on the scoring grid (the segmentation scorers of the inference
 stage), whatever their kind: the model card says which class reads the checkpoint.
 
-Every class has ``kind``, ``id``, ``card`` and ``predict_box(hu, box_zyx)`` -> labels (z, y, x) on the whole grid.
+Every class has ``kind``, ``id``, ``card``, ``predict_box(hu, box_zyx)`` -> labels (z, y, x) on the whole grid, and
+``predict_in_box(hu, box_zyx)`` -> the same labels inside the box only, with the box clipped to the grid.
 What the labels mean, and so how the score stage scores them, depends on the kind (:data:`LABEL_MEANING`).
 """
 

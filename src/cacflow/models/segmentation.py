@@ -181,6 +181,12 @@ class BoxLabeller(ABC):
         """Labels on the whole grid (z, y, x; uint8, 0 outside the heart box)."""
         return label_box(hu, box_zyx, self.predict_block)
 
+    def predict_in_box(self, hu: np.ndarray, box_zyx: tuple[int, int, int, int, int, int]
+                       ) -> tuple[np.ndarray, tuple[int, int, int, int, int, int]]:
+        """The labels of :meth:`predict_box` inside the heart box only, and that box clipped to the grid
+        (:func:`label_block`): what the infer stage stores, without building the whole grid."""
+        return label_block(hu, box_zyx, self.predict_block)
+
 
 class SliceLabeller(BoxLabeller):
     """A network that labels every pixel of each axial slice on its own.
@@ -248,13 +254,22 @@ def select_calcium(gated: np.ndarray, log_probs: np.ndarray, calcium_probability
     return calcium, log_probs[chosen]
 
 
-def label_box(hu: np.ndarray, box_zyx: tuple[int, int, int, int, int, int], predict) -> np.ndarray:
-    """Labels (uint8) on the whole grid of ``hu`` (z, y, x): ``predict(block)`` of the box's HU block inside the box
-    (z0, z1, y0, y1, x0, x1; voxel indices, end exclusive), 0 outside it."""
+def label_block(hu: np.ndarray, box_zyx: tuple[int, int, int, int, int, int], predict
+                ) -> tuple[np.ndarray, tuple[int, int, int, int, int, int]]:
+    """``predict(block)`` (uint8 labels) of the HU block of ``hu`` (z, y, x) inside the box (z0, z1, y0, y1, x0, x1;
+    voxel indices, end exclusive; zeros for an empty box), and the box clipped to the grid, which that block fills."""
     z0, z1, y0, y1, x0, x1 = box_zyx
+    block = hu[z0:z1, y0:y1, x0:x1]
+    box = (z0, z0 + block.shape[0], y0, y0 + block.shape[1], x0, x0 + block.shape[2])
+    labels = predict(block) if block.size else np.zeros(block.shape, dtype=np.uint8)
+    return np.asarray(labels, dtype=np.uint8), box
+
+
+def label_box(hu: np.ndarray, box_zyx: tuple[int, int, int, int, int, int], predict) -> np.ndarray:
+    """Labels (uint8) on the whole grid of ``hu`` (z, y, x): :func:`label_block` inside the box, 0 outside it."""
+    block, (z0, z1, y0, y1, x0, x1) = label_block(hu, box_zyx, predict)
     labels = np.zeros(hu.shape, dtype=np.uint8)
-    if z1 > z0 and y1 > y0 and x1 > x0:
-        labels[z0:z1, y0:y1, x0:x1] = predict(hu[z0:z1, y0:y1, x0:x1])
+    labels[z0:z1, y0:y1, x0:x1] = block
     return labels
 
 

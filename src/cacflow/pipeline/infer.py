@@ -116,13 +116,9 @@ def infer_scan(localizer: HeartLocalizer, regressor: SliceRegressor, key: str, v
                regression_spacing_z_mm=float(volume.spacing_zyx[0]), regression_slices=int(raw.shape[0]),
                regression_slice_floor=float(regressor.slice_floor), crop_truncated=bool(truncated))
     if segmenters:
-        z0, z1, y0, y1, x0, x1 = choice.box_zyx
-        block = volume.hu[z0:z1, y0:y1, x0:x1]  # labelled alone: the map is 0 outside the box (label_box)
-        box = (z0, z0 + block.shape[0], y0, y0 + block.shape[1], x0, x0 + block.shape[2])
         row["segmentation"] = json.dumps({
             name: {"model": seg.id, "kind": seg.kind,
-                   "mask": encode_box_mask(seg.predict_block(block) if block.size else np.zeros(block.shape, np.uint8),
-                                           box, volume.hu.shape)}
+                   "mask": encode_box_mask(*seg.predict_in_box(volume.hu, choice.box_zyx), volume.hu.shape)}
             for name, seg in sorted(segmenters.items())}, sort_keys=True)
     return row
 
