@@ -13,7 +13,8 @@ from cacflow import __version__, logs
 def _synth(args: argparse.Namespace) -> int:
     from cacflow.synth.cohort import generate_cohort
 
-    summary = generate_cohort(Path(args.out), n=args.n, seed=args.seed, small=args.small, workers=args.workers)
+    summary = generate_cohort(Path(args.out), n=args.n, seed=args.seed, small=args.small, workers=args.workers,
+                              anatomy=args.anatomy)
     print(json.dumps(summary, indent=1, default=str))
     return 0
 
@@ -68,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=6, help="participants")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--small", action="store_true", help="smaller images for fast tests")
+    s.add_argument("--anatomy", type=int, choices=(1, 2), default=1,
+                   help="coronary anatomy version of the phantom (cacflow.synth.anatomy.ANATOMY_VERSIONS; default 1)")
     s.add_argument("--workers", type=int, default=1)
     s.set_defaults(func=_synth)
 

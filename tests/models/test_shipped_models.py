@@ -1,8 +1,9 @@
 """The shipped models reproduce their model cards' test metrics on CPU.
 
 The test split of the training cohort (config.yaml `cohorts.train`, split by `training.split`) is regenerated
-from its seed participant by participant (the generator is deterministic per participant), preprocessed by the
-pipeline's own stages and scored by the shipped weights through the same code the training run evaluated with.
+from its seed participant by participant (the generator is deterministic per participant), with the phantom
+anatomy the model's card names (once per anatomy), preprocessed by the pipeline's own stages and scored by the
+shipped weights through the same code the training run evaluated with.
 The pipeline's inference stage must give the same per-scan scores. Nothing is downloaded.
 """
 
@@ -39,8 +40,8 @@ MODELS = REPO / "models"
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def test_split(tmp_path_factory):
+def _generate_test_split(out: Path, anatomy: int) -> dict:
+    """The training cohort's test split with the phantom anatomy ``anatomy``, generated and preprocessed in ``out``."""
     project = cfg.load(REPO / "config.yaml")
     spec = project["cohorts"][project["training"]["cohort"]]["synthetic"]
     split = project["training"]["split"]
@@ -48,10 +49,9 @@ def test_split(tmp_path_factory):
     assert card["split_seed"] == split["seed"] and card["split_fractions"] == split["fractions"]
     indices = [i for i in range(spec["n"]) if split_of(_participant_id(i), split["seed"], tuple(split["fractions"]))
                == "test"]
-    out = tmp_path_factory.mktemp("shipped")
     with ProcessPoolExecutor(max_workers=2) as pool:
         list(pool.map(generate_participant, [out] * len(indices), [spec["seed"]] * len(indices), indices,
-                      [spec["small"]] * len(indices)))
+                      [spec["small"]] * len(indices), [anatomy] * len(indices)))
     root = out / "dicom"
     config = cfg.validate({"cohorts": {"t": {"root": str(root), "selection": {"reconstructions": "all"}}},
                            "inference": {"device": "cpu"}, "sharding": {"shard_size": 1000}})
@@ -66,14 +66,44 @@ def test_split(tmp_path_factory):
             "convention": AgatstonConvention.from_dict(config["scoring"]["convention"])}
 
 
+def _anatomy(model: str) -> int:
+    """The phantom anatomy of the cohort a shipped model was trained and tested on (cards before it: 1)."""
+    return int(read_card(MODELS / model).get("anatomy") or 1)
+
+
 @pytest.fixture(scope="module")
-def test_crops(test_split):
-    """The test series cropped to the shipped localizer's heart boxes (8 mm margin), as the trainings evaluated."""
+def splits(tmp_path_factory):
+    """``splits(model)``: the test split of that model's card, generated once per phantom anatomy."""
+    cache: dict[int, dict] = {}
+
+    def get(model: str) -> dict:
+        anatomy = _anatomy(model)
+        if anatomy not in cache:
+            cache[anatomy] = _generate_test_split(tmp_path_factory.mktemp(f"shipped{anatomy}"), anatomy)
+        return cache[anatomy]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def crops(splits):
+    """``crops(model)``: that model's test series cropped to the shipped localizer's heart boxes (8 mm margin), as
+    the trainings evaluated; once per phantom anatomy."""
+    cache: dict[int, list] = {}
     localizer = HeartLocalizer.load(MODELS / "localizer", "cpu")
-    return tr.load_crops(test_split["series"], localizer, test_split["grid"], test_split["convention"], 8.0)
+
+    def get(model: str) -> list:
+        anatomy = _anatomy(model)
+        if anatomy not in cache:
+            split = splits(model)
+            cache[anatomy] = tr.load_crops(split["series"], localizer, split["grid"], split["convention"], 8.0)
+        return cache[anatomy]
+
+    return get
 
 
-def test_localizer_reproduces_its_card(test_split):
+def test_localizer_reproduces_its_card(splits):
+    test_split = splits("localizer")
     card = read_card(MODELS / "localizer")
     localizer = HeartLocalizer.load(MODELS / "localizer", "cpu")
     rows = tl.evaluate_localizer(localizer, test_split["series"], test_split["grid"], test_split["convention"])
@@ -85,12 +115,12 @@ def test_localizer_reproduces_its_card(test_split):
     assert got["share_coverage_ge_0.98"] >= 0.98 and got["median_iou"] >= 0.85
 
 
-def test_regressor_reproduces_its_card_and_the_pipeline_agrees(test_split, test_crops):
+def test_regressor_reproduces_its_card_and_the_pipeline_agrees(splits, crops):
+    test_split, crops = splits("regressor"), crops("regressor")
     card = read_card(MODELS / "regressor")
     device = "cpu"
     regressor = SliceRegressor.load(MODELS / "regressor", device)
     assert card["hyper_parameters"]["jitter_mm"] == 8.0
-    crops = test_crops
     pred = tr.scan_predictions(regressor, crops, test_split["convention"])
     got, want = regression_metrics(pred, crops), card["metrics"]["test"]
     assert got["agatston"]["n"] == want["agatston"]["n"] == card["split_sizes"]["test"]["series"]
@@ -115,14 +145,14 @@ def test_regressor_reproduces_its_card_and_the_pipeline_agrees(test_split, test_
 
 
 @pytest.mark.parametrize("model", ["unetpp", "unet", "lstm", "patch3d"])
-def test_segmenter_reproduces_its_card(test_split, test_crops, model):
+def test_segmenter_reproduces_its_card(splits, crops, model):
     """The shipped U-Net++ (and the plain U-Net it is compared with), conv-LSTM and 3D patch U-Net on the
     regenerated test split: the card's Dice, lesion detection and agreement figures (models/README.md says which
     targets they miss)."""
+    test_split, crops = splits(model), crops(model)
     card = read_card(MODELS / model)
     seg = load_mask_scorer(MODELS / model, torch.device("cpu"))
     assert seg.kind == card["kind"]
-    crops = test_crops
     counts, rows = ts.evaluate_records(seg, crops, test_split["convention"])
     got, want = ts.segmentation_metrics(counts, rows), card["metrics"]["test"]
     assert got["agatston"]["n"] == want["agatston"]["n"] == card["split_sizes"]["test"]["series"]
@@ -134,9 +164,10 @@ def test_segmenter_reproduces_its_card(test_split, test_crops, model):
         assert got["agatston"][key] == pytest.approx(want["agatston"][key], abs=1.01 / len(crops)), key
 
 
-def test_level_model_reproduces_its_card(test_split):
+def test_level_model_reproduces_its_card(splits):
     """The shipped calcification level model on the regenerated test pairs: level Dice, and the robust and classic
     scores of the sharp series against the soft reference, as in its card."""
+    test_split = splits("levels")
     card = read_card(MODELS / "levels")
     localizer = HeartLocalizer.load(MODELS / "localizer", "cpu")
     model = LevelPredictor.load(MODELS / "levels", torch.device("cpu"))

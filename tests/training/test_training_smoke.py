@@ -20,6 +20,7 @@ from cacflow.io.sparse_mask import decode_mask
 from cacflow.io.zarr_store import read_volume
 from cacflow.models.checkpoint import CheckpointError, load_checkpoint, read_card
 from cacflow.models.mask_scorers import load_mask_scorer
+from cacflow.models.predict import SliceRegressor
 from cacflow.models.segmentation import VesselSegmenter
 from cacflow.pipeline.discover import run_discover
 from cacflow.pipeline.infer import INFER_COLUMNS, run_infer_shard
@@ -143,6 +144,33 @@ def test_regressor_training_can_start_from_a_checkpoint(trained, small_cohort, t
     assert trained["cards"][1]["initialised_from"] is None  # from scratch by default
     with pytest.raises(CheckpointError, match="init_from"):
         tr_initial_state(replace(RegressorHyper(), init_from=str(tmp_path / "missing")))
+
+
+def test_a_continued_regressor_gains_the_calcium_window_and_averages_its_last_epochs(trained, small_cohort,
+                                                                                      tmp_path):
+    """A one-channel checkpoint continued with ``calcium_window`` starts from its own predictions (the new channel's
+    weights are zero) and is saved with two input channels; ``average_last`` scores the mean of the last epochs'
+    weights on validation as one more candidate."""
+    models = trained["base"] / "models"
+    config = trained["config"]
+    config = {**config, "training": {**config["training"], "regressor": {
+        **config["training"]["regressor"], "max_epochs": 2, "patience": 5, "init_from": str(models / "regressor"),
+        "calcium_window": True, "average_last": 2, "average_bn_batches": 2}}}
+    card = train_regressor_run(trained["layout"], small_cohort / "dicom", small_cohort / "truth" / "labels", config,
+                               models / "localizer", tmp_path / "window")
+    payload, _ = load_checkpoint(tmp_path / "window", "regressor")
+    assert payload["arch"]["calcium_window"] and payload["state"]["features.0.weight"].shape[1] == 2
+    assert card["initialised_from"]["calcium_window_added"] and card["hyper_parameters"]["calcium_window"]
+    run = card["training"][card["target_transform"]]
+    assert [h["epoch"] for h in run["history"]] == [-1, 0, 1, 2]
+    assert run["history"][-1]["averaged_epochs"] == 2
+    assert run["best_val_log_mae"] == min(h["val"] for h in run["history"])
+    start = next(h["val"] for h in run["history"] if h["epoch"] == -1)
+    start_card = read_card(models / "regressor")
+    # epoch -1 is the one-channel checkpoint's own validation figure: the zero-weight channel changes nothing
+    assert start == pytest.approx(start_card["training"][card["target_transform"]]["best_val_log_mae"], rel=1e-3)
+    regressor = SliceRegressor.load(tmp_path / "window", "cpu")
+    assert regressor.predict_slices(np.full((2, 40, 50), 300, np.int16), (1.5, 0.7, 0.7)).shape == (2, 2)
 
 
 def test_inference_shard_scores_every_scan_with_the_trained_models(trained):

@@ -11,7 +11,8 @@ def main(out: Path, spec: dict, threads: int, log_file: str) -> None:
     logs.setup(log_file)
     for sub in ("dicom", "truth"):  # a half-written earlier run must not mix with this one
         shutil.rmtree(out / sub, ignore_errors=True)
-    generate_cohort(out, n=int(spec["n"]), seed=int(spec["seed"]), small=bool(spec["small"]), workers=threads)
+    generate_cohort(out, n=int(spec["n"]), seed=int(spec["seed"]), small=bool(spec["small"]), workers=threads,
+                    anatomy=int(spec["anatomy"]))
 
 
 if "snakemake" in globals():

@@ -10,8 +10,9 @@ units), ``segresnet`` (:class:`monai.networks.nets.SegResNet`) and ``attention_u
 (:class:`monai.networks.nets.AttentionUnet`), the seed's three. Slice sides are padded with air to multiples of 16.
 
 Calcium window (``LevelArch.calcium_window``): a second input channel maps 100..500 HU linearly to 0..1
-(:data:`CALCIUM_WINDOW_HU`), so the density bounds 130 / 200 / 300 / 400 HU fall at 0.075 / 0.25 / 0.5 / 0.75
-instead of within 0.3 of the first channel's 0..3 range. Checkpoints without the entry read one channel.
+(:func:`cacflow.models.regression.calcium_window_channel`), so the density bounds 130 / 200 / 300 / 400 HU fall
+at 0.075 / 0.25 / 0.5 / 0.75 instead of within 0.3 of the first channel's 0..3 range. Checkpoints without the
+entry read one channel.
 
 Normalisation: a level is a band of absolute HU, and a normalisation over each slice's own statistics (MONAI
 UNet's instance norm, SegResNet's group norm) hands the layers after it only relative intensities; ``norm="batch"``
@@ -32,16 +33,12 @@ import torch
 from torch import nn
 
 from cacflow.models.lesion_filter import LesionFilter
-from cacflow.models.regression import normalise_hu
+from cacflow.models.regression import calcium_window_channel, normalise_hu
 from cacflow.models.segmentation import SliceLabeller
 from cacflow.scoring.robust_agatston import N_LEVELS
 
 BACKBONES: tuple[str, ...] = ("unet", "segresnet", "attention_unet")
 KIND = "calcium_levels"
-
-
-#: HU mapped to 0 and 1 by the calcium-window channel (clipped outside).
-CALCIUM_WINDOW_HU: tuple[float, float] = (100.0, 500.0)
 
 
 def build_level_net(backbone: str, channels: tuple[int, ...], norm: str | None = None, in_channels: int = 1,
@@ -75,12 +72,11 @@ def build_level_net(backbone: str, channels: tuple[int, ...], norm: str | None =
 
 def slices_to_input(hu: np.ndarray, calcium_window: bool = False) -> torch.Tensor:
     """HU slices (n, h, w) -> network input (n, 1, h, w): normalised HU; with ``calcium_window`` (n, 2, h, w), the
-    second channel (HU - 100) / 400 clipped to 0..1 (:data:`CALCIUM_WINDOW_HU`)."""
+    second channel (HU - 100) / 400 clipped to 0..1 (:func:`cacflow.models.regression.calcium_window_channel`)."""
     t = torch.from_numpy(np.ascontiguousarray(hu, dtype=np.float32))
     channels = [normalise_hu(t)]
     if calcium_window:
-        lo, hi = CALCIUM_WINDOW_HU
-        channels.append(((t - lo) / (hi - lo)).clamp(0.0, 1.0))
+        channels.append(calcium_window_channel(t))
     return torch.stack(channels, dim=1)
 
 

@@ -169,7 +169,7 @@ class SliceRegressor:
         out = []
         voxel = torch.tensor([list(spacing_zyx_mm)], dtype=torch.float32)
         for i in range(0, len(slices_hu), self.batch_size):
-            x = slices_to_input(slices_hu[i:i + self.batch_size]).to(self.device)
+            x = slices_to_input(slices_hu[i:i + self.batch_size], self.net.calcium_window).to(self.device)
             if self.device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(self.device):

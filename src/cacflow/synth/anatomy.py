@@ -29,6 +29,13 @@ VESSELS: dict[int, str] = {1: "LM", 2: "LAD", 3: "CX", 4: "RCA"}
 #: Distractor labels in ``distractor_mask``.
 AORTIC_WALL, AORTIC_VALVE, CARTILAGE, BONE = 1, 2, 3, 4
 
+#: Versions of the coronary anatomy (:func:`build_phantom`'s ``anatomy``). 1: the left main and the proximal right
+#: coronary run straight from the aortic root, which lies inside the heart ellipsoid, to the heart's surface, so
+#: their first 15-20 mm (most of the left main) lie in the blood pool beside the aortic-valve calcium. 2: both
+#: leave the root's place on the heart's surface and run in the epicardial fat from their first millimetre, as
+#: coronaries do; the rest of the phantom and every random draw are those of version 1.
+ANATOMY_VERSIONS: tuple[int, ...] = (1, 2)
+
 
 @dataclass(frozen=True)
 class Texture:
@@ -110,8 +117,26 @@ def _heart_surface(center: np.ndarray, frame: np.ndarray, a: float, b: float, u:
             + (r * np.sin(phi))[:, None] * frame[:, 2][None, :])
 
 
-def build_phantom(rng: np.random.Generator) -> Phantom:
-    """Draw one participant's anatomy (no plaques yet; see :func:`with_lesions`)."""
+def _surface_coordinates(center: np.ndarray, frame: np.ndarray, point: np.ndarray) -> tuple[float, float]:
+    """A point's long-axis coordinate ``u`` (mm) and angle ``phi`` in the heart frame (as :func:`_heart_surface`)."""
+    d = np.asarray(point, dtype=np.float64) - center
+    return float(d @ frame[:, 0]), float(np.arctan2(d @ frame[:, 2], d @ frame[:, 1]))
+
+
+def _epicardial_path(center: np.ndarray, frame: np.ndarray, a: float, b: float, start: tuple[float, float],
+                     end: tuple[float, float], offset: float, n: int = 12) -> np.ndarray:
+    """``n`` points from surface coordinates ``start`` (u, phi) to ``end`` on the heart ellipsoid + ``offset`` mm
+    (in the fat shell), the angle taking the shorter way round."""
+    dphi = (end[1] - start[1] + np.pi) % (2 * np.pi) - np.pi
+    t = np.linspace(0.0, 1.0, n)
+    return _heart_surface(center, frame, a, b, start[0] + t * (end[0] - start[0]), start[1] + t * dphi, offset)
+
+
+def build_phantom(rng: np.random.Generator, anatomy: int = 1) -> Phantom:
+    """Draw one participant's anatomy (no plaques yet; see :func:`with_lesions`); ``anatomy`` is the coronary
+    anatomy's version (:data:`ANATOMY_VERSIONS`)."""
+    if anatomy not in ANATOMY_VERSIONS:
+        raise ValueError(f"unknown phantom anatomy version {anatomy!r}; use one of {ANATOMY_VERSIONS}")
     layers: list[Layer] = []
     # ---- body frame --------------------------------------------------------------
     hz = float(rng.uniform(-260.0, 40.0))  # heart centre z: table offset
@@ -223,13 +248,19 @@ def build_phantom(rng: np.random.Generator) -> Phantom:
     off = 0.5 * shell
     u_av = -0.5 * ha
     bif = _heart_surface(hc, frame, ha, hb, np.array([u_av]), np.array([0.25 * s_left]), off)[0]
-    lm = np.linspace(root + 0.3 * r_asc * x_hat, bif, 6)
     lad = _heart_surface(hc, frame, ha, hb, np.linspace(u_av, 0.92 * ha, 40), np.full(40, 0.18 * s_left), off)
     cx_phi = np.linspace(0.3 * s_left, 2.5 * s_left, 40)
     cx = _heart_surface(hc, frame, ha, hb, np.full(40, u_av), cx_phi, off)
     rca_phi = np.linspace(-0.25 * s_left, -2.9 * s_left, 50)
     rca = _heart_surface(hc, frame, ha, hb, np.full(50, u_av - 4.0), rca_phi, off)
-    rca = np.concatenate([np.linspace(root - 0.3 * r_asc * x_hat, rca[0], 5)[:-1], rca])
+    if anatomy == 1:
+        lm = np.linspace(root + 0.3 * r_asc * x_hat, bif, 6)
+        rca = np.concatenate([np.linspace(root - 0.3 * r_asc * x_hat, rca[0], 5)[:-1], rca])
+    else:  # the ostia: the root's place on the surface, the left one towards the patient's left
+        u_root, phi_root = _surface_coordinates(hc, frame, root)
+        lm = _epicardial_path(hc, frame, ha, hb, (u_root, phi_root + 0.15 * s_left), (u_av, 0.25 * s_left), off)
+        rca = np.concatenate([_epicardial_path(hc, frame, ha, hb, (u_root, phi_root - 0.15 * s_left),
+                                               (u_av - 4.0, -0.25 * s_left), off)[:-1], rca])
     centerlines = {1: lm, 2: np.concatenate([bif[None], lad]), 3: np.concatenate([bif[None], cx]), 4: rca}
     radii: dict[int, np.ndarray] = {}
     r0 = float(rng.uniform(1.6, 2.0))

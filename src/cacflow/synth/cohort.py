@@ -21,7 +21,7 @@ from pydicom.uid import generate_uid
 
 from cacflow import __version__
 from cacflow.synth.acquisition import Acquisition, Reconstruction, draw_acquisition, draw_reconstructions
-from cacflow.synth.anatomy import Lesion, Phantom, build_phantom, place_lesions
+from cacflow.synth.anatomy import ANATOMY_VERSIONS, Lesion, Phantom, build_phantom, place_lesions
 from cacflow.synth.dicom_writer import SeriesInfo, StudyInfo, fake_study, write_axial_series, write_scout
 from cacflow.synth.render import (
     HALO_HU,
@@ -190,8 +190,10 @@ def _series_folder(number: int, text: str, rng: np.random.Generator) -> str:
     return f"{number}.000000-{clean}-{int(rng.integers(10000, 99999))}"
 
 
-def generate_participant(out: Path, seed: int, index: int, small: bool) -> dict:
-    """Render and write one participant (one study).  Returns series rows, lesion rows and a JSON entry."""
+def generate_participant(out: Path, seed: int, index: int, small: bool, anatomy: int = 1) -> dict:
+    """Render and write one participant (one study).  Returns series rows, lesion rows and a JSON entry.
+
+    ``anatomy``: the phantom's coronary anatomy version (:data:`cacflow.synth.anatomy.ANATOMY_VERSIONS`)."""
     ss = np.random.SeedSequence(entropy=seed, spawn_key=(index,))
     r_anat, r_acq, r_les, r_noise, r_dcm, r_ids = (np.random.default_rng(s) for s in ss.spawn(6))
     patient_id = _participant_id(index)
@@ -203,7 +205,7 @@ def generate_participant(out: Path, seed: int, index: int, small: bool) -> dict:
     paired = index % 2 == 1
     with_scout = index % 3 == 2
 
-    phantom = build_phantom(r_anat)
+    phantom = build_phantom(r_anat, anatomy)
     acq = draw_acquisition(r_acq, small, phantom.heart_center)
     recons = draw_reconstructions(r_acq, acq, index, paired)
     grid = make_grid(acq)
@@ -314,18 +316,22 @@ def _series_row(study: StudyInfo, series_uid: str, folder: Path, kind: str, acq:
     }
 
 
-def generate_cohort(out: Path, n: int, seed: int, small: bool = False, workers: int = 1) -> dict:
-    """Write n synthetic participants (one study each, some with several series) under out/. Returns a summary dict (counts)."""
+def generate_cohort(out: Path, n: int, seed: int, small: bool = False, workers: int = 1, anatomy: int = 1) -> dict:
+    """Write n synthetic participants (one study each, some with several series) under out/ with the phantom's
+    coronary anatomy version ``anatomy``. Returns a summary dict (counts)."""
     out = Path(out)
     if n < 1:
         raise ValueError("n must be >= 1")
+    if anatomy not in ANATOMY_VERSIONS:
+        raise ValueError(f"unknown phantom anatomy version {anatomy!r}; use one of {ANATOMY_VERSIONS}")
     (out / "dicom").mkdir(parents=True, exist_ok=True)
     (out / "truth").mkdir(parents=True, exist_ok=True)
     if workers > 1 and n > 1:
         with ProcessPoolExecutor(max_workers=min(workers, n)) as pool:
-            results = list(pool.map(generate_participant, [out] * n, [seed] * n, range(n), [small] * n))
+            results = list(pool.map(generate_participant, [out] * n, [seed] * n, range(n), [small] * n,
+                                    [anatomy] * n))
     else:
-        results = [generate_participant(out, seed, i, small) for i in range(n)]
+        results = [generate_participant(out, seed, i, small, anatomy) for i in range(n)]
     series_rows = [row for r in results for row in r["series"]]
     lesion_rows = [row for r in results for row in r["lesions"]]
     write_tables(out / "truth", series_rows, lesion_rows, [row for r in results for row in r["vessels"]])
@@ -334,6 +340,7 @@ def generate_cohort(out: Path, n: int, seed: int, small: bool = False, workers: 
         "seed": int(seed),
         "n": int(n),
         "small": bool(small),
+        "anatomy": int(anatomy),
         "participants": [r["entry"] for r in results],
     })
     axial = [r for r in series_rows if r["kind"] == "axial"]

@@ -60,6 +60,53 @@ class EarlyStopping:
         return epoch - self.best_epoch >= self.patience
 
 
+class WeightAverage:
+    """Running mean of a network's parameters over the snapshots added (tail weight averaging: the weights after
+    each of a run's last epochs, as stochastic weight averaging averages them, Izmailov et al. 2018). Buffers
+    (batch-normalisation statistics) are not averaged: recompute them with :func:`recalibrate_batch_norm`."""
+
+    def __init__(self) -> None:
+        self.mean: dict[str, torch.Tensor] | None = None
+        self.count = 0
+
+    def add(self, model: torch.nn.Module) -> None:
+        """Add the network's current parameters as one more snapshot."""
+        params = {k: v.detach().float().clone() for k, v in model.named_parameters()}
+        if self.mean is None:
+            self.mean = params
+        else:
+            for k, v in params.items():
+                self.mean[k] += (v - self.mean[k]) / (self.count + 1)
+        self.count += 1
+
+    @torch.no_grad()
+    def load_into(self, model: torch.nn.Module) -> None:
+        """Set the network's parameters to the mean of the snapshots."""
+        if self.mean is None:
+            raise ValueError("no snapshot was added to the weight average")
+        for k, p in model.named_parameters():
+            p.copy_(self.mean[k].to(p.dtype))
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: torch.nn.Module, forward_batch: Callable[[], None], batches: int) -> None:
+    """Recompute every batch-normalisation layer's running mean and variance as the plain average over
+    ``batches`` calls of ``forward_batch()`` (which runs one training batch through ``model``); for weights that
+    no optimiser step produced, such as a :class:`WeightAverage`."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calls
+    was_training = model.training
+    model.train()
+    for _ in range(batches):
+        forward_batch()
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was_training)
+
+
 def starting_checkpoint(init_from: str, kind: str, setting: str) -> tuple[dict, dict]:
     """The payload of the ``kind`` checkpoint a run starts from (``init_from``, its directory) and its provenance
     for the model card's ``initialised_from``: directory, weights and data SHA-256, and the checkpoint's own start

@@ -54,7 +54,10 @@ def _setup(layout: CohortLayout, root: Path, labels_dir: Path, config: dict
         if not v:
             raise ValueError(f"cohort {layout.cohort}: the {k} split is empty ({len(series)} labelled series); "
                              "add participants or change training.split.fractions")
+    synthetic = config["cohorts"].get(layout.cohort, {}).get("synthetic")
     info = {"cohort": layout.cohort, "data_sha256": data_hash(series), "grid": grid_name,
+            # the generated cohort's phantom anatomy, so that its test split can be generated again
+            "anatomy": None if synthetic is None else int(synthetic["anatomy"]),
             "split_seed": int(tcfg["split"]["seed"]), "split_fractions": list(tcfg["split"]["fractions"]),
             "split_sizes": {k: {"series": len(v), "participants": len({s.participant for s in v})}
                             for k, v in by_split.items()}}
@@ -150,7 +153,8 @@ def train_regressor_run(layout: CohortLayout, root: Path, labels_dir: Path, conf
         raws["val"], [r.spacing_zyx[0] for r in crops["val"]],
         np.array([r.reference_agatston for r in crops["val"]]), convention)
     log.info("regressor: per-slice floor %.2f AU chosen on the validation scans", floor)
-    payload = {"arch": {"widths": list(hp.widths), "hidden": list(hp.hidden)}, "transform": chosen,
+    payload = {"arch": {"widths": list(hp.widths), "hidden": list(hp.hidden), "calcium_window": hp.calcium_window},
+               "transform": chosen,
                "slice_floor_agatston": floor, "state": {k: v.cpu() for k, v in net.state_dict().items()}}
     save_checkpoint(out_dir, payload, {"kind": "regressor", "evaluated": False, "target_transform": chosen, **info})
     metrics = {k: regression_metrics(tr.scan_totals(raws[k], crops[k], convention, floor), crops[k])
