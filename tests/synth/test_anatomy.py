@@ -63,3 +63,18 @@ def test_the_cohort_records_its_anatomy(tmp_path):
     generate_cohort(tmp_path / "c", 1, 5, small=True, anatomy=2)
     meta = json.loads((tmp_path / "c" / "truth" / "cohort.json").read_text())
     assert meta["anatomy"] == 2 and meta["n"] == 1
+
+
+def test_the_config_schema_and_the_cli_offer_exactly_the_known_versions():
+    import argparse
+    from importlib import resources
+
+    from cacflow.cli import build_parser
+    from cacflow.synth.anatomy import ANATOMY_VERSIONS
+
+    schema = json.loads(resources.files("cacflow").joinpath("schemas/config.schema.json").read_text())
+    synthetic = schema["properties"]["cohorts"]["additionalProperties"]["properties"]["synthetic"]
+    assert tuple(synthetic["properties"]["anatomy"]["enum"]) == ANATOMY_VERSIONS
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    option = next(a for a in sub.choices["synth"]._actions if a.dest == "anatomy")
+    assert tuple(option.choices) == ANATOMY_VERSIONS

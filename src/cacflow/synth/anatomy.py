@@ -37,6 +37,12 @@ AORTIC_WALL, AORTIC_VALVE, CARTILAGE, BONE = 1, 2, 3, 4
 ANATOMY_VERSIONS: tuple[int, ...] = (1, 2)
 
 
+def check_anatomy(anatomy: int) -> None:
+    """Refuse a coronary anatomy version that is not in :data:`ANATOMY_VERSIONS`."""
+    if anatomy not in ANATOMY_VERSIONS:
+        raise ValueError(f"unknown phantom anatomy version {anatomy!r}; use one of {ANATOMY_VERSIONS}")
+
+
 @dataclass(frozen=True)
 class Texture:
     """Smooth HU texture: sum of plane waves ``amp * sin(k . p + phase)`` (k in rad/mm)."""
@@ -135,8 +141,7 @@ def _epicardial_path(center: np.ndarray, frame: np.ndarray, a: float, b: float, 
 def build_phantom(rng: np.random.Generator, anatomy: int = 1) -> Phantom:
     """Draw one participant's anatomy (no plaques yet; see :func:`with_lesions`); ``anatomy`` is the coronary
     anatomy's version (:data:`ANATOMY_VERSIONS`)."""
-    if anatomy not in ANATOMY_VERSIONS:
-        raise ValueError(f"unknown phantom anatomy version {anatomy!r}; use one of {ANATOMY_VERSIONS}")
+    check_anatomy(anatomy)
     layers: list[Layer] = []
     # ---- body frame --------------------------------------------------------------
     hz = float(rng.uniform(-260.0, 40.0))  # heart centre z: table offset

@@ -21,7 +21,7 @@ from pydicom.uid import generate_uid
 
 from cacflow import __version__
 from cacflow.synth.acquisition import Acquisition, Reconstruction, draw_acquisition, draw_reconstructions
-from cacflow.synth.anatomy import ANATOMY_VERSIONS, Lesion, Phantom, build_phantom, place_lesions
+from cacflow.synth.anatomy import Lesion, Phantom, build_phantom, check_anatomy, place_lesions
 from cacflow.synth.dicom_writer import SeriesInfo, StudyInfo, fake_study, write_axial_series, write_scout
 from cacflow.synth.render import (
     HALO_HU,
@@ -322,8 +322,7 @@ def generate_cohort(out: Path, n: int, seed: int, small: bool = False, workers: 
     out = Path(out)
     if n < 1:
         raise ValueError("n must be >= 1")
-    if anatomy not in ANATOMY_VERSIONS:
-        raise ValueError(f"unknown phantom anatomy version {anatomy!r}; use one of {ANATOMY_VERSIONS}")
+    check_anatomy(anatomy)  # before any worker starts
     (out / "dicom").mkdir(parents=True, exist_ok=True)
     (out / "truth").mkdir(parents=True, exist_ok=True)
     if workers > 1 and n > 1:
