@@ -122,3 +122,38 @@ def test_a_confident_plausible_box_is_found_and_mapped_to_lps():
     assert lo[2] <= 30 * 1.5 and hi[2] >= 69 * 1.5  # the heart's z range in mm (origin 0, z spacing 1.5 mm)
     low = HeartLocalizer._box(BoxEstimate(est.lo, est.hi, 0.3, (0.3,) * 3), cmap, SPACING, np.zeros(3), d, probs)
     assert low.status == "low_confidence" and not low.usable and low.reason == "localizer_low_confidence"
+
+
+def test_an_ensemble_checkpoint_averages_its_members_and_single_checkpoints_still_load(tmp_path):
+    from cacflow.models.checkpoint import save_checkpoint
+    from cacflow.models.localizer import PLANES
+    from cacflow.models.predict import HeartLocalizer
+
+    torch.manual_seed(0)
+    arch = {"widths": [4, 4, 8, 8, 8], "hidden": 8}
+    members = {p: [PlaneNet(tuple(arch["widths"]), arch["hidden"]).eval() for _ in range(3)] for p in PLANES}
+    for nets in members.values():  # members that disagree: different output biases
+        for k, net in enumerate(nets):
+            with torch.no_grad():
+                net.head[-1].bias.fill_(-2.0 + 2.0 * k)
+    state = {p: [{k: v.clone() for k, v in n.state_dict().items()} for n in members[p]] for p in PLANES}
+    (tmp_path / "ens").mkdir()
+    (tmp_path / "one").mkdir()
+    save_checkpoint(tmp_path / "ens", {"arch": arch, "state": state}, {"kind": "localizer"})
+    save_checkpoint(tmp_path / "one", {"arch": arch, "state": {p: s[1] for p, s in state.items()}},
+                    {"kind": "localizer"})
+    ens = HeartLocalizer.load(tmp_path / "ens", "cpu")
+    one = HeartLocalizer.load(tmp_path / "one", "cpu")
+    assert all(len(ens.nets[p]) == 3 for p in PLANES) and all(len(one.nets[p]) == 1 for p in PLANES)
+
+    hu, _, d = _scan()
+    canvas, _, _ = build_canvas(hu, SPACING, d)
+    got = ens.probabilities(canvas)
+    assert got.shape == (3, CANVAS_SIZE)
+    with torch.inference_mode():
+        for a, p in enumerate(PLANES):
+            x = plane_slices(canvas, p)
+            each = torch.stack([torch.sigmoid(n(x).float()) for n in members[p]]).numpy()
+            np.testing.assert_allclose(got[a], each.mean(axis=0), atol=1e-5)
+            assert np.ptp(each, axis=0).max() > 0.05, "members must differ for the mean to mean anything"
+            np.testing.assert_allclose(one.probabilities(canvas)[a], each[1], atol=1e-5)

@@ -68,7 +68,8 @@ def trained(small_cohort, tmp_path_factory):
         "training": {"cohort": "t", "split": {"seed": _seed_with_every_split(6, fractions),
                                               "fractions": list(fractions)},
                      "device": "cpu",
-                     "localizer": {"max_epochs": 2, "patience": 2, "samples_per_epoch": 32, "batch_size": 16},
+                     "localizer": {"max_epochs": 2, "patience": 2, "samples_per_epoch": 32, "batch_size": 16,
+                                   "members": 2},
                      "regressor": {"max_epochs": 2, "patience": 2, "samples_per_epoch": 16, "batch_size": 8},
                      "vessel_segmentation": {"max_epochs": 2, "patience": 2, "samples_per_epoch": 8, "batch_size": 4,
                                              "patch": 32, "features": [4, 4, 8, 8, 16, 4], "val_series": 1},
@@ -114,6 +115,10 @@ def test_training_writes_weights_and_model_cards(trained):
     assert load_checkpoint(trained["base"] / "models" / "regressor", "regressor")[0]["slice_floor_agatston"] == \
         reg["slice_floor"]["agatston"]
     assert set(loc["metrics"]) == {"val", "test"} and loc["metrics"]["test"]["n"] >= 1
+    # members: 2 -> two networks per plane, each with its own training history
+    loc_payload = load_checkpoint(trained["base"] / "models" / "localizer", "localizer")[0]
+    assert all(len(loc_payload["state"][p]) == 2 for p in ("axial", "coronal", "sagittal"))
+    assert all(len(loc["training"][p]["members"]) == 2 for p in ("axial", "coronal", "sagittal"))
     test = reg["metrics"]["test"]["agatston"]
     assert test["n"] == len(reg["test_series"]) and 0.0 <= test["five_class_accuracy"] <= 1.0
 

@@ -81,35 +81,44 @@ class HeartBox:
 
 
 class HeartLocalizer:
-    """The three plane ConvNets of a localizer checkpoint, loaded once."""
+    """The three plane ConvNets of a localizer checkpoint, loaded once.
 
-    def __init__(self, nets: dict[str, PlaneNet], card: dict, device: torch.device,
+    A plane may hold several networks (an ensemble of training seeds, ``LocalizerHyper.members``): its per-slice
+    probability is then the mean of theirs.
+    """
+
+    def __init__(self, nets: dict[str, PlaneNet | list[PlaneNet]], card: dict, device: torch.device,
                  margin_mm: float = BOX_MARGIN_MM) -> None:
-        self.nets = {p: _prepare(n, device) for p, n in nets.items()}
+        self.nets = {p: [_prepare(m, device) for m in (n if isinstance(n, list) else [n])] for p, n in nets.items()}
         self.card, self.device, self.margin_mm = card, device, float(margin_mm)
         self.id = model_id(card)
 
     @classmethod
     def load(cls, directory: Path, device: str | torch.device = "auto") -> "HeartLocalizer":
         payload, card = load_checkpoint(directory, "localizer")
-        nets = {}
+        nets: dict[str, list[PlaneNet]] = {}
         for plane in PLANES:
-            net = PlaneNet(**payload["arch"])
-            net.load_state_dict(payload["state"][plane])
-            nets[plane] = net
+            states = payload["state"][plane]  # one state dict, or a list of them (an ensemble)
+            nets[plane] = []
+            for state in states if isinstance(states, list) else [states]:
+                net = PlaneNet(**payload["arch"])
+                net.load_state_dict(state)
+                nets[plane].append(net)
         return cls(nets, card, device if isinstance(device, torch.device) else pick_device(device),
                    float(payload.get("box_margin_mm", BOX_MARGIN_MM)))
 
     @torch.inference_mode()
     def probabilities(self, canvas: np.ndarray) -> np.ndarray:
-        """(3, 128) heart-presence probabilities of the axial, coronal and sagittal canvas slices."""
+        """(3, 128) heart-presence probabilities of the axial, coronal and sagittal canvas slices (each plane's
+        the mean over its networks)."""
         out = []
         for plane in PLANES:
             x = plane_slices(canvas, plane).to(self.device)
             if self.device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(self.device):
-                out.append(torch.sigmoid(self.nets[plane](x).float()).cpu().numpy())
+                p = torch.stack([torch.sigmoid(net(x).float()) for net in self.nets[plane]]).mean(dim=0)
+            out.append(p.cpu().numpy())
         return np.stack(out)
 
     def locate(self, hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float], origin_lps_mm,

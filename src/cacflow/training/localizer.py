@@ -56,6 +56,9 @@ class LocalizerHyper:
     #: network's stray run on the real CT's upper abdomen, but that run's sagittal network did worse there
     #: (``docs/training.md``, Known limits), so the shipped localizer is trained without it.
     abdomen_probability: float = 0.0
+    #: networks per plane, trained one after another from the same random stream (so with different
+    #: initialisations and batches); the localizer averages their probabilities. 1: a single network per plane.
+    members: int = 1
     seed: int = 0
 
 

@@ -21,7 +21,7 @@ from cacflow.models.checkpoint import (
     software_versions,
     update_card,
 )
-from cacflow.models.localizer import CANVAS_MM, CANVAS_SIZE, PLANES
+from cacflow.models.localizer import CANVAS_MM, CANVAS_SIZE, PLANES, PlaneNet
 from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
 from cacflow.models.lesion_filter import FEATURES as LESION_FEATURES, LesionFilter
 from cacflow.models.mask_scorers import load_mask_scorer, mask_scorer_from_payload
@@ -87,9 +87,18 @@ def train_localizer_run(layout: CohortLayout, root: Path, labels_dir: Path, conf
              timer())
     nets, histories = {}, {}
     for plane in PLANES:
-        nets[plane], histories[plane] = tl.train_plane(plane, records["train"], records["val"], hp, device, rng)
+        trained = [tl.train_plane(plane, records["train"], records["val"], hp, device, rng)
+                   for _ in range(max(1, hp.members))]
+        nets[plane] = [net for net, _ in trained]
+        histories[plane] = trained[0][1] if len(trained) == 1 else {"members": [h for _, h in trained]}
+
+    def state(net: PlaneNet) -> dict:
+        return {k: v.cpu() for k, v in net.state_dict().items()}
+
+    # one state dict per plane for a single network (the format of earlier checkpoints), a list for an ensemble
     payload = {"arch": {"widths": list(hp.widths), "hidden": hp.hidden},
-               "state": {p: {k: v.cpu() for k, v in nets[p].state_dict().items()} for p in PLANES}}
+               "state": {p: state(nets[p][0]) if len(nets[p]) == 1 else [state(n) for n in nets[p]]
+                         for p in PLANES}}
     # weights first (card marked unevaluated), so an evaluation failure never loses a finished training
     save_checkpoint(out_dir, payload, {"kind": "localizer", "evaluated": False, **info})
     localizer = HeartLocalizer(nets, {"kind": "localizer", "weights_sha256": "unsaved"}, device)
