@@ -38,3 +38,17 @@ def test_batch_norm_statistics_are_recomputed_as_a_plain_average():
     expected = torch.stack([b.mean(0) for b in batches]).mean(0)
     torch.testing.assert_close(net[1].running_mean, expected)
     assert not net.training and net[1].momentum == 0.1  # mode and momentum restored
+
+
+def test_cpu_training_uses_bf16_only_where_the_cpu_has_it(monkeypatch):
+    from cacflow.training import common
+
+    assert common.cpu_has_fast_bf16() == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    cpu = torch.device("cpu")
+    for fast in (True, False):
+        monkeypatch.setattr(common, "cpu_has_fast_bf16", lambda fast=fast: fast)
+        with common.train_autocast(cpu):
+            y = nn.Linear(4, 4)(torch.ones(2, 4))
+        assert y.dtype == (torch.bfloat16 if fast else torch.float32)
+    with common.train_autocast(torch.device("meta")):  # any other device: plain float32
+        assert not torch.is_autocast_enabled("cpu")
