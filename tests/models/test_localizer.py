@@ -157,3 +157,6 @@ def test_an_ensemble_checkpoint_averages_its_members_and_single_checkpoints_stil
             np.testing.assert_allclose(got[a], each.mean(axis=0), atol=1e-5)
             assert np.ptp(each, axis=0).max() > 0.05, "members must differ for the mean to mean anything"
             np.testing.assert_allclose(one.probabilities(canvas)[a], each[1], atol=1e-5)
+            # a stack of the plane's slices read by slice_probabilities: the same as the whole canvas's
+            np.testing.assert_allclose(ens.slice_probabilities(np.moveaxis(canvas, a, 0)[40:60], p), got[a][40:60],
+                                       atol=1e-5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from cacflow.training import appearance as ap
 
@@ -182,3 +183,74 @@ def test_training_batches_replace_axial_slices_by_abdomen_slices_without_a_heart
     picks = np.array([(0, j) for j in range(64)])
     _, yc = _batch([rec], 1, picks, None, np.random.default_rng(0), appearance=0.0, abdomen=1.0)
     assert np.array_equal(yc.numpy(), rec.targets[1])
+
+
+def test_abdomen_canvas_continues_the_chest_and_changes_only_lung_voxels_of_it():
+    canvas = _record().canvas.astype(np.float32)  # body over z 16..47; x < 32 is the patient's right
+    for seed in range(10):
+        out = ap.abdomen_canvas(canvas, np.random.default_rng(seed))
+        chest, new = canvas[16:], out[16:]
+        changed = chest != new
+        assert (chest[changed] == -850.0).all()  # lung voxels only: heart, fat, spine kept
+        assert (new[changed] > -200.0).all()  # and they became organ density
+        assert changed[:, :, :32].any()  # the liver's dome, in the right lung's base
+        top_right = np.nonzero(changed[:, :, :32].any(axis=(1, 2)))[0].max()
+        top_left = np.nonzero(changed[:, :, 32:].any(axis=(1, 2)))[0]
+        assert len(top_left) == 0 or top_left.max() <= top_right  # the left dome is the lower one
+        below = out[:16]
+        body = (below > ap.BODY_HU).any(axis=(1, 2))
+        assert body[15] and 8 <= body.sum() <= 16  # a body continues the chest downwards, 8-16 slices deep here
+        assert (below[:, :, :4] == -1000.0).all()  # with clean air beside it
+        assert (canvas == _record().canvas.astype(np.float32)).all()  # the input is left alone
+
+
+def test_abdomen_canvas_needs_room_below_the_body():
+    canvas = np.roll(_record().canvas.astype(np.float32), -16, axis=0)  # body from z 0
+    assert ap.abdomen_canvas(canvas, np.random.default_rng(0)) is None
+
+
+def test_training_batches_read_the_abdomen_canvas_with_unchanged_targets():
+    from cacflow.training.localizer import _batch
+
+    rec = _record()
+    for plane in range(3):
+        picks = np.array([(0, j) for j in range(64)])
+        x, y = _batch([rec], plane, picks, None, np.random.default_rng(1), appearance=0.0, abdomen_volume=1.0)
+        assert np.array_equal(y.numpy(), rec.targets[plane])
+        x0, _ = _batch([rec], plane, picks, None, np.random.default_rng(1), appearance=0.0)
+        assert not np.allclose(x.numpy(), x0.numpy())  # the slices show the abdomen
+    assert rec.abdomen is not None and rec.abdomen_tried  # drawn once, kept for the run
+    kept = rec.abdomen.copy()
+    _batch([rec], 2, np.array([(0, 30)]), None, np.random.default_rng(7), abdomen_volume=1.0)
+    assert np.array_equal(rec.abdomen, kept)
+
+
+def test_nodules_are_round_soft_tissue_blobs_drawn_over_lung_only():
+    img = _chest()
+    lung = img == -850.0
+    for seed in range(20):
+        out = ap.add_nodules(img, np.random.default_rng(seed))
+        changed = out != img
+        assert changed.any() and lung[changed].all()  # lung pixels only: body, heart and spine kept
+        assert (out[changed] > -150.0).all() and (out[changed] < 150.0).all()  # soft-tissue density
+        _, n = ndimage.label(changed)
+        assert 1 <= n <= ap.MAX_NODULES
+
+
+def test_nodules_need_lung_and_default_to_off_in_augment_slice():
+    body = np.full((64, 64), 40.0, np.float32)
+    assert ap.add_nodules(body, np.random.default_rng(0)) is body
+    img = _chest()
+    assert ap.augment_slice(img, "sagittal", np.random.default_rng(0), 0.0) is img  # nodules 0: untouched
+    assert not np.array_equal(ap.augment_slice(img, "sagittal", np.random.default_rng(0), 0.0, nodules=1.0), img)
+
+
+def test_nodule_diameter_range_sets_the_blob_size():
+    img = _chest()
+    for seed in range(10):
+        small = ap.add_nodules(img, np.random.default_rng(seed), diameter_mm=(6.0, 6.0)) != img
+        large = ap.add_nodules(img, np.random.default_rng(seed), diameter_mm=(30.0, 30.0)) != img
+        # 3 mm canvas voxels: a 6 mm nodule has radius 1 voxel, a 30 mm one 5 (each axis x 0.75-1.25)
+        _, n = ndimage.label(small)
+        assert small.sum() <= n * 9  # within a 3 x 3 square each
+        assert large.sum() > small.sum()

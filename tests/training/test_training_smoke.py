@@ -69,7 +69,8 @@ def trained(small_cohort, tmp_path_factory):
                                               "fractions": list(fractions)},
                      "device": "cpu",
                      "localizer": {"max_epochs": 2, "patience": 2, "samples_per_epoch": 32, "batch_size": 16,
-                                   "members": 2},
+                                   "members": 2, "abdomen_probability": 0.2, "abdomen_canvas_probability": 0.3,
+                                   "nodule_probability": 0.3},
                      "regressor": {"max_epochs": 2, "patience": 2, "samples_per_epoch": 16, "batch_size": 8},
                      "vessel_segmentation": {"max_epochs": 2, "patience": 2, "samples_per_epoch": 8, "batch_size": 4,
                                              "patch": 32, "features": [4, 4, 8, 8, 16, 4], "val_series": 1},
@@ -115,6 +116,13 @@ def test_training_writes_weights_and_model_cards(trained):
     assert load_checkpoint(trained["base"] / "models" / "regressor", "regressor")[0]["slice_floor_agatston"] == \
         reg["slice_floor"]["agatston"]
     assert set(loc["metrics"]) == {"val", "test"} and loc["metrics"]["test"]["n"] >= 1
+    # the nodule probe: per plane, the share of probed heart-free test slices called heart, per disc radius
+    probe = loc["nodule_probe"]
+    assert probe["split"] == "test" and {"axial", "coronal", "sagittal"} <= set(probe)
+    for plane in ("axial", "coronal", "sagittal"):
+        shares = [v for k, v in probe[plane].items() if k.startswith("radius_")]
+        assert len(shares) == 3 and probe[plane]["n_slices"] >= 0
+        assert all(0.0 <= v <= 1.0 for v in shares) or probe[plane]["n_slices"] == 0
     # members: 2 -> two networks per plane, each with its own training history
     loc_payload = load_checkpoint(trained["base"] / "models" / "localizer", "localizer")[0]
     assert all(len(loc_payload["state"][p]) == 2 for p in ("axial", "coronal", "sagittal"))

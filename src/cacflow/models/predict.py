@@ -25,6 +25,7 @@ from cacflow.models.localizer import (
     box_from_probabilities,
     build_canvas,
     implausibility,
+    normalise_hu,
     plane_slices,
 )
 from cacflow.models.regression import (
@@ -111,15 +112,22 @@ class HeartLocalizer:
     def probabilities(self, canvas: np.ndarray) -> np.ndarray:
         """(3, 128) heart-presence probabilities of the axial, coronal and sagittal canvas slices (each plane's
         the mean over its networks)."""
-        out = []
-        for plane in PLANES:
-            x = plane_slices(canvas, plane).to(self.device)
-            if self.device.type == "cpu":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(self.device):
-                p = torch.stack([torch.sigmoid(net(x).float()) for net in self.nets[plane]]).mean(dim=0)
-            out.append(p.cpu().numpy())
-        return np.stack(out)
+        return np.stack([self._plane_probabilities(plane_slices(canvas, plane), plane) for plane in PLANES])
+
+    @torch.inference_mode()
+    def slice_probabilities(self, slices_hu: np.ndarray, plane: str) -> np.ndarray:
+        """Heart-presence probabilities of a stack (n, 128, 128) of canvas slices (HU, 3 mm voxels, canonical
+        orientation) of one plane, read by that plane's networks."""
+        return self._plane_probabilities(normalise_hu(torch.from_numpy(np.asarray(slices_hu, np.float32)))[:, None],
+                                         plane)
+
+    def _plane_probabilities(self, x: torch.Tensor, plane: str) -> np.ndarray:
+        x = x.to(self.device)
+        if self.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(self.device):
+            p = torch.stack([torch.sigmoid(net(x).float()) for net in self.nets[plane]]).mean(dim=0)
+        return p.cpu().numpy()
 
     def locate(self, hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float], origin_lps_mm,
                direction: np.ndarray) -> HeartBox:

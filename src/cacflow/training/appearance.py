@@ -8,8 +8,10 @@ texture but no vessels, where real lungs hold branching ones; it has no table; i
 is empty, where a real one holds chest wall, lung and liver; it has no breasts, which in a coronal slice in front of
 the chest look much like a heart. Each function here alters one of these on a 2-D canvas
 slice (HU, 3 mm voxels, rows and columns in the canvas's canonical LPS orientation); the presence target does not
-change. :func:`augment_slice` applies each with a given probability. One more, :func:`abdomen_slice`, stands for
-what the phantom lacks altogether (the upper abdomen, which real chest scans reach) and makes a slice without a heart.
+change. :func:`augment_slice` applies each with a given probability. Two more stand for what the phantom lacks
+altogether, the upper abdomen, which real chest scans reach: :func:`abdomen_slice` makes an axial slice without a
+heart, and :func:`abdomen_canvas` continues a whole canvas below the chest, with the domes of the liver and stomach
+rising into the lung bases, so that coronal and sagittal slices see them too.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from cacflow.models.localizer import AIR_HU, PLANES
+from cacflow.models.localizer import AIR_HU, CANVAS_MM, PLANES
 
 #: HU knots of the tissue remap (air, lung, lung-to-fat, fat, soft tissue, dense tissue, bone) and how far each may
 #: move (HU). Air stays air; the map stays monotone, so tissue order (lung < fat < muscle < bone) is kept.
@@ -52,6 +54,21 @@ BONE_HU = 150.0
 #: Breasts: HU (fat to glandular tissue) and radii (canvas voxels, z / y / x) of the two ellipsoids.
 BREAST_HU: tuple[float, float] = (-110.0, 40.0)
 BREAST_RADII: tuple[tuple[float, float], ...] = ((10.0, 22.0), (8.0, 20.0), (10.0, 22.0))
+
+
+#: Lung nodules and masses: how many a slice gets, their default diameter range (mm) and HU.
+MAX_NODULES = 3
+NODULE_DIAMETER_MM: tuple[float, float] = (6.0, 42.0)
+NODULE_HU: tuple[float, float] = (-60.0, 60.0)
+
+#: Upper abdomen below a canvas's chest (:func:`abdomen_canvas`): how many canvas voxels (3 mm) it reaches below
+#: the body's lowest slice, and the height of the liver's dome above that slice, as voxels. A real right
+#: hemidiaphragm rises some 40-80 mm above the costophrenic angle; the left (stomach, spleen) lower.
+ABDOMEN_DEPTH_VOXELS: tuple[int, int] = (8, 40)
+LIVER_DOME_VOXELS: tuple[int, int] = (8, 26)
+LEFT_DOME_SHARE: tuple[float, float] = (0.3, 0.8)
+#: A 3-D structuring element that connects voxels within an axial slice only (per-slice hole filling).
+SLICEWISE = np.ones((1, 3, 3), bool)
 
 
 @dataclass(frozen=True)
@@ -184,6 +201,29 @@ def add_table(img: np.ndarray, plane: str, rng: np.random.Generator) -> np.ndarr
     return out
 
 
+def add_nodules(img: np.ndarray, rng: np.random.Generator,
+                diameter_mm: tuple[float, float] = NODULE_DIAMETER_MM) -> np.ndarray:
+    """One to :data:`MAX_NODULES` round soft-tissue blobs (diameter drawn from ``diameter_mm``, slightly
+    elliptical) centred on lung pixels and drawn over lung only, as lung nodules and masses look in any plane.
+
+    In the phantom the one round soft-tissue shape inside the lungs is the heart; on the real Philips CT the
+    sagittal network calls the slices through a 15 mm nodule of the right lung heart (p 0.9, and 0.06 with the
+    nodule covered by lung; ``docs/training.md``). Drawn on slices with and without the heart alike, the blobs
+    teach that a round shape in the lung is not by itself a heart."""
+    lung = (img > LUNG_RANGE_HU[0]) & (img < LUNG_RANGE_HU[1])
+    rows, cols = np.nonzero(ndimage.binary_erosion(lung, iterations=2))
+    if len(rows) == 0:
+        return img
+    out = img.copy()
+    for _ in range(int(rng.integers(1, MAX_NODULES + 1))):
+        k = int(rng.integers(0, len(rows)))
+        radius = rng.uniform(*diameter_mm) / (2.0 * CANVAS_MM)  # canvas voxels
+        blob = _ellipse(img.shape, (rows[k], cols[k]), (radius * rng.uniform(0.75, 1.25),
+                                                        radius * rng.uniform(0.75, 1.25))) & lung
+        out[blob] = rng.uniform(*NODULE_HU) + rng.normal(0.0, 10.0, int(blob.sum()))
+    return out
+
+
 def abdomen_slice(img: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
     """An axial slice of the upper abdomen made from an axial chest slice (HU, rows y posterior, columns x patient
     left): the body's outline, edge and bones kept, everything inside it (lungs, heart, mediastinum) replaced by a
@@ -219,10 +259,58 @@ def abdomen_slice(img: np.ndarray, rng: np.random.Generator) -> np.ndarray | Non
     return out.astype(np.float32)
 
 
+def abdomen_canvas(canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """A copy of a chest canvas (HU, 3 mm voxels, z from feet to head, y front to back, x patient right to left)
+    with an upper abdomen below it: the slices under the body's lowest one filled, down to a random depth, with
+    an abdomen slice (:func:`abdomen_slice`, built once from a slice near the body's bottom, so the organs run
+    straight down), and the domes of the liver (patient right) and of the stomach and spleen (left, lower) rising
+    into the lung bases, where they replace lung voxels only. The heart and every other non-lung voxel of the chest
+    stay, so the canvas's presence targets do not change. The phantom's scans end just below the heart, so without
+    this no coronal or sagittal training slice shows the liver under the lung, as real chest CT slices beside and
+    below the heart do. (On the real Philips CT the sagittal network's stray run over the right lung turned out to
+    come from a nodule, not from the liver: :func:`add_nodules`.) None when the canvas has no room or too little
+    body below its chest.
+    """
+    lo, hi = body_box(canvas)
+    z0 = lo[0]
+    if z0 < 2 or hi[0] - z0 < 4:
+        return None
+    slab = abdomen_slice(canvas[z0 + 2].astype(np.float32), rng)
+    if slab is None:
+        return None
+    out = canvas.astype(np.float32)  # a copy
+    z_bottom = max(0, z0 - int(rng.integers(*ABDOMEN_DEPTH_VOXELS)))
+    out[z_bottom:z0] = slab[None] + rng.normal(0.0, 8.0, (z0 - z_bottom, *slab.shape)).astype(np.float32)
+    out[z_bottom:z0][np.broadcast_to(slab <= OUTSIDE_HU, out[z_bottom:z0].shape)] = AIR_HU  # air stays clean
+    height, width = hi[1] - lo[1], hi[2] - lo[2]
+    dome = int(rng.integers(*LIVER_DOME_VOXELS))
+    zs = np.arange(z0, min(z0 + dome, hi[0]))
+    block = out[zs]  # the chest's lowest slices, up to the dome's top (a copy, written back below)
+    lung = (block < LUNG_RANGE_HU[1]) & ndimage.binary_fill_holes(block > BODY_HU, structure=SLICEWISE)
+    domes = ((lo[2] + width * rng.uniform(0.15, 0.35), dome, rng.uniform(*LIVER_HU), 8.0),
+             (hi[2] - width * rng.uniform(0.15, 0.35), dome * rng.uniform(*LEFT_DOME_SHARE),
+              rng.uniform(*VISCERA_HU), 25.0))
+    y_centre = lo[1] + height * rng.uniform(0.4, 0.6)
+    for x_centre, rise, hu, noise in domes:
+        t = (zs - z0) / max(rise, 1.0)  # 0 at the chest's lowest slice, 1 at the dome's top
+        shape = np.sqrt(np.clip(1.0 - t * t, 0.0, None))[:, None, None]  # radius share: a round dome
+        rows = (np.arange(canvas.shape[1]) - y_centre)[None, :, None] / (height * rng.uniform(0.35, 0.5))
+        cols = (np.arange(canvas.shape[2]) - x_centre)[None, None, :] / (width * rng.uniform(0.2, 0.3))
+        cut = (rows**2 + cols**2 < shape**2) & lung
+        block[cut] = hu + rng.normal(0.0, noise, int(cut.sum()))
+        lung &= ~cut
+    out[zs] = block
+    return out
+
+
 def augment_slice(img: np.ndarray, plane: str, rng: np.random.Generator, probability: float,
-                  where: SliceContext | None = None) -> np.ndarray:
+                  where: SliceContext | None = None, nodules: float = 0.0,
+                  nodule_diameter_mm: tuple[float, float] = NODULE_DIAMETER_MM) -> np.ndarray:
     """Each change (breasts when ``where`` is given, zoom, lung vessels, table, then the tissue remap of all)
-    applied with ``probability``."""
+    applied with ``probability``; lung nodules (:func:`add_nodules`, ``nodule_diameter_mm`` across), before the
+    zoom, with ``nodules``."""
+    if nodules > 0.0 and rng.random() < nodules:
+        img = add_nodules(img, rng, nodule_diameter_mm)
     if probability <= 0.0:
         return img
     if where is not None and rng.random() < probability:

@@ -2,8 +2,10 @@
 
 Targets come from the true heart mask (:func:`~cacflow.models.localizer.presence_targets`). Augmentation shifts a
 slice in its plane by a few canvas voxels and, with ``appearance_probability``, changes its appearance
-(:mod:`cacflow.training.appearance`: breasts, zoom, lung vessels, a table, a tissue HU remap); the answer "is the
-heart in this slice" does not change. The localizer is the one model whose intensities may be altered: it never reads a score off the HU.
+(:mod:`cacflow.training.appearance`: breasts, zoom, lung vessels, a table, a tissue HU remap); optional settings, off
+by default, add lung nodules, read slices from the canvas continued by an upper abdomen, or replace axial slices by
+abdomen slices. The answer "is the heart in this slice" does not change, except for a replaced axial slice (no
+heart). The localizer is the one model whose intensities may be altered: it never reads a score off the HU.
 Each plane's network keeps the state of its best validation loss (binary cross-entropy) and stops after ``patience``
 epochs without improvement.
 """
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cacflow.evaluation.localizer import localizer_metrics
+from cacflow.evaluation.localizer import localizer_metrics, nodule_probe_slices
 from cacflow.imaging.resample import ZGrid
 from cacflow.models.localizer import (
     PLANES,
@@ -30,7 +32,14 @@ from cacflow.models.localizer import (
 )
 from cacflow.models.predict import HeartLocalizer
 from cacflow.scoring.agatston import AgatstonConvention
-from cacflow.training.appearance import SliceContext, abdomen_slice, augment_slice, body_box
+from cacflow.training.appearance import (
+    NODULE_DIAMETER_MM,
+    SliceContext,
+    abdomen_canvas,
+    abdomen_slice,
+    augment_slice,
+    body_box,
+)
 from cacflow.training.common import EarlyStopping, Timer, to_device, train_autocast
 from cacflow.training.data import LabelledSeries, load_many
 
@@ -56,6 +65,14 @@ class LocalizerHyper:
     #: network's stray run on the real CT's upper abdomen, but that run's sagittal network did worse there
     #: (``docs/training.md``, Known limits), so the shipped localizer is trained without it.
     abdomen_probability: float = 0.0
+    #: share of training slices (every plane) read from the series' canvas continued below the chest by an upper
+    #: abdomen, with the liver's dome under the right lung (:func:`cacflow.training.appearance.abdomen_canvas`,
+    #: drawn once per series; 0: none)
+    abdomen_canvas_probability: float = 0.0
+    #: share of training slices (every plane) given lung nodules (:func:`cacflow.training.appearance.add_nodules`;
+    #: 0: none), and the range of their diameters (mm)
+    nodule_probability: float = 0.0
+    nodule_diameter_mm: tuple[float, float] = NODULE_DIAMETER_MM
     #: networks per plane, trained one after another from the same random stream (so with different
     #: initialisations and batches); the localizer averages their probabilities. 1: a single network per plane.
     members: int = 1
@@ -68,6 +85,17 @@ class CanvasRecord:
     canvas: np.ndarray  # float16 HU (128, 128, 128)
     targets: np.ndarray  # (3, 128)
     body: tuple | None = None  # the body's canvas bounding box (lo, hi), computed when first needed
+    abdomen: np.ndarray | None = None  # float16 canvas with an upper abdomen below the chest, made when first needed
+    abdomen_tried: bool = False
+
+    def with_abdomen(self, rng: np.random.Generator) -> np.ndarray:
+        """The canvas continued by an upper abdomen (:func:`abdomen_canvas`, drawn on first use and kept), or the
+        canvas itself where none can be built."""
+        if not self.abdomen_tried:
+            made = abdomen_canvas(self.canvas.astype(np.float32), rng)
+            self.abdomen = None if made is None else made.astype(np.float16)
+            self.abdomen_tried = True
+        return self.canvas if self.abdomen is None else self.abdomen
 
     def context(self, index: int) -> SliceContext:
         """Where slice ``index`` (of any plane) lies in this canvas, for :func:`augment_slice`."""
@@ -98,13 +126,20 @@ def _abdomen(record: CanvasRecord, rng: np.random.Generator) -> np.ndarray | Non
 
 def _batch(records: list[CanvasRecord], plane: int, picks: np.ndarray, shifts: np.ndarray | None,
            rng: np.random.Generator | None = None, appearance: float = 0.0,
-           abdomen: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+           abdomen: float = 0.0, abdomen_volume: float = 0.0,
+           nodules: float = 0.0, nodule_diameter_mm: tuple[float, float] = NODULE_DIAMETER_MM
+           ) -> tuple[torch.Tensor, torch.Tensor]:
     """Slices ``picks`` ((record, index) pairs) of ``plane`` and their presence targets. With ``rng`` (training),
-    an axial slice is replaced by an upper-abdomen slice (target 0) with probability ``abdomen``, and each
-    appearance change applies with probability ``appearance``."""
+    a slice is read with probability ``abdomen_volume`` from the record's canvas continued by an upper abdomen
+    (same target), an axial slice is replaced by an upper-abdomen slice (target 0) with probability ``abdomen``,
+    lung nodules are drawn with probability ``nodules`` and each appearance change applies with probability
+    ``appearance``."""
     xs, ys = [], []
     for k, (i, j) in enumerate(picks):
-        img = np.take(records[i].canvas, j, axis=plane).astype(np.float32)
+        source = records[i].canvas
+        if rng is not None and abdomen_volume > 0.0 and rng.random() < abdomen_volume:
+            source = records[i].with_abdomen(rng)
+        img = np.take(source, j, axis=plane).astype(np.float32)
         target = float(records[i].targets[plane, j])
         if rng is not None:  # training: augmented (validation slices are read as they are)
             where: SliceContext | None = records[i].context(j)
@@ -112,7 +147,7 @@ def _batch(records: list[CanvasRecord], plane: int, picks: np.ndarray, shifts: n
                 made = _abdomen(records[i], rng)
                 if made is not None:
                     img, target, where = made, 0.0, None  # no breasts: they sit at heart level
-            img = augment_slice(img, PLANES[plane], rng, appearance, where)
+            img = augment_slice(img, PLANES[plane], rng, appearance, where, nodules, nodule_diameter_mm)
         if shifts is not None:
             img = np.roll(img, tuple(shifts[k]), axis=(0, 1))
         xs.append(img)
@@ -152,7 +187,8 @@ def train_plane(plane: str, train: list[CanvasRecord], val: list[CanvasRecord], 
             picks = np.stack([rng.integers(0, len(train), hp.batch_size),
                               rng.integers(0, train[0].canvas.shape[axis], hp.batch_size)], 1)
             shifts = rng.integers(-hp.shift_voxels, hp.shift_voxels + 1, (hp.batch_size, 2))
-            x, y = _batch(train, axis, picks, shifts, rng, hp.appearance_probability, hp.abdomen_probability)
+            x, y = _batch(train, axis, picks, shifts, rng, hp.appearance_probability, hp.abdomen_probability,
+                          hp.abdomen_canvas_probability, hp.nodule_probability, hp.nodule_diameter_mm)
             with train_autocast(device):
                 logits = net(to_device(x, device)).float()
             loss = F.binary_cross_entropy_with_logits(logits, y.to(device))
@@ -178,6 +214,28 @@ def evaluate_localizer(localizer: HeartLocalizer, series: list[LabelledSeries], 
         rows.append({"series_key": s.series_key, "kernel_class": s.kernel_class, "kvp": s.kvp, "status": hb.status,
                      "confidence": hb.confidence, **localizer_metrics(hb.box_zyx, arr.heart)})
     return rows
+
+
+#: Radii (canvas voxels of 3 mm) of the nodule probe's blobs: none, 18 mm and 30 mm across.
+PROBE_RADII_VOXELS: tuple[float, ...] = (0.0, 3.0, 5.0)
+
+
+def nodule_probe(localizer: HeartLocalizer, records: list[CanvasRecord],
+                 radii: tuple[float, ...] = PROBE_RADII_VOXELS) -> dict[str, dict[str, float]]:
+    """Per plane and blob radius, the share of heart-free canvas slices with lung that the localizer calls heart
+    (p > 0.5) once a round soft-tissue nodule is drawn in their lung
+    (:func:`cacflow.evaluation.localizer.nodule_probe_slices`); radius 0 is the slices as they are. The shipped
+    localizer of session 12 called 61 % of sagittal slices with a 30 mm nodule heart (``docs/training.md``)."""
+    out: dict[str, dict[str, float]] = {}
+    for axis, plane in enumerate(PLANES):
+        out[plane] = {}
+        for radius in radii:
+            slices = [nodule_probe_slices(r.canvas, r.targets, axis, radius) for r in records]
+            x = np.concatenate(slices) if slices else np.zeros((0, 128, 128), np.float32)
+            share = float(np.mean(localizer.slice_probabilities(x, plane) > 0.5)) if len(x) else float("nan")
+            out[plane][f"radius_{radius:g}"] = share
+        out[plane]["n_slices"] = int(len(x))
+    return out
 
 
 #: Box margins (mm) tried on the validation series after training.

@@ -107,6 +107,8 @@ def train_localizer_run(layout: CohortLayout, root: Path, labels_dir: Path, conf
     log.info("localizer: box margin %.1f mm chosen on validation: %s", margin, margin_table)
     rows = {k: tl.evaluate_localizer(localizer, [s for s in series if s.split == k], grid, convention)
             for k in ("val", "test")}
+    probe = tl.nodule_probe(localizer, tl.load_canvases([s for s in series if s.split == "test"], grid, convention))
+    log.info("localizer: nodule probe on the test split (share of heart-free slices called heart): %s", probe)
     card = {
         "kind": "localizer", "name": "cacflow heart localizer (three plane ConvNets)",
         "trained_on": _trained_on(layout, config),
@@ -117,6 +119,7 @@ def train_localizer_run(layout: CohortLayout, root: Path, labels_dir: Path, conf
         "device": str(device), "training_seconds": round(timer(), 1),
         "training": histories,
         "metrics": {k: tl.summarise_localizer(v) for k, v in rows.items()},
+        "nodule_probe": {"split": "test", **probe},
         "test_series": rows["test"], "software": software_versions(), "evaluated": True,
     }
     card = save_checkpoint(out_dir, payload, card)
