@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from cacflow.models.localizer import LUNG_RANGE_HU
+
 Box = tuple[int, int, int, int, int, int]  # half-open (z0, z1, y0, y1, x0, x1) voxel ranges
 
 
@@ -53,7 +55,6 @@ def localizer_metrics(box: Box | None, heart: np.ndarray) -> dict[str, float]:
 #: The nodule probe's blob: HU (soft tissue) and how much lung (canvas pixels) a slice must hold to be probed.
 PROBE_BLOB_HU = 40.0
 PROBE_MIN_LUNG_PIXELS = 200
-PROBE_LUNG_HU: tuple[float, float] = (-950.0, -500.0)
 
 
 def nodule_probe_slices(canvas: np.ndarray, targets: np.ndarray, axis: int, radius_voxels: float,
@@ -76,7 +77,7 @@ def nodule_probe_slices(canvas: np.ndarray, targets: np.ndarray, axis: int, radi
     out = []
     for j in np.nonzero(targets[axis] < 0.5)[0][::every]:
         img = np.take(canvas, int(j), axis=axis).astype(np.float32)
-        lung = (img > PROBE_LUNG_HU[0]) & (img < PROBE_LUNG_HU[1])
+        lung = (img > LUNG_RANGE_HU[0]) & (img < LUNG_RANGE_HU[1])
         if lung.sum() < PROBE_MIN_LUNG_PIXELS:
             continue
         if radius_voxels > 0:

@@ -38,6 +38,8 @@ MAX_GAP_SLICES = 2
 #: Below this confidence the box is not used (the anatomical heuristic takes over).
 MIN_CONFIDENCE = 0.6
 AIR_HU = -1000.0
+#: Lung on a canvas (HU range, open): above air, below fat and soft tissue.
+LUNG_RANGE_HU: tuple[float, float] = (-950.0, -500.0)
 
 
 class LocalizerError(Exception):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from cacflow.models.localizer import AIR_HU, CANVAS_MM, PLANES
+from cacflow.models.localizer import AIR_HU, CANVAS_MM, LUNG_RANGE_HU, PLANES
 
 #: HU knots of the tissue remap (air, lung, lung-to-fat, fat, soft tissue, dense tissue, bone) and how far each may
 #: move (HU). Air stays air; the map stays monotone, so tissue order (lung < fat < muscle < bone) is kept.
@@ -29,8 +29,7 @@ REMAP_KNOTS_HU: tuple[float, ...] = (-1000.0, -850.0, -400.0, -100.0, 40.0, 300.
 REMAP_SPREAD_HU: tuple[float, ...] = (0.0, 80.0, 120.0, 0.0, 25.0, 100.0, 150.0)
 #: Fat moves into [low, high] HU: up to soft-tissue density, so the fat around the phantom's heart can vanish.
 FAT_RANGE_HU: tuple[float, float] = (-160.0, 30.0)
-#: Lung pixels (HU range) where vessel-like segments may be drawn, their number and HU.
-LUNG_RANGE_HU: tuple[float, float] = (-1000.0 + 50.0, -500.0)
+#: Vessel-like segments drawn from lung pixels (:data:`LUNG_RANGE_HU`): their number and HU.
 MAX_VESSELS = 80
 VESSEL_HU: tuple[float, float] = (-250.0, 60.0)
 #: Table: HU and how far below the body (canvas voxels) its top may lie.

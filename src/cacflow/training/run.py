@@ -105,9 +105,11 @@ def train_localizer_run(layout: CohortLayout, root: Path, labels_dir: Path, conf
     margin, margin_table = tl.choose_margin(localizer, [s for s in series if s.split == "val"], grid, convention)
     localizer.margin_mm = payload["box_margin_mm"] = margin
     log.info("localizer: box margin %.1f mm chosen on validation: %s", margin, margin_table)
-    rows = {k: tl.evaluate_localizer(localizer, [s for s in series if s.split == k], grid, convention)
+    test_canvases: list[tl.CanvasRecord] = []
+    rows = {k: tl.evaluate_localizer(localizer, [s for s in series if s.split == k], grid, convention,
+                                     test_canvases if k == "test" else None)
             for k in ("val", "test")}
-    probe = tl.nodule_probe(localizer, tl.load_canvases([s for s in series if s.split == "test"], grid, convention))
+    probe = tl.nodule_probe(localizer, test_canvases)
     log.info("localizer: nodule probe on the test split (share of heart-free slices called heart): %s", probe)
     card = {
         "kind": "localizer", "name": "cacflow heart localizer (three plane ConvNets)",
