@@ -32,10 +32,12 @@ def _load(args: argparse.Namespace):
 
 
 def _discover(args: argparse.Namespace) -> int:
+    from cacflow.config import cohort_config
     from cacflow.pipeline.discover import run_discover
 
     config, root, layout = _load(args)
-    print(json.dumps(run_discover(root, layout, config, workers=args.workers)))
+    # the cohort's own selection rules over the top-level ones, as the workflow's discover step applies them
+    print(json.dumps(run_discover(root, layout, cohort_config(config, args.cohort), workers=args.workers)))
     return 0
 
 

@@ -60,17 +60,20 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 @dataclass
 class EarlyStopping:
     """Keeps the state dict of the best validation score (lower is better); says stop after ``patience`` epochs
-    without improvement."""
+    without improvement. Each history entry records the wall-clock seconds since the stopper was made
+    (``seconds``), so a model card shows the time an epoch took on its device."""
 
     patience: int
     best: float = float("inf")
     best_epoch: int = -1
     best_state: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter, repr=False)
 
     def update(self, epoch: int, score: float, model: torch.nn.Module, **extra: float) -> bool:
         """Record an epoch; True when training should stop."""
-        self.history.append({"epoch": epoch, "val": float(score), **{k: float(v) for k, v in extra.items()}})
+        self.history.append({"epoch": epoch, "val": float(score), **{k: float(v) for k, v in extra.items()},
+                             "seconds": round(time.perf_counter() - self.started, 2)})
         if score < self.best:
             self.best, self.best_epoch = float(score), epoch
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
