@@ -254,3 +254,46 @@ def test_nodule_diameter_range_sets_the_blob_size():
         _, n = ndimage.label(small)
         assert small.sum() <= n * 9  # within a 3 x 3 square each
         assert large.sum() > small.sum()
+
+
+def test_mediastinum_joins_the_heart_to_the_spine_and_the_inlet_with_great_vessels():
+    rec = _record()  # heart z 24..39, y 20..33, x 26..39; spine y 44..48 at x 30..33; body z 16..47
+    canvas = rec.canvas.astype(np.float32)
+    for seed in range(8):
+        out = ap.mediastinum_canvas(rec.canvas, rec.targets, np.random.default_rng(seed))
+        changed = out != canvas
+        assert changed.any() and (rec.canvas.astype(np.float32) == canvas).all()  # a copy; the input is left alone
+        assert not changed[canvas > ap.BONE_HU].any()  # bone stays
+        assert not changed[24:40, 20:34, 26:40][canvas[24:40, 20:34, 26:40] == 40.0].any()  # the heart stays
+        assert not changed[:16].any() and not changed[48:].any()  # nothing outside the body's extent
+        assert not changed[:, :, :8].any() and not changed[:, :, 56:].any()
+        # the descending aorta: blood density in front of the spine, on the patient's left of the midline (x > 32),
+        # at every level from near the body's bottom up to the heart's top
+        blood = (out >= ap.GREAT_VESSEL_HU[0] - 40.0) & (out <= ap.GREAT_VESSEL_HU[1] + 40.0)
+        for z in (20, 30, 39):  # (the body's lowest three slices are its rim, left alone)
+            assert blood[z, 34:44, 32:44].any(), (seed, z)
+        # above the heart: great vessels and the trachea (air inside the body) where there was only fat
+        assert blood[41:46][canvas[41:46] == -100.0].sum() > 20
+        assert (out[41:47, 25:44, 24:40] < -900.0).any()
+
+
+def test_mediastinum_needs_a_heart():
+    rec = _record()
+    assert ap.mediastinum_canvas(rec.canvas, np.zeros_like(rec.targets), np.random.default_rng(0)) is None
+
+
+def test_training_batches_read_the_mediastinum_canvas_with_unchanged_targets():
+    from cacflow.training.localizer import _batch
+
+    rec = _record()
+    differs = []
+    for plane in range(3):
+        picks = np.array([(0, j) for j in range(64)])
+        x, y = _batch([rec], plane, picks, None, np.random.default_rng(2), appearance=0.0, mediastinum=1.0)
+        assert np.array_equal(y.numpy(), rec.targets[plane])
+        x0, _ = _batch([rec], plane, picks, None, np.random.default_rng(2), appearance=0.0)
+        differs.append(not np.allclose(x.numpy(), x0.numpy()))
+    assert all(differs)  # every plane's slices show the mediastinum
+    kept = rec.mediastinum.copy()  # drawn once, kept for the run
+    _batch([rec], 2, np.array([(0, 30)]), None, np.random.default_rng(9), mediastinum=1.0)
+    assert np.array_equal(rec.mediastinum, kept)

@@ -77,7 +77,7 @@ def trained(small_cohort, tmp_path_factory):
                      "device": DEVICE,
                      "localizer": {"max_epochs": 2, "patience": 2, "samples_per_epoch": 32, "batch_size": 16,
                                    "members": 2, "abdomen_probability": 0.2, "abdomen_canvas_probability": 0.3,
-                                   "nodule_probability": 0.3},
+                                   "nodule_probability": 0.3, "mediastinum_probability": 0.3},
                      "regressor": {"max_epochs": 2, "patience": 2, "samples_per_epoch": 16, "batch_size": 8},
                      "vessel_segmentation": {"max_epochs": 2, "patience": 2, "samples_per_epoch": 8, "batch_size": 4,
                                              "patch": 32, "features": [4, 4, 8, 8, 16, 4], "val_series": 1},

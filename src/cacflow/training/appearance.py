@@ -11,7 +11,8 @@ slice (HU, 3 mm voxels, rows and columns in the canvas's canonical LPS orientati
 change. :func:`augment_slice` applies each with a given probability. Two more stand for what the phantom lacks
 altogether, the upper abdomen, which real chest scans reach: :func:`abdomen_slice` makes an axial slice without a
 heart, and :func:`abdomen_canvas` continues a whole canvas below the chest, with the domes of the liver and stomach
-rising into the lung bases, so that coronal and sagittal slices see them too.
+rising into the lung bases, so that coronal and sagittal slices see them too. :func:`mediastinum_canvas` adds
+the mediastinum the phantom lacks (great vessels and fat joining the heart to the spine and to the thoracic inlet).
 """
 
 from __future__ import annotations
@@ -66,6 +67,18 @@ NODULE_HU: tuple[float, float] = (-60.0, 60.0)
 ABDOMEN_DEPTH_VOXELS: tuple[int, int] = (8, 40)
 LIVER_DOME_VOXELS: tuple[int, int] = (8, 26)
 LEFT_DOME_SHARE: tuple[float, float] = (0.3, 0.8)
+#: Mediastinum (:func:`mediastinum_canvas`): HU of its fat and of the great vessels (unenhanced blood, vessel
+#: wall), and radii (canvas voxels, 3 mm) of the ascending and descending aorta, the pulmonary trunk, the superior
+#: vena cava, the arch's branches and the trachea. Adult diameters: ascending aorta 25-35 mm, descending 20-28 mm,
+#: pulmonary trunk 20-30 mm, superior vena cava 15-22 mm, trachea 15-22 mm.
+MEDIASTINAL_FAT_HU: tuple[float, float] = (-120.0, -40.0)
+GREAT_VESSEL_HU: tuple[float, float] = (25.0, 60.0)
+AORTA_RADIUS_VOXELS: tuple[float, float] = (4.0, 5.8)
+DESCENDING_RADIUS_VOXELS: tuple[float, float] = (3.3, 4.7)
+TRUNK_RADIUS_VOXELS: tuple[float, float] = (3.3, 5.0)
+CAVA_RADIUS_VOXELS: tuple[float, float] = (2.5, 3.7)
+BRANCH_RADIUS_VOXELS: tuple[float, float] = (1.3, 2.3)
+TRACHEA_RADIUS_VOXELS: tuple[float, float] = (2.5, 3.7)
 #: A 3-D structuring element that connects voxels within an axial slice only (per-slice hole filling).
 SLICEWISE = np.ones((1, 3, 3), bool)
 
@@ -299,6 +312,105 @@ def abdomen_canvas(canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray |
         block[cut] = hu + rng.normal(0.0, noise, int(cut.sum()))
         lung &= ~cut
     out[zs] = block
+    return out
+
+
+def _paint_tube(out: np.ndarray, keep: np.ndarray, points: np.ndarray, radius: float, hu: float,
+                noise: float, rng: np.random.Generator) -> None:
+    """Paint, in place, the voxels within ``radius`` (canvas voxels) of the polyline ``points`` ((n, 3), z, y, x)
+    at ``hu`` with Gaussian noise, except where ``keep`` is set."""
+    lo = np.maximum(np.floor(points.min(0) - radius - 1).astype(int), 0)
+    hi = np.minimum(np.ceil(points.max(0) + radius + 2).astype(int), out.shape)
+    if np.any(hi <= lo):
+        return
+    grid = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1).astype(np.float32)
+    near = np.full(grid.shape[:3], np.inf, np.float32)
+    cumulative = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
+    for t in np.linspace(0.0, cumulative[-1], max(2, int(np.ceil(cumulative[-1] * 2.0)) + 1)):
+        # the polyline sampled every half voxel: the tube is the union of the balls along it
+        centre = np.array([np.interp(t, cumulative, points[:, k]) for k in range(3)], np.float32)
+        near = np.minimum(near, ((grid - centre) ** 2).sum(-1))
+    inside = (near <= radius * radius) & ~keep[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    block = out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    block[inside] = hu + rng.normal(0.0, noise, int(inside.sum()))
+
+
+def mediastinum_canvas(canvas: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """A copy of a chest canvas (HU, 3 mm voxels, z superior, y posterior, x patient left) with a mediastinum: fat
+    between the heart and the spine and above the heart up to the thoracic inlet, around the great vessels as
+    soft-tissue tubes (ascending aorta from the heart's upper third, arch, descending aorta in front of the spine
+    on the left down the whole chest, pulmonary trunk, superior vena cava on the right, the arch's branches) and
+    the trachea as an air tube. Bone, the body's edge and the heart (soft tissue inside its box) stay as they
+    are.
+
+    The phantom's heart is a sphere with lung behind and above it, so a midline sagittal slice shows a round heart
+    surrounded by lung. In a real chest the heart, the great vessels and the descending aorta form one soft-tissue
+    mass against the spine, and the sagittal networks trained on the phantom split the real CT's heart run there
+    (``docs/training.md``, Known limits). The heart's presence targets do not change; axial slices above the heart
+    now hold great vessels and no heart (target 0). ``targets``: the canvas's (3, 128) presence targets. None
+    when the canvas has no heart."""
+    present = [np.nonzero(targets[a] > 0.5)[0] for a in range(3)]
+    if any(len(p) == 0 for p in present):
+        return None
+    (hz0, hz1), (hy0, hy1), (hx0, hx1) = [(float(p[0]), float(p[-1])) for p in present]
+    lo, hi = body_box(canvas)
+    out = canvas.astype(np.float32)  # a copy
+    bone = out > BONE_HU
+    body = ndimage.binary_fill_holes(out > BODY_HU, structure=SLICEWISE)  # lungs included
+    edge = ~ndimage.binary_erosion(body, iterations=3)  # outside air and the body's rim stay
+    keep = bone | edge
+    heart_y, heart_x = (hy0 + hy1) / 2.0, (hx0 + hx1) / 2.0
+    mid_x = (lo[2] + hi[2]) / 2.0
+    # the spine: the first bone behind the heart's centre in the midline column, over the heart's height
+    column = bone[int(hz0):int(hz1) + 1, int(heart_y):, int(mid_x)]
+    rows = np.nonzero(column.any(axis=0))[0]
+    spine_y = heart_y + float(rows[0]) if len(rows) else min(hy1 + 8.0, hi[1] - 4.0)
+    top = float(hi[0] - 2)
+    arch_z = float(min(hz1 + rng.uniform(5.0, 12.0), top - 4.0))
+    # fat: a column of elliptical cross-section from the sternum to the spine around the midline, above the heart
+    # up to the inlet, and behind the heart down to the diaphragm; not into the heart
+    half_width = (hi[2] - lo[2]) * rng.uniform(0.09, 0.15)
+    zz, yy, xx = np.ogrid[:out.shape[0], :out.shape[1], :out.shape[2]]
+    sternum_y = lo[1] + rng.uniform(4.0, 8.0)
+    centre_y, half_depth = (sternum_y + spine_y) / 2.0, (spine_y - sternum_y) / 2.0
+    across = ((xx - mid_x - rng.uniform(-1.0, 2.0)) / half_width) ** 2 + ((yy - centre_y) / half_depth) ** 2 < 1.0
+    fat = (zz >= lo[0]) & (zz <= top) & across & ((yy >= hy1 - 2.0) | (zz > hz1 - 2.0))
+    # the heart (soft tissue inside its box) stays: only fat and lung of the box may become mediastinum
+    heart = (zz >= hz0) & (zz <= hz1) & (yy >= hy0) & (yy <= hy1) & (xx >= hx0) & (xx <= hx1) & (out > -20.0)
+    keep = keep | heart
+    fat &= ~keep
+    out[fat] = rng.uniform(*MEDIASTINAL_FAT_HU) + rng.normal(0.0, 15.0, int(fat.sum()))
+    blood = rng.uniform(*GREAT_VESSEL_HU)
+
+    def tube(points: list[tuple[float, float, float]], radius: tuple[float, float], hu: float = blood,
+             noise: float = 8.0) -> float:
+        r = float(rng.uniform(*radius))
+        _paint_tube(out, keep, np.asarray(points, np.float32), r, hu, noise, rng)
+        return r
+
+    r_desc = float(rng.uniform(*DESCENDING_RADIUS_VOXELS))
+    desc = (spine_y - r_desc - rng.uniform(0.0, 1.5), mid_x + r_desc * rng.uniform(0.6, 1.6))
+    asc = (heart_y - (hy1 - hy0) * rng.uniform(0.0, 0.2), mid_x - rng.uniform(0.0, 3.0))
+    r_asc = tube([(hz1 - (hz1 - hz0) * rng.uniform(0.25, 0.4), *asc), (arch_z, *asc)], AORTA_RADIUS_VOXELS)
+    arch_top = arch_z + rng.uniform(1.0, 3.0)
+    arch = [(arch_z, *asc), (arch_top, (asc[0] + desc[0]) / 2.0, (asc[1] + desc[1]) / 2.0), (arch_z, *desc)]
+    _paint_tube(out, keep, np.asarray(arch, np.float32), (r_asc + r_desc) / 2.0, blood, 8.0, rng)
+    _paint_tube(out, keep, np.asarray([(arch_z, *desc), (float(lo[0]), *desc)], np.float32), r_desc, blood, 8.0,
+                rng)
+    trunk_start = (hz1 - (hz1 - hz0) * rng.uniform(0.1, 0.25), hy0 + (hy1 - hy0) * rng.uniform(0.2, 0.35),
+                   heart_x + rng.uniform(0.0, 4.0))
+    tube([trunk_start, (min(hz1 + rng.uniform(2.0, 5.0), arch_z - 1.0), asc[0] + rng.uniform(2.0, 5.0),
+                        trunk_start[2] + rng.uniform(0.0, 2.0))], TRUNK_RADIUS_VOXELS)
+    cava_x = asc[1] - r_asc - rng.uniform(2.5, 4.5)
+    tube([(hz1 - (hz1 - hz0) * rng.uniform(0.1, 0.25), asc[0] + rng.uniform(0.0, 2.0), cava_x),
+          (top, asc[0] + rng.uniform(0.0, 3.0), cava_x)], CAVA_RADIUS_VOXELS)
+    for share in sorted(rng.uniform(0.15, 0.85, 3)):  # brachiocephalic, left carotid, left subclavian
+        y = asc[0] + (desc[0] - asc[0]) * share
+        x = asc[1] + (desc[1] - asc[1]) * share
+        tube([(arch_top, y, x), (top, y - rng.uniform(0.0, 3.0), x + rng.uniform(-4.0, 4.0))], BRANCH_RADIUS_VOXELS)
+    trachea_y = spine_y - rng.uniform(3.0, 6.0)
+    tube([(arch_z - rng.uniform(0.0, 3.0), trachea_y, mid_x), (top, trachea_y - rng.uniform(0.0, 3.0), mid_x)],
+         TRACHEA_RADIUS_VOXELS, hu=AIR_HU + 40.0, noise=15.0)
     return out
 
 
