@@ -76,17 +76,6 @@ def summarise(card: dict, wall_s: float) -> dict:
             "test": card.get("metrics", {}).get("test")}
 
 
-def cohort_folders(config: dict, cohort: str) -> tuple[Path, Path]:
-    """The cohort's DICOM root and reference labels, as the workflow finds them (``workflow/rules/common.smk``:
-    configured, or the generated synthetic cohort's under ``resources``)."""
-    c = config["cohorts"][cohort]
-    generated = Path(config["resources"]) / "synthetic" / cohort
-    labels = c.get("labels") or (generated / "truth" / "labels" if "synthetic" in c else None)
-    if labels is None:
-        raise SystemExit(f"cohort {cohort!r} has no reference labels (cohorts.{cohort}.labels): nothing to train on")
-    return Path(c.get("root") or generated / "dicom"), Path(labels)
-
-
 def train_one(model: str, layout: CohortLayout, root: Path, labels: Path, config: dict, out: Path) -> dict:
     """One training run as the workflow's rule runs it; returns the card."""
     localizer = ROOT / "models" / "localizer"
@@ -113,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     config["training"]["device"] = args.device
     cohort = config["training"]["cohort"]
     layout = CohortLayout(Path(config["results"]), cohort)
-    root, labels = cohort_folders(config, cohort)
+    root, labels = cfg.cohort_root(config, cohort), cfg.cohort_labels(config, cohort)
+    if labels is None:
+        raise SystemExit(f"cohort {cohort!r} has no reference labels (cohorts.{cohort}.labels): nothing to train on")
     report = {"device": args.device, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
               "torch": torch.__version__, "threads": torch.get_num_threads(), "max_epochs": args.max_epochs,
               "models": {}}

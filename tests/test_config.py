@@ -26,3 +26,15 @@ def test_shipped_config_is_valid():
 
     c = cfg.load(Path(__file__).resolve().parents[1] / "config.yaml")
     assert "demo" in c["cohorts"] and c["cohorts"]["demo"]["synthetic"]["n"] >= 5
+
+
+def test_cohort_folders_are_configured_or_the_generated_synthetic_tree():
+    config = cfg.validate({"resources": "res", "cohorts": {
+        "real": {"root": "/data/nlst"},
+        "labelled": {"root": "/data/x", "labels": "/data/x_labels"},
+        "gen": {"synthetic": {"n": 2}}}})
+    assert str(cfg.cohort_root(config, "real")) == "/data/nlst"
+    assert cfg.cohort_labels(config, "real") is None  # no references
+    assert str(cfg.cohort_labels(config, "labelled")) == "/data/x_labels"
+    assert cfg.cohort_root(config, "gen").as_posix() == "res/synthetic/gen/dicom"
+    assert cfg.cohort_labels(config, "gen").as_posix() == "res/synthetic/gen/truth/labels"

@@ -26,9 +26,7 @@ def _load(args: argparse.Namespace):
     config = cfg.load(Path(args.config))
     if args.cohort not in config["cohorts"]:
         raise SystemExit(f"cohort {args.cohort!r} is not in {args.config}; known: {sorted(config['cohorts'])}")
-    c = config["cohorts"][args.cohort]
-    root = Path(c["root"]) if "root" in c else Path(config["resources"]) / "synthetic" / args.cohort / "dicom"
-    return config, root, CohortLayout(Path(config["results"]), args.cohort)
+    return config, cfg.cohort_root(config, args.cohort), CohortLayout(Path(config["results"]), args.cohort)
 
 
 def _discover(args: argparse.Namespace) -> int:

@@ -65,6 +65,22 @@ def cohort_config(config: dict, cohort: str) -> dict:
     return merged
 
 
+def cohort_root(config: dict, cohort: str) -> Path:
+    """A cohort's DICOM root: its configured ``root``, or the tree its synthetic generator writes
+    (``<resources>/synthetic/<cohort>/dicom``)."""
+    c = config["cohorts"][cohort]
+    return Path(c["root"]) if "root" in c else Path(config["resources"]) / "synthetic" / cohort / "dicom"
+
+
+def cohort_labels(config: dict, cohort: str) -> Path | None:
+    """A cohort's folder of reference label maps: its configured ``labels``, or a synthetic cohort's generated
+    ones (``<resources>/synthetic/<cohort>/truth/labels``), or None (no references)."""
+    c = config["cohorts"][cohort]
+    if c.get("labels"):
+        return Path(c["labels"])
+    return Path(config["resources"]) / "synthetic" / cohort / "truth" / "labels" if "synthetic" in c else None
+
+
 def load(path: Path) -> dict:
     """Read a YAML config file and validate it."""
     with open(path, encoding="utf-8") as fh:

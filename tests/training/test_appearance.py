@@ -169,19 +169,26 @@ def _record():
     return CanvasRecord(None, canvas.astype(np.float16), targets)  # type: ignore[arg-type]
 
 
+def _hp(**settings):
+    """Localizer settings for a training batch: no appearance change unless asked, plus ``settings``."""
+    from cacflow.training.localizer import LocalizerHyper
+
+    return LocalizerHyper(**{"appearance_probability": 0.0, **settings})
+
+
 def test_training_batches_replace_axial_slices_by_abdomen_slices_without_a_heart():
     from cacflow.training.localizer import _batch
 
     rec = _record()
     picks = np.array([(0, z) for z in range(24, 40)])
-    x, y = _batch([rec], 0, picks, None, np.random.default_rng(0), appearance=0.0, abdomen=1.0)
+    x, y = _batch([rec], 0, picks, None, np.random.default_rng(0), _hp(abdomen_probability=1.0))
     assert (y == 0.0).all()  # every heart slice became an abdomen slice
     assert not np.allclose(x[:, 0, 20:34, 26:40].numpy(), (40.0 + 1000.0) / 1000.0)  # its heart is gone
-    x0, y0 = _batch([rec], 0, picks, None, np.random.default_rng(0), appearance=0.0, abdomen=0.0)
+    x0, y0 = _batch([rec], 0, picks, None, np.random.default_rng(0), _hp())
     assert (y0 == 1.0).all()
     # coronal slices are never replaced: their targets stay
     picks = np.array([(0, j) for j in range(64)])
-    _, yc = _batch([rec], 1, picks, None, np.random.default_rng(0), appearance=0.0, abdomen=1.0)
+    _, yc = _batch([rec], 1, picks, None, np.random.default_rng(0), _hp(abdomen_probability=1.0))
     assert np.array_equal(yc.numpy(), rec.targets[1])
 
 
@@ -215,13 +222,13 @@ def test_training_batches_read_the_abdomen_canvas_with_unchanged_targets():
     rec = _record()
     for plane in range(3):
         picks = np.array([(0, j) for j in range(64)])
-        x, y = _batch([rec], plane, picks, None, np.random.default_rng(1), appearance=0.0, abdomen_volume=1.0)
+        x, y = _batch([rec], plane, picks, None, np.random.default_rng(1), _hp(abdomen_canvas_probability=1.0))
         assert np.array_equal(y.numpy(), rec.targets[plane])
-        x0, _ = _batch([rec], plane, picks, None, np.random.default_rng(1), appearance=0.0)
+        x0, _ = _batch([rec], plane, picks, None, np.random.default_rng(1), _hp())
         assert not np.allclose(x.numpy(), x0.numpy())  # the slices show the abdomen
     assert rec.abdomen is not None and rec.abdomen_tried  # drawn once, kept for the run
     kept = rec.abdomen.copy()
-    _batch([rec], 2, np.array([(0, 30)]), None, np.random.default_rng(7), abdomen_volume=1.0)
+    _batch([rec], 2, np.array([(0, 30)]), None, np.random.default_rng(7), _hp(abdomen_canvas_probability=1.0))
     assert np.array_equal(rec.abdomen, kept)
 
 
@@ -289,11 +296,11 @@ def test_training_batches_read_the_mediastinum_canvas_with_unchanged_targets():
     differs = []
     for plane in range(3):
         picks = np.array([(0, j) for j in range(64)])
-        x, y = _batch([rec], plane, picks, None, np.random.default_rng(2), appearance=0.0, mediastinum=1.0)
+        x, y = _batch([rec], plane, picks, None, np.random.default_rng(2), _hp(mediastinum_probability=1.0))
         assert np.array_equal(y.numpy(), rec.targets[plane])
-        x0, _ = _batch([rec], plane, picks, None, np.random.default_rng(2), appearance=0.0)
+        x0, _ = _batch([rec], plane, picks, None, np.random.default_rng(2), _hp())
         differs.append(not np.allclose(x.numpy(), x0.numpy()))
     assert all(differs)  # every plane's slices show the mediastinum
     kept = rec.mediastinum.copy()  # drawn once, kept for the run
-    _batch([rec], 2, np.array([(0, 30)]), None, np.random.default_rng(9), mediastinum=1.0)
+    _batch([rec], 2, np.array([(0, 30)]), None, np.random.default_rng(9), _hp(mediastinum_probability=1.0))
     assert np.array_equal(rec.mediastinum, kept)

@@ -50,8 +50,7 @@ def is_synthetic(cohort):
 
 def root_of(cohort):
     """The DICOM root of a cohort: its configured folder, or the generated synthetic tree."""
-    c = config["cohorts"][cohort]
-    return c["root"] if "root" in c else f"{RESOURCES}/synthetic/{cohort}/dicom"
+    return str(cacflow.config.cohort_root(config, cohort))
 
 
 def cohort_root(wildcards):
@@ -80,10 +79,8 @@ def discover_root_state(wildcards):
 
 def labels_of(cohort):
     """The cohort's folder of reference label maps: configured, or a synthetic cohort's generated labels, or None."""
-    c = config["cohorts"][cohort]
-    if c.get("labels"):
-        return c["labels"]
-    return f"{RESOURCES}/synthetic/{cohort}/truth/labels" if is_synthetic(cohort) else None
+    labels = cacflow.config.cohort_labels(config, cohort)
+    return None if labels is None else str(labels)
 
 
 def labels_dir(wildcards):

@@ -3,8 +3,8 @@
 Targets come from the true heart mask (:func:`~cacflow.models.localizer.presence_targets`). Augmentation shifts a
 slice in its plane by a few canvas voxels and, with ``appearance_probability``, changes its appearance
 (:mod:`cacflow.training.appearance`: breasts, zoom, lung vessels, a table, a tissue HU remap); optional settings, off
-by default, add lung nodules, read slices from the canvas continued by an upper abdomen, or replace axial slices by
-abdomen slices. The answer "is the heart in this slice" does not change, except for a replaced axial slice (no
+by default, add lung nodules, read slices from the canvas continued by an upper abdomen or given a mediastinum, or
+replace axial slices by abdomen slices. The answer "is the heart in this slice" does not change, except for a replaced axial slice (no
 heart). The localizer is the one model whose intensities may be altered: it never reads a score off the HU.
 Each plane's network keeps the state of its best validation loss (binary cross-entropy) and stops after ``patience``
 epochs without improvement.
@@ -13,6 +13,7 @@ epochs without improvement.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,26 +93,33 @@ class CanvasRecord:
     canvas: np.ndarray  # float16 HU (128, 128, 128)
     targets: np.ndarray  # (3, 128)
     body: tuple | None = None  # the body's canvas bounding box (lo, hi), computed when first needed
-    abdomen: np.ndarray | None = None  # float16 canvas with an upper abdomen below the chest, made when first needed
-    abdomen_tried: bool = False
-    mediastinum: np.ndarray | None = None  # float16 canvas with a mediastinum, made when first needed
+    # float16 canvases derived from this one, made when first needed (or the canvas itself where none can be made)
+    abdomen: np.ndarray | None = None  # with an upper abdomen below the chest
+    mediastinum: np.ndarray | None = None  # with a mediastinum
+
+    @property
+    def abdomen_tried(self) -> bool:
+        return self.abdomen is not None
 
     def with_abdomen(self, rng: np.random.Generator) -> np.ndarray:
-        """The canvas continued by an upper abdomen (:func:`abdomen_canvas`, drawn on first use and kept), or the
-        canvas itself where none can be built."""
-        if not self.abdomen_tried:
-            made = abdomen_canvas(self.canvas, rng)  # a float32 copy
-            self.abdomen = None if made is None else made.astype(np.float16)
-            self.abdomen_tried = True
-        return self.canvas if self.abdomen is None else self.abdomen
+        """The canvas continued by an upper abdomen (:func:`abdomen_canvas`), or the canvas itself where none can
+        be built."""
+        return self._derived("abdomen", lambda: abdomen_canvas(self.canvas, rng))
 
     def with_mediastinum(self, rng: np.random.Generator) -> np.ndarray:
-        """The canvas given a mediastinum (:func:`mediastinum_canvas`, drawn on first use and kept), or the canvas
-        itself where it has no heart."""
-        if self.mediastinum is None:
-            made = mediastinum_canvas(self.canvas, self.targets, rng)  # a float32 copy
-            self.mediastinum = self.canvas if made is None else made.astype(np.float16)
-        return self.mediastinum
+        """The canvas given a mediastinum (:func:`mediastinum_canvas`), or the canvas itself where it has no
+        heart."""
+        return self._derived("mediastinum", lambda: mediastinum_canvas(self.canvas, self.targets, rng))
+
+    def _derived(self, name: str, make: Callable[[], np.ndarray | None]) -> np.ndarray:
+        """The derived canvas ``name``: drawn by ``make()`` (a float32 copy, or None) on first use, kept for the
+        run as float16."""
+        made = getattr(self, name)
+        if made is None:
+            built = make()
+            made = self.canvas if built is None else built.astype(np.float16)
+            setattr(self, name, made)
+        return made
 
     def context(self, index: int) -> SliceContext:
         """Where slice ``index`` (of any plane) lies in this canvas, for :func:`augment_slice`."""
@@ -144,31 +152,32 @@ def _abdomen(record: CanvasRecord, rng: np.random.Generator) -> np.ndarray | Non
 
 
 def _batch(records: list[CanvasRecord], plane: int, picks: np.ndarray, shifts: np.ndarray | None,
-           rng: np.random.Generator | None = None, appearance: float = 0.0,
-           abdomen: float = 0.0, abdomen_volume: float = 0.0,
-           nodules: float = 0.0, nodule_diameter_mm: tuple[float, float] = NODULE_DIAMETER_MM,
-           mediastinum: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Slices ``picks`` ((record, index) pairs) of ``plane`` and their presence targets. With ``rng`` (training),
-    a slice is read with probability ``mediastinum`` from the record's canvas given a mediastinum, otherwise with
-    probability ``abdomen_volume`` from its canvas continued by an upper abdomen (same target), an axial slice is replaced by an upper-abdomen slice (target 0) with probability ``abdomen``,
-    lung nodules are drawn with probability ``nodules`` and each appearance change applies with probability
-    ``appearance``."""
+           rng: np.random.Generator | None = None, hp: LocalizerHyper | None = None
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slices ``picks`` ((record, index) pairs) of ``plane`` and their presence targets. With ``rng`` and ``hp``
+    (training), augmented by the run's settings: a slice is read with probability ``mediastinum_probability``
+    from the record's canvas given a mediastinum, otherwise with probability ``abdomen_canvas_probability`` from
+    its canvas continued by an upper abdomen (same target); an axial slice is replaced by an upper-abdomen slice
+    (target 0) with probability ``abdomen_probability``; lung nodules are drawn with probability
+    ``nodule_probability`` and each appearance change applies with probability ``appearance_probability``."""
     xs, ys = [], []
     for k, (i, j) in enumerate(picks):
         source = records[i].canvas
-        if rng is not None and mediastinum > 0.0 and rng.random() < mediastinum:
-            source = records[i].with_mediastinum(rng)
-        elif rng is not None and abdomen_volume > 0.0 and rng.random() < abdomen_volume:
-            source = records[i].with_abdomen(rng)
+        if hp is not None and rng is not None:
+            if hp.mediastinum_probability > 0.0 and rng.random() < hp.mediastinum_probability:
+                source = records[i].with_mediastinum(rng)
+            elif hp.abdomen_canvas_probability > 0.0 and rng.random() < hp.abdomen_canvas_probability:
+                source = records[i].with_abdomen(rng)
         img = np.take(source, j, axis=plane).astype(np.float32)
         target = float(records[i].targets[plane, j])
-        if rng is not None:  # training: augmented (validation slices are read as they are)
+        if hp is not None and rng is not None:  # training: augmented (validation slices are read as they are)
             where: SliceContext | None = records[i].context(j)
-            if plane == 0 and abdomen > 0.0 and rng.random() < abdomen:
+            if plane == 0 and hp.abdomen_probability > 0.0 and rng.random() < hp.abdomen_probability:
                 made = _abdomen(records[i], rng)
                 if made is not None:
                     img, target, where = made, 0.0, None  # no breasts: they sit at heart level
-            img = augment_slice(img, PLANES[plane], rng, appearance, where, nodules, nodule_diameter_mm)
+            img = augment_slice(img, PLANES[plane], rng, hp.appearance_probability, where, hp.nodule_probability,
+                                hp.nodule_diameter_mm)
         if shifts is not None:
             img = np.roll(img, tuple(shifts[k]), axis=(0, 1))
         xs.append(img)
@@ -208,9 +217,7 @@ def train_plane(plane: str, train: list[CanvasRecord], val: list[CanvasRecord], 
             picks = np.stack([rng.integers(0, len(train), hp.batch_size),
                               rng.integers(0, train[0].canvas.shape[axis], hp.batch_size)], 1)
             shifts = rng.integers(-hp.shift_voxels, hp.shift_voxels + 1, (hp.batch_size, 2))
-            x, y = _batch(train, axis, picks, shifts, rng, hp.appearance_probability, hp.abdomen_probability,
-                          hp.abdomen_canvas_probability, hp.nodule_probability, hp.nodule_diameter_mm,
-                          hp.mediastinum_probability)
+            x, y = _batch(train, axis, picks, shifts, rng, hp)
             with train_autocast(device):
                 logits = net(to_device(x, device)).float()
             loss = F.binary_cross_entropy_with_logits(logits, y.to(device))
