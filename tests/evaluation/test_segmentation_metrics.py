@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cacflow.evaluation.segmentation import SegmentationCounts, compare_masks, scored_voxels
+from cacflow.evaluation.segmentation import SegmentationCounts, compare_masks, scored_voxels, stored_mask_counts
 from cacflow.scoring.agatston import AgatstonConvention
 
 SPACING = (3.0, 1.0, 1.0)
@@ -73,3 +73,19 @@ def test_counts_pool_over_scans_and_empty_is_perfect():
     assert SegmentationCounts().vessel_dice == 1.0
     assert SegmentationCounts(tp=3, tp_vessel=1, fp=1, fn=1).add(SegmentationCounts(tp=1, tp_vessel=1)).vessel_dice \
         == pytest.approx(2 * 2 / (2 * 4 + 1 + 1))
+
+
+def test_stored_maps_are_read_by_their_kind():
+    """The evaluation target reads each scorer's stored map as scoring.masks defines its kind."""
+    hu, ref = _volume()
+    coronary = np.zeros_like(ref)
+    coronary[1, 2:4, 2:4] = 1    # the LAD lesion as coronary calcium
+    coronary[2, 10:12, 10:13] = 2  # the RCA lesion as non-coronary: not a finding
+    c = stored_mask_counts("conv_lstm", coronary, hu, SPACING, ref, CONV)
+    assert c.detected == {"LM": 0, "LAD": 1, "CX": 0, "RCA": 0}
+    assert (c.tp, c.fp, c.fn) == (4, 0, 6 + 1) and c.tp_vessel == 0
+    vessels = np.zeros_like(ref)
+    vessels[2, 10:12, 10:13] = 4
+    v = stored_mask_counts("vessel_segmentation", vessels, hu, SPACING, ref, CONV)
+    assert v.detected == {"LM": 0, "LAD": 0, "CX": 0, "RCA": 1} and v.tp_vessel == 6
+    assert stored_mask_counts("calcium_levels", vessels, hu, SPACING, ref, CONV) is None  # judged against levels

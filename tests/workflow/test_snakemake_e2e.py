@@ -62,6 +62,14 @@ def test_snakemake_runs_discover_convert_resample_on_a_generated_cohort(tmp_path
     assert (agree.loc[agree["group"] == "all", "n"] == len(selected)).all()
     assert len(pd.read_parquet(evaluation / "localizer.parquet")) == len(selected)
     assert (evaluation / "figures" / "regression.png").is_file()
+    # the segmentation scorers' maps against the reference labels (a level map is judged against levels instead)
+    seg = pd.read_parquet(evaluation / "segmentation.parquet").query("group == 'all'").set_index("method")
+    assert set(seg.index) == segmenters - {"levels"} and (seg["n"] == len(selected)).all()
+    assert seg["calcium_dice"].between(0, 1).all()
+    assert seg.loc["unetpp", "vessel_dice"] <= seg.loc["unetpp", "calcium_dice"]
+    assert seg["vessel_dice"].drop("unetpp").isna().all()
+    # one series per study here (reconstructions: prefer), so no soft/sharp pair: the kernel table is written empty
+    assert pd.read_parquet(evaluation / "kernels.parquet").empty
     # the run ends by printing the cohort summary
     assert "cacflow summary, cohort tiny" in proc.stdout + proc.stderr
     for log in ("logs/discover/tiny.log", "logs/synth/tiny.log", "logs/aggregate/tiny.log"):

@@ -1,5 +1,6 @@
 rule evaluate:
-    """Every method against the cohort's reference rows and the localizer against true heart masks: tables, figures."""
+    """Every method against the cohort's reference rows, the segmentation scorers' maps against the reference
+    labels, sharp against soft reconstructions of one study, the localizer against true heart masks: tables, figures."""
     input:
         summary=f"{RESULTS}/{{cohort}}/summary.txt",
         infer=shard_outputs("infer"),
@@ -7,6 +8,8 @@ rule evaluate:
         agreement=f"{RESULTS}/{{cohort}}/evaluation/agreement.parquet",
         confusion=f"{RESULTS}/{{cohort}}/evaluation/confusion.parquet",
         localizer=f"{RESULTS}/{{cohort}}/evaluation/localizer.parquet",
+        segmentation=f"{RESULTS}/{{cohort}}/evaluation/segmentation.parquet",
+        kernels=f"{RESULTS}/{{cohort}}/evaluation/kernels.parquet",
     params:
         root=cohort_root,
         labels=labels_dir,

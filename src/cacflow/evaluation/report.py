@@ -7,11 +7,19 @@ Outputs:
   scale, any-calcium sensitivity and zero-calcium specificity.
 - ``confusion.parquet``: method, scheme, reference class, method class, count.
 - ``localizer.parquet``: per series with a heart mask: box IoU, heart coverage, localizer status and confidence.
+- ``segmentation.parquet``: each segmentation scorer's stored map against the reference labels, pooled over the
+  labelled series and per kernel class: calcium Dice, vessel Dice (vessel-aware kinds), lesion detection rate and
+  reference lesion count per vessel (seed 001's measures; level maps are judged in ``kernels.parquet``).
+- ``kernels.parquet``: where a study holds one soft and one sharp reconstruction (the same acquisition read with two
+  kernels), each method's score of the sharp series against the soft series' reference (seed 000's measure of
+  kernel robustness: the soft kernel's score is the one to reproduce) and against the same method's score of the
+  soft series (does the method give one answer per acquisition?). One row per method and comparison.
 - ``figures/<method>.png``: scatter on log axes, Bland-Altman (log scale) and the five-class confusion matrix.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -24,14 +32,19 @@ import pandas as pd  # noqa: E402
 
 from cacflow.evaluation.agreement import agreement, agreement_table  # noqa: E402
 from cacflow.evaluation.localizer import localizer_metrics  # noqa: E402
+from cacflow.evaluation.segmentation import SegmentationCounts, stored_mask_counts  # noqa: E402
 from cacflow.imaging.resample import ZGrid, resample_labels  # noqa: E402
 from cacflow.io.labels import read_label_map  # noqa: E402
+from cacflow.io.sparse_mask import decode_mask  # noqa: E402
 from cacflow.io.tables import write_parquet  # noqa: E402
 from cacflow.io.zarr_store import read_geometry  # noqa: E402
 from cacflow.pipeline.aggregate import table_path  # noqa: E402
 from cacflow.pipeline.layout import CohortLayout  # noqa: E402
+from cacflow.scoring.agatston import AgatstonConvention  # noqa: E402
+from cacflow.scoring.masks import VESSEL_KINDS  # noqa: E402
+from cacflow.scoring.scan import VESSELS  # noqa: E402
 from cacflow.scoring.strata import SCHEMES  # noqa: E402
-from cacflow.training.data import labelled_series  # noqa: E402
+from cacflow.training.data import labelled_series, load_many  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +86,61 @@ def agreement_frames(paired: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return agree, pd.DataFrame(conf, columns=["method", "scheme", "reference", "predicted", "count"])
 
 
+KERNEL_COMPARISONS = {
+    "sharp_vs_soft_reference": "the method on the sharp series against the soft series' reference",
+    "sharp_vs_soft_same_method": "the method on the sharp series against the same method on the soft series",
+}
+
+
+def kernel_pairs(series: pd.DataFrame) -> pd.DataFrame:
+    """The studies with exactly one soft and one sharp series: columns study_key, soft_key, sharp_key, kvp.
+
+    Two reconstructions of one study are taken to be one acquisition read with two kernels (as NLST and the
+    synthetic generator write them). A study with two or more series of one kernel class is left out: which pair
+    belongs together is not known from the tables."""
+    cols = ["study_key", "soft_key", "sharp_key", "kvp"]
+    if not {"study_key", "kernel_class"} <= set(series.columns):
+        return pd.DataFrame(columns=cols)
+    s = series[series["kernel_class"].isin(["soft", "sharp"])]
+    out = []
+    for study, g in s.groupby("study_key", sort=True):
+        soft, sharp = g[g["kernel_class"] == "soft"], g[g["kernel_class"] == "sharp"]
+        if len(soft) == 1 and len(sharp) == 1:
+            out.append({"study_key": study, "soft_key": soft["series_key"].iloc[0],
+                        "sharp_key": sharp["series_key"].iloc[0],
+                        "kvp": sharp["kvp"].iloc[0] if "kvp" in sharp.columns else None})
+    return pd.DataFrame(out, columns=cols)
+
+
+def kernel_agreement(scores: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """Agreement rows of every method's sharp-series score against the soft series of the same study
+    (:data:`KERNEL_COMPARISONS`; :func:`cacflow.evaluation.agreement.agreement_table`, grouped by kVp and by the
+    soft reference's five-class stratum); ``pairs`` from :func:`kernel_pairs`. Only pairs where both series were
+    scored by the method count."""
+    scored = scores[scores["status"] == "scored"].set_index(["series_key", "method"])["agatston"].astype(float)
+    rows = []
+    for method in sorted(set(scores.loc[scores["method"] != REFERENCE, "method"])):
+        frame = []
+        for p in pairs.itertuples(index=False):
+            sharp, soft = scored.get((p.sharp_key, method)), scored.get((p.soft_key, method))
+            ref = scored.get((p.soft_key, REFERENCE))
+            if sharp is None or soft is None or ref is None:
+                continue
+            frame.append({"study_key": p.study_key, "kvp": f"{float(p.kvp):g}" if pd.notna(p.kvp) else "unknown",
+                          "reference_stratum": SCHEMES["five_class"].label(float(ref)), "sharp": sharp,
+                          "soft": soft, "soft_reference": ref})
+        if not frame:
+            continue
+        f = pd.DataFrame(frame)
+        for comparison, other in (("sharp_vs_soft_reference", "soft_reference"), ("sharp_vs_soft_same_method", "soft")):
+            g = f.assign(method_score=f["sharp"], reference_score=f[other])
+            rows.append(agreement_table(g, ["kvp", "reference_stratum"]).assign(method=method, comparison=comparison))
+    if not rows:
+        return pd.DataFrame(columns=["method", "comparison", "group", "value", "n"])
+    out = pd.concat(rows, ignore_index=True)
+    return out[["method", "comparison"] + [c for c in out.columns if c not in ("method", "comparison")]]
+
+
 def figure(method: str, g: pd.DataFrame, path: Path) -> Path:
     """Scatter (log axes), Bland-Altman of ln(1 + score) and five-class confusion matrix of one method."""
     m, r = g["method_score"].to_numpy(float), g["reference_score"].to_numpy(float)
@@ -106,16 +174,61 @@ def figure(method: str, g: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+def _infer_rows(layout: CohortLayout, shards: list[str]) -> pd.DataFrame | None:
+    """The cohort's inference rows indexed by series key (None when no shard was inferred)."""
+    infer = [pd.read_parquet(layout.shard_infer(s)) for s in shards if layout.shard_infer(s).exists()]
+    return pd.concat(infer, ignore_index=True).set_index("series_key") if infer else None
+
+
+SEGMENTATION_COLUMNS = (["method", "kind", "group", "value", "n", "calcium_dice", "vessel_dice"]
+                        + [f"detection_{v}" for v in VESSELS.values()] + [f"lesions_{v}" for v in VESSELS.values()])
+
+
+def segmentation_frame(layout: CohortLayout, root: Path, labels_dir: Path | None, grid_name: str, grid: ZGrid,
+                       convention: AgatstonConvention, shards: list[str]) -> pd.DataFrame:
+    """Each segmentation scorer's stored map against the reference labels (seed 001's measures, pooled over the
+    cohort's labelled series and per kernel class): calcium and vessel Dice, lesion detection rate per vessel
+    (:func:`cacflow.evaluation.segmentation.stored_mask_counts`; level maps are not judged here)."""
+    rows_by_key = _infer_rows(layout, shards)
+    if labels_dir is None or rows_by_key is None:
+        return pd.DataFrame(columns=SEGMENTATION_COLUMNS)
+    def has_maps(key: str) -> bool:
+        row = rows_by_key.loc[key] if key in rows_by_key.index else None
+        return row is not None and row["status"] == "done" and isinstance(row["segmentation"], str)
+
+    series = [s for s in labelled_series(layout, root, labels_dir, grid_name, 0, (1.0, 0.0, 0.0))
+              if has_maps(s.series_key)]
+    counts: dict[tuple[str, str, str], SegmentationCounts] = {}
+    n_series: dict[tuple[str, str, str], int] = {}
+    kinds: dict[str, str] = {}
+    for s, arrays in load_many(series, grid, convention, targets=False):
+        for method, entry in json.loads(rows_by_key.loc[s.series_key, "segmentation"]).items():
+            c = stored_mask_counts(entry["kind"], decode_mask(entry["mask"]), arrays.hu, arrays.spacing_zyx,
+                                   arrays.labels, convention)
+            if c is None:
+                continue
+            kinds[method] = entry["kind"]
+            for key in ((method, "all", "all"), (method, "kernel_class", s.kernel_class or "unknown")):
+                counts.setdefault(key, SegmentationCounts()).add(c)
+                n_series[key] = n_series.get(key, 0) + 1
+    out = []
+    for key, c in sorted(counts.items()):
+        method, group, value = key
+        det = c.detection_rate()
+        out.append({"method": method, "kind": kinds[method], "group": group, "value": value, "n": n_series[key],
+                    "calcium_dice": c.dice, "vessel_dice": c.vessel_dice if kinds[method] in VESSEL_KINDS else None,
+                    **{f"detection_{v}": det[v] for v in VESSELS.values()},
+                    **{f"lesions_{v}": c.lesions[v] for v in VESSELS.values()}})
+    return pd.DataFrame(out, columns=SEGMENTATION_COLUMNS)
+
+
 def localizer_frame(layout: CohortLayout, root: Path, labels_dir: Path | None, grid_name: str, grid: ZGrid,
                     shards: list[str]) -> pd.DataFrame:
     """Per-series localizer box metrics against the true heart masks (``<labels>/heart/<uid>.nii.gz``)."""
     cols = ["series_key", "heart_box_method", "localizer_status", "localizer_confidence", "box_iou", "heart_coverage"]
-    if labels_dir is None:
+    rows_by_key = _infer_rows(layout, shards)
+    if labels_dir is None or rows_by_key is None:
         return pd.DataFrame(columns=cols)
-    infer = [pd.read_parquet(layout.shard_infer(s)) for s in shards if layout.shard_infer(s).exists()]
-    if not infer:
-        return pd.DataFrame(columns=cols)
-    rows_by_key = pd.concat(infer, ignore_index=True).set_index("series_key")
     out = []
     for s in labelled_series(layout, root, labels_dir, grid_name, 0, (1.0, 0.0, 0.0)):
         if s.heart_path is None or s.series_key not in rows_by_key.index:
@@ -139,14 +252,22 @@ def evaluate_cohort(layout: CohortLayout, tables_root: Path, root: Path, labels_
     agree, conf = agreement_frames(paired)
     grid_name = config["scoring"]["grid"]
     g = config["resample"]["grids"][grid_name]
-    loc = localizer_frame(layout, root, labels_dir, grid_name, ZGrid(float(g["thickness_mm"]),
-                                                                      float(g["increment_mm"])), shards)
+    grid = ZGrid(float(g["thickness_mm"]), float(g["increment_mm"]))
+    loc = localizer_frame(layout, root, labels_dir, grid_name, grid, shards)
+    seg = segmentation_frame(layout, root, labels_dir, grid_name, grid,
+                             AgatstonConvention.from_dict(config["scoring"]["convention"]), shards)
+    pairs = kernel_pairs(series)
+    kernels = kernel_agreement(scores, pairs)
     meta = {"cohort": layout.cohort, "reference": REFERENCE, "n_paired": int(len(paired))}
     out = {"agreement": write_parquet(agree, out_dir / "agreement.parquet", meta),
            "confusion": write_parquet(conf, out_dir / "confusion.parquet", meta),
-           "localizer": write_parquet(loc, out_dir / "localizer.parquet", meta)}
+           "localizer": write_parquet(loc, out_dir / "localizer.parquet", meta),
+           "segmentation": write_parquet(seg, out_dir / "segmentation.parquet", meta),
+           "kernels": write_parquet(kernels, out_dir / "kernels.parquet",
+                                    {**meta, "comparisons": KERNEL_COMPARISONS,
+                                     "kernel_pairs": int(len(pairs))})}
     for method, grp in paired.groupby("method", sort=True):
         out[f"figure_{method}"] = figure(method, grp, out_dir / "figures" / f"{method}.png")
-    log.info("%s: evaluation of %d paired scores, %d localizer rows written to %s", layout.cohort, len(paired),
-             len(loc), out_dir)
+    log.info("%s: evaluation of %d paired scores, %d localizer rows, %d soft/sharp study pairs written to %s",
+             layout.cohort, len(paired), len(loc), len(pairs), out_dir)
     return out

@@ -21,6 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from cacflow.scoring.agatston import AgatstonConvention, agatston_score
+from cacflow.scoring.masks import CORONARY_KINDS, VESSEL_KINDS
 from cacflow.scoring.scan import VESSELS
 
 _CONNECTIVITY_3D = np.ones((3, 3, 3), dtype=bool)
@@ -96,3 +97,26 @@ def compare_masks(hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float], pr
         out.lesions[name] += n
         out.detected[name] += int(hit.size)
     return out
+
+
+def stored_mask_counts(kind: str, labels: np.ndarray, hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float],
+                       reference: np.ndarray, convention: AgatstonConvention) -> SegmentationCounts | None:
+    """Counts of a map a segmentation scorer stored for the pipeline (its labels as :mod:`cacflow.scoring.masks`
+    defines them per kind) against the reference vessel labels, all (z, y, x) on the grid of ``hu``.
+
+    A vessel map is judged vessel-aware; a coronary map by its coronary label only (label 1; non-coronary calcium is
+    not a finding), so its vessel Dice is 0 by construction. A level map returns None: its levels replace HU, so it
+    is judged against the soft kernel's levels (the training card, the evaluation's ``kernels.parquet``), not here.
+    """
+    if kind in VESSEL_KINDS:
+        predicted, aware = labels, True
+    elif kind in CORONARY_KINDS:
+        predicted, aware = (labels == 1).astype(np.uint8), False
+    else:
+        return None
+    # the counts only see voxels of either map, so the bounding box of both gives the same figures, faster
+    found = np.nonzero((predicted > 0) | (reference > 0))
+    if not found[0].size:
+        return SegmentationCounts()
+    box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in found)
+    return compare_masks(hu[box], spacing_zyx_mm, predicted[box], reference[box], convention, vessel_aware=aware)
