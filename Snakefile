@@ -25,11 +25,11 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/train.smk"
 
 
-# Steps that only gather small tables run in the head process, never as cluster jobs.
+# Steps that only gather small tables run in the head process, never as cluster jobs. (evaluate is a job: it reads
+# every labelled series' volume and label maps.)
 localrules:
     all,
     aggregate,
-    evaluate,
     evaluate_all,
     train,
 

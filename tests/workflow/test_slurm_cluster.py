@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 PROFILE = REPO / "profiles" / "slurm"
 TABLES = ("series", "scores", "vessels", "lesions", "exclusions")
 #: Rules that must never become SLURM jobs (declared `localrules` in the Snakefile).
-LOCAL_RULES = {"all", "aggregate", "evaluate", "evaluate_all", "train"}
+LOCAL_RULES = {"all", "aggregate", "evaluate_all", "train"}
 #: CI-friendly polling on top of the profile (a real site keeps the profile's intervals).
 FAST_POLLING = ["--seconds-between-status-checks", "1", "--slurm-init-seconds-before-status-checks", "1"]
 

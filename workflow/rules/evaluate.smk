@@ -14,11 +14,15 @@ rule evaluate:
         root=cohort_root,
         labels=labels_dir,
         tables=TABLES,
+    threads: 2  # volumes are read ahead by two threads while the maps are compared
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
+        cpus_per_task=2,
     log:
         "logs/evaluate/{cohort}.log",
+    benchmark:
+        "benchmarks/evaluate/{cohort}.tsv",
     conda:
         "../../envs/cacflow.yaml"
     script:
