@@ -83,8 +83,6 @@ def train_one(model: str, layout: CohortLayout, root: Path, labels: Path, config
         return run.train_localizer_run(layout, root, labels, config, out)
     if model == "regressor":
         return run.train_regressor_run(layout, root, labels, config, localizer, out)
-    if model == "levels":
-        return run.train_levels_run(layout, root, labels, config, localizer, out)
     return run.train_segmenter_run(layout, root, labels, config, localizer, model, out)
 
 

@@ -182,35 +182,20 @@ def _infer_rows(layout: CohortLayout, shards: list[str]) -> pd.DataFrame | None:
 
 SEGMENTATION_COLUMNS = (["method", "kind", "group", "value", "n", "calcium_dice", "vessel_dice"]
                         + [f"detection_{v}" for v in VESSELS.values()] + [f"lesions_{v}" for v in VESSELS.values()])
+LOCALIZER_COLUMNS = ["series_key", "heart_box_method", "localizer_status", "localizer_confidence", "box_iou",
+                     "heart_coverage"]
 
 
-def segmentation_frame(layout: CohortLayout, root: Path, labels_dir: Path | None, grid_name: str, grid: ZGrid,
-                       convention: AgatstonConvention, shards: list[str]) -> pd.DataFrame:
-    """Each segmentation scorer's stored map against the reference labels (seed 001's measures, pooled over the
-    cohort's labelled series and per kernel class): calcium and vessel Dice, lesion detection rate per vessel
-    (:func:`cacflow.evaluation.segmentation.stored_mask_counts`; level maps are not judged here)."""
-    rows_by_key = _infer_rows(layout, shards)
-    if labels_dir is None or rows_by_key is None:
-        return pd.DataFrame(columns=SEGMENTATION_COLUMNS)
-    def has_maps(key: str) -> bool:
-        row = rows_by_key.loc[key] if key in rows_by_key.index else None
-        return row is not None and row["status"] == "done" and isinstance(row["segmentation"], str)
+def _localizer_row(series_key: str, row: pd.Series, heart: np.ndarray) -> dict:
+    """One series' localizer box metrics against its true heart mask (bool (z, y, x) on the scoring grid)."""
+    box = None if pd.isna(row["box_z0"]) else tuple(int(row[f"box_{a}{e}"]) for a in "zyx" for e in "01")
+    return {"series_key": series_key, "heart_box_method": row["heart_box_method"],
+            "localizer_status": row["localizer_status"], "localizer_confidence": row["localizer_confidence"],
+            **localizer_metrics(box, heart)}
 
-    series = [s for s in labelled_series(layout, root, labels_dir, grid_name, 0, (1.0, 0.0, 0.0))
-              if has_maps(s.series_key)]
-    counts: dict[tuple[str, str, str], SegmentationCounts] = {}
-    n_series: dict[tuple[str, str, str], int] = {}
-    kinds: dict[str, str] = {}
-    for s, arrays in load_many(series, grid, convention, targets=False):
-        for method, entry in json.loads(rows_by_key.loc[s.series_key, "segmentation"]).items():
-            c = stored_mask_counts(entry["kind"], decode_mask(entry["mask"]), arrays.hu, arrays.spacing_zyx,
-                                   arrays.labels, convention)
-            if c is None:
-                continue
-            kinds[method] = entry["kind"]
-            for key in ((method, "all", "all"), (method, "kernel_class", s.kernel_class or "unknown")):
-                counts.setdefault(key, SegmentationCounts()).add(c)
-                n_series[key] = n_series.get(key, 0) + 1
+
+def _segmentation_rows(counts: dict[tuple[str, str, str], SegmentationCounts], n_series: dict, kinds: dict
+                       ) -> pd.DataFrame:
     out = []
     for key, c in sorted(counts.items()):
         method, group, value = key
@@ -222,25 +207,52 @@ def segmentation_frame(layout: CohortLayout, root: Path, labels_dir: Path | None
     return pd.DataFrame(out, columns=SEGMENTATION_COLUMNS)
 
 
-def localizer_frame(layout: CohortLayout, root: Path, labels_dir: Path | None, grid_name: str, grid: ZGrid,
-                    shards: list[str]) -> pd.DataFrame:
-    """Per-series localizer box metrics against the true heart masks (``<labels>/heart/<uid>.nii.gz``)."""
-    cols = ["series_key", "heart_box_method", "localizer_status", "localizer_confidence", "box_iou", "heart_coverage"]
+def labelled_frames(layout: CohortLayout, root: Path, labels_dir: Path | None, grid_name: str, grid: ZGrid,
+                    convention: AgatstonConvention, shards: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(localizer rows, segmentation rows) of the cohort's labelled series, in one pass over them.
+
+    Localizer: per series with a true heart mask (``<labels>/heart/<uid>.nii.gz``), box IoU and heart coverage.
+    Segmentation: each segmentation scorer's stored map against the reference labels (seed 001's measures, pooled
+    over the series and per kernel class): calcium and vessel Dice, lesion detection rate per vessel
+    (:func:`cacflow.evaluation.segmentation.stored_mask_counts`; level maps are not judged here). A series' volume
+    is read only when it has stored maps; its heart mask is then taken from the same read."""
     rows_by_key = _infer_rows(layout, shards)
     if labels_dir is None or rows_by_key is None:
-        return pd.DataFrame(columns=cols)
-    out = []
-    for s in labelled_series(layout, root, labels_dir, grid_name, 0, (1.0, 0.0, 0.0)):
-        if s.heart_path is None or s.series_key not in rows_by_key.index:
+        return pd.DataFrame(columns=LOCALIZER_COLUMNS), pd.DataFrame(columns=SEGMENTATION_COLUMNS)
+    series = [s for s in labelled_series(layout, root, labels_dir, grid_name, 0, (1.0, 0.0, 0.0))
+              if s.series_key in rows_by_key.index]
+
+    def has_maps(key: str) -> bool:
+        row = rows_by_key.loc[key]
+        return row["status"] == "done" and isinstance(row["segmentation"], str)
+
+    with_maps = [s for s in series if has_maps(s.series_key)]
+    loc: list[dict] = []
+    counts: dict[tuple[str, str, str], SegmentationCounts] = {}
+    n_series: dict[tuple[str, str, str], int] = {}
+    kinds: dict[str, str] = {}
+    for s, arrays in load_many(with_maps, grid, convention, targets=False):
+        row = rows_by_key.loc[s.series_key]
+        if arrays.heart is not None:
+            loc.append(_localizer_row(s.series_key, row, arrays.heart))
+        for method, entry in json.loads(row["segmentation"]).items():
+            c = stored_mask_counts(entry["kind"], decode_mask(entry["mask"]), arrays.hu, arrays.spacing_zyx,
+                                   arrays.labels, convention)
+            if c is None:
+                continue
+            kinds[method] = entry["kind"]
+            for key in ((method, "all", "all"), (method, "kernel_class", s.kernel_class or "unknown")):
+                counts.setdefault(key, SegmentationCounts()).add(c)
+                n_series[key] = n_series.get(key, 0) + 1
+    mapped = {s.series_key for s in with_maps}
+    for s in series:  # the rest: the heart mask alone
+        if s.heart_path is None or s.series_key in mapped:
             continue
-        r = rows_by_key.loc[s.series_key]
         native = read_geometry(s.native_volume)
         heart = resample_labels(read_label_map(s.heart_path, native), native.z_positions_mm, grid) > 0
-        box = None if pd.isna(r["box_z0"]) else tuple(int(r[f"box_{a}{e}"]) for a in "zyx" for e in "01")
-        out.append({"series_key": s.series_key, "heart_box_method": r["heart_box_method"],
-                    "localizer_status": r["localizer_status"], "localizer_confidence": r["localizer_confidence"],
-                    **localizer_metrics(box, heart)})
-    return pd.DataFrame(out, columns=cols)
+        loc.append(_localizer_row(s.series_key, rows_by_key.loc[s.series_key], heart))
+    loc_frame = pd.DataFrame(sorted(loc, key=lambda r: r["series_key"]), columns=LOCALIZER_COLUMNS)
+    return loc_frame, _segmentation_rows(counts, n_series, kinds)
 
 
 def evaluate_cohort(layout: CohortLayout, tables_root: Path, root: Path, labels_dir: Path | None, config: dict,
@@ -253,9 +265,8 @@ def evaluate_cohort(layout: CohortLayout, tables_root: Path, root: Path, labels_
     grid_name = config["scoring"]["grid"]
     g = config["resample"]["grids"][grid_name]
     grid = ZGrid(float(g["thickness_mm"]), float(g["increment_mm"]))
-    loc = localizer_frame(layout, root, labels_dir, grid_name, grid, shards)
-    seg = segmentation_frame(layout, root, labels_dir, grid_name, grid,
-                             AgatstonConvention.from_dict(config["scoring"]["convention"]), shards)
+    loc, seg = labelled_frames(layout, root, labels_dir, grid_name, grid,
+                               AgatstonConvention.from_dict(config["scoring"]["convention"]), shards)
     pairs = kernel_pairs(series)
     kernels = kernel_agreement(scores, pairs)
     meta = {"cohort": layout.cohort, "reference": REFERENCE, "n_paired": int(len(paired))}
