@@ -5,7 +5,8 @@
 # unless MAX_EPOCHS caps them). Run from the repository root with cacflow importable:
 #     bash benchmarks/gpu_training.sh [MODELS=localizer,regressor] [WORKDIR=/tmp/cacflow_gpu_train] [WORKERS=16]
 # Writes $WORKDIR/smoke.log, $WORKDIR/training_cuda.json (per model: seconds per epoch and the card's test
-# metrics) and the trained models under $WORKDIR/models. Figures of one run: benchmarks/README.md ("GPU training").
+# metrics), $WORKDIR/localizer_batches_cuda.json (the localizer's epoch with 0 / 4 / 8 batch workers) and the
+# trained models under $WORKDIR/models. Figures of one run: benchmarks/README.md ("GPU training").
 set -euo pipefail
 MODELS=${1:-localizer,regressor}; WORK=${2:-/tmp/cacflow_gpu_train}; WORKERS=${3:-16}
 MAX_EPOCHS=${MAX_EPOCHS:-0}; SMOKE=${SMOKE:-1}
@@ -43,4 +44,7 @@ if [ "$SMOKE" = 1 ]; then wait "$smoke" || true; stamp "smoke: $(tail -2 "$WORK/
 stamp "training $MODELS on cuda"
 python3 benchmarks/training.py --config "$C" --device cuda --models "$MODELS" --max-epochs "$MAX_EPOCHS" \
     --models-out "$WORK/models" --out "$WORK/training_cuda.json"
+stamp "localizer batches in 0 / 4 / 8 worker processes on cuda"
+python3 benchmarks/localizer_batches.py --config "$C" --device cuda --workers 0,4,8 \
+    --out "$WORK/localizer_batches_cuda.json"
 stamp "done"

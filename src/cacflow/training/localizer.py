@@ -43,6 +43,7 @@ from cacflow.training.appearance import (
     body_box,
     mediastinum_canvas,
 )
+from cacflow.training.batches import batch_rng, batch_stream, resolve_workers
 from cacflow.training.common import EarlyStopping, Timer, to_device, train_autocast
 from cacflow.training.data import LabelledSeries, SeriesArrays, load_many
 
@@ -85,6 +86,10 @@ class LocalizerHyper:
     #: initialisations and batches); the localizer averages their probabilities. 1: a single network per plane.
     members: int = 1
     seed: int = 0
+    #: processes that build the training batches while the network trains (:mod:`cacflow.training.batches`);
+    #: -1: auto (on CUDA the allocated CPUs but one, at most 8; on the CPU none). The batches, and so the run's
+    #: result, are the same for every count.
+    workers: int = -1
 
 
 @dataclass
@@ -151,6 +156,38 @@ def _abdomen(record: CanvasRecord, rng: np.random.Generator) -> np.ndarray | Non
     return abdomen_slice(record.canvas[int(rng.choice(heart))].astype(np.float32), rng)
 
 
+#: which derived canvas a generator of :func:`derived_rng` draws
+_DERIVED = {"abdomen": 1, "mediastinum": 2}
+
+
+def derived_rng(seed: int, record: int, kind: str) -> np.random.Generator:
+    """The generator that draws the ``kind`` canvas (``abdomen`` or ``mediastinum``) derived from training record
+    ``record`` in a run of seed ``seed``."""
+    return np.random.default_rng([int(seed), int(record), _DERIVED[kind]])
+
+
+def prepare_derived(records: list[CanvasRecord], hp: LocalizerHyper) -> None:
+    """Draw every derived canvas the run's settings can ask for, now, in this process: worker processes forked
+    afterwards share them instead of each drawing its own."""
+    for i, record in enumerate(records):
+        if hp.mediastinum_probability > 0.0:
+            record.with_mediastinum(derived_rng(hp.seed, i, "mediastinum"))
+        if hp.abdomen_canvas_probability > 0.0:
+            record.with_abdomen(derived_rng(hp.seed, i, "abdomen"))
+
+
+def training_batch(records: list[CanvasRecord], plane: int, hp: LocalizerHyper, stream: int, index: int
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training batch ``index`` of a plane's ``stream``: ``batch_size`` (record, slice) picks drawn uniformly,
+    in-plane shifts of up to ``shift_voxels`` canvas voxels and the augmentation of :func:`_batch`, all drawn
+    from :func:`~cacflow.training.batches.batch_rng` (stream, index). Input (n, 1, 128, 128), targets (n,)."""
+    rng = batch_rng(stream, index)
+    picks = np.stack([rng.integers(0, len(records), hp.batch_size),
+                      rng.integers(0, records[0].canvas.shape[plane], hp.batch_size)], 1)
+    shifts = rng.integers(-hp.shift_voxels, hp.shift_voxels + 1, (hp.batch_size, 2))
+    return _batch(records, plane, picks, shifts, rng, hp)
+
+
 def _batch(records: list[CanvasRecord], plane: int, picks: np.ndarray, shifts: np.ndarray | None,
            rng: np.random.Generator | None = None, hp: LocalizerHyper | None = None
            ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,15 +196,17 @@ def _batch(records: list[CanvasRecord], plane: int, picks: np.ndarray, shifts: n
     from the record's canvas given a mediastinum, otherwise with probability ``abdomen_canvas_probability`` from
     its canvas continued by an upper abdomen (same target); an axial slice is replaced by an upper-abdomen slice
     (target 0) with probability ``abdomen_probability``; lung nodules are drawn with probability
-    ``nodule_probability`` and each appearance change applies with probability ``appearance_probability``."""
+    ``nodule_probability`` and each appearance change applies with probability ``appearance_probability``.
+    A derived canvas is drawn once per record from :func:`derived_rng`, so it is the same whichever batch (or
+    worker process) first needs it."""
     xs, ys = [], []
     for k, (i, j) in enumerate(picks):
         source = records[i].canvas
         if hp is not None and rng is not None:
             if hp.mediastinum_probability > 0.0 and rng.random() < hp.mediastinum_probability:
-                source = records[i].with_mediastinum(rng)
+                source = records[i].with_mediastinum(derived_rng(hp.seed, int(i), "mediastinum"))
             elif hp.abdomen_canvas_probability > 0.0 and rng.random() < hp.abdomen_canvas_probability:
-                source = records[i].with_abdomen(rng)
+                source = records[i].with_abdomen(derived_rng(hp.seed, int(i), "abdomen"))
         img = np.take(source, j, axis=plane).astype(np.float32)
         target = float(records[i].targets[plane, j])
         if hp is not None and rng is not None:  # training: augmented (validation slices are read as they are)
@@ -209,29 +248,36 @@ def train_plane(plane: str, train: list[CanvasRecord], val: list[CanvasRecord], 
     opt = torch.optim.Adam(net.parameters(), lr=hp.learning_rate)
     stop = EarlyStopping(hp.patience)
     timer = Timer()
-    for epoch in range(hp.max_epochs):
-        net.train()
-        running = 0.0
-        steps = max(1, hp.samples_per_epoch // hp.batch_size)
-        for _ in range(steps):
-            picks = np.stack([rng.integers(0, len(train), hp.batch_size),
-                              rng.integers(0, train[0].canvas.shape[axis], hp.batch_size)], 1)
-            shifts = rng.integers(-hp.shift_voxels, hp.shift_voxels + 1, (hp.batch_size, 2))
-            x, y = _batch(train, axis, picks, shifts, rng, hp)
-            with train_autocast(device):
-                logits = net(to_device(x, device)).float()
-            loss = F.binary_cross_entropy_with_logits(logits, y.to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            running += loss.item()
-        val_bce = _val_loss(net, val, axis, device)
-        log.info("localizer %s epoch %d: train BCE %.4f, val BCE %.4f (%.0f s)", plane, epoch, running / steps,
-                 val_bce, timer())
-        if stop.update(epoch, val_bce, net, train=running / steps):
-            break
+    steps = max(1, hp.samples_per_epoch // hp.batch_size)
+    stream = int(rng.integers(2**63))  # this network's batches; the next member or plane draws its own
+    workers = resolve_workers(hp.workers, device)
+    if workers:
+        prepare_derived(train, hp)
+
+    def make(index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return training_batch(train, axis, hp, stream, index)
+
+    with batch_stream(make, steps * hp.max_epochs, workers, pin_memory=device.type == "cuda") as batches:
+        for epoch in range(hp.max_epochs):
+            net.train()
+            running = 0.0
+            for _ in range(steps):
+                x, y = next(batches)
+                with train_autocast(device):
+                    logits = net(to_device(x, device)).float()
+                loss = F.binary_cross_entropy_with_logits(logits, y.to(device, non_blocking=True))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                running += loss.item()
+            val_bce = _val_loss(net, val, axis, device)
+            log.info("localizer %s epoch %d: train BCE %.4f, val BCE %.4f (%.0f s; batches from %d worker "
+                     "processes)", plane, epoch, running / steps, val_bce, timer(), workers)
+            if stop.update(epoch, val_bce, net, train=running / steps):
+                break
     net.load_state_dict(stop.best_state)
-    return net.eval(), {"best_epoch": stop.best_epoch, "best_val_bce": stop.best, "history": stop.history}
+    return net.eval(), {"best_epoch": stop.best_epoch, "best_val_bce": stop.best, "history": stop.history,
+                        "batch_workers": workers}
 
 
 def evaluate_localizer(localizer: HeartLocalizer, series: list[LabelledSeries], grid: ZGrid,
