@@ -72,7 +72,7 @@ def agreement_frames(paired: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     by = [c for c in ("kernel_class", "kvp", "reference_stratum") if c in paired.columns]
     for method, g in paired.groupby("method", sort=True):
         g = g.assign(kvp=g["kvp"].map(lambda v: f"{float(v):g}")) if "kvp" in g.columns else g
-        rows.append(agreement_table(g, by).assign(method=method))
+        rows.append(agreement_table(g, by, intervals=True).assign(method=method))
         a = agreement(g["method_score"].to_numpy(), g["reference_score"].to_numpy())
         for scheme, matrix in a["confusion"].items():
             labels = SCHEMES[scheme].labels
@@ -134,7 +134,8 @@ def kernel_agreement(scores: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
         f = pd.DataFrame(frame)
         for comparison, other in (("sharp_vs_soft_reference", "soft_reference"), ("sharp_vs_soft_same_method", "soft")):
             g = f.assign(method_score=f["sharp"], reference_score=f[other])
-            rows.append(agreement_table(g, ["kvp", "reference_stratum"]).assign(method=method, comparison=comparison))
+            rows.append(agreement_table(g, ["kvp", "reference_stratum"], intervals=True)
+                        .assign(method=method, comparison=comparison))
     if not rows:
         return pd.DataFrame(columns=["method", "comparison", "group", "value", "n"])
     out = pd.concat(rows, ignore_index=True)
