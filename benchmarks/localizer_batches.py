@@ -9,8 +9,9 @@ Loads the canvases of the first ``--series`` training-split series, then for eac
   network: batches per second of the batch pipeline alone;
 - trains the axial network for ``--epochs`` epochs with the config's localizer settings (validation on two
   validation-split series): median seconds per epoch.
-The batches, and so the trained weights, are the same for every worker count (``tests/training/test_localizer.py``);
-only the time changes. Reports seconds; compare worker counts by their ratio to 0 workers on the same machine.
+The batches, and so the trained weights, are the same for every worker count
+(``tests/training/test_localizer_training.py``); only the time changes. Reports seconds; compare worker counts by
+their ratio to 0 workers on the same machine.
 """
 
 from __future__ import annotations
