@@ -30,9 +30,9 @@ import torch
 from cacflow import config as cfg
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.training import localizer as tl
-from cacflow.training.batches import available_cpus, batch_stream
 from cacflow.models.predict import pick_device
-from cacflow.training.common import seed_everything
+from cacflow.training.batches import available_cpus, batch_stream
+from cacflow.training.common import epoch_seconds, seed_everything
 from cacflow.training.run import _hyper, _setup
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,12 +50,11 @@ def batches_per_second(records: list[tl.CanvasRecord], hp: tl.LocalizerHyper, wo
     return count / (time.perf_counter() - t0)
 
 
-def epoch_seconds(records: list[tl.CanvasRecord], val: list[tl.CanvasRecord], hp: tl.LocalizerHyper,
-                  device: torch.device) -> list[float]:
+def training_epoch_seconds(records: list[tl.CanvasRecord], val: list[tl.CanvasRecord], hp: tl.LocalizerHyper,
+                           device: torch.device) -> list[float]:
     """Seconds per epoch of one axial network trained with ``hp`` (its early-stopping clock)."""
     _, history = tl.train_plane("axial", records, val, hp, device, seed_everything(hp.seed))
-    clock = [h["seconds"] for h in history["history"]]
-    return [clock[0], *np.diff(clock).tolist()]
+    return epoch_seconds(history["history"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
               "batches_per_epoch": steps, "runs": {}}
     for workers in [int(w) for w in args.workers.split(",") if w]:
         rate = batches_per_second(train, hp, workers, steps)
-        per_epoch = epoch_seconds(train, val, replace(hp, workers=workers), device)
+        per_epoch = training_epoch_seconds(train, val, replace(hp, workers=workers), device)
         report["runs"][workers] = {"batches_per_s": round(rate, 2), "epoch_s": [round(s, 2) for s in per_epoch],
                                    "median_epoch_s": round(float(np.median(per_epoch)), 2)}
         print(json.dumps({workers: report["runs"][workers]}), flush=True)

@@ -30,21 +30,13 @@ import torch
 from cacflow import config as cfg
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.training import run
+from cacflow.training.common import epoch_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the config section of each model's hyper-parameters
 SECTIONS = {"localizer": "localizer", "regressor": "regressor", "levels": "calcium_levels",
             "unetpp": "vessel_segmentation", "unet": "vessel_segmentation", "lstm": "conv_lstm",
             "patch3d": "patch_unet3d"}
-
-
-def epoch_seconds(history: list[dict]) -> list[float]:
-    """Seconds each epoch took, from an early-stopping history's cumulative clock (epoch -1, the scored start of
-    a continued run, is not an epoch of training)."""
-    timed = [h for h in history if "seconds" in h]
-    clock = [h["seconds"] for h in timed]
-    spans = [b - a for a, b in zip(clock, clock[1:])]
-    return spans if not timed or timed[0]["epoch"] < 0 else [clock[0], *spans]
 
 
 def histories(card: dict) -> list[list[dict]]:

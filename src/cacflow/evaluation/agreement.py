@@ -164,9 +164,10 @@ def agreement_table(frame: pd.DataFrame, by: list[str] | None = None, intervals:
             groups.append((col, str(value), g))
     rows = []
     for col, value, g in groups:
-        a = agreement(g["method_score"].to_numpy(), g["reference_score"].to_numpy())
+        method, reference = g["method_score"].to_numpy(), g["reference_score"].to_numpy()
+        a = agreement(method, reference)
         a.pop("confusion")
         if intervals:
-            a.update(bootstrap_intervals(g["method_score"].to_numpy(), g["reference_score"].to_numpy()))
+            a.update(bootstrap_intervals(method, reference))
         rows.append({"group": col, "value": value, **a})
     return pd.DataFrame(rows)

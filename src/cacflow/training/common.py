@@ -80,6 +80,15 @@ class EarlyStopping:
         return epoch - self.best_epoch >= self.patience
 
 
+def epoch_seconds(history: list[dict]) -> list[float]:
+    """Seconds each epoch took, from an :class:`EarlyStopping` history's cumulative clock (``seconds``); epoch -1,
+    the scored start of a continued run, is not an epoch of training."""
+    timed = [h for h in history if "seconds" in h]
+    clock = [h["seconds"] for h in timed]
+    spans = [b - a for a, b in zip(clock, clock[1:])]
+    return spans if not timed or timed[0]["epoch"] < 0 else [clock[0], *spans]
+
+
 class WeightAverage:
     """Running mean of a network's parameters over the snapshots added (tail weight averaging: the weights after
     each of a run's last epochs, as stochastic weight averaging averages them, Izmailov et al. 2018). Buffers

@@ -156,24 +156,27 @@ def _abdomen(record: CanvasRecord, rng: np.random.Generator) -> np.ndarray | Non
     return abdomen_slice(record.canvas[int(rng.choice(heart))].astype(np.float32), rng)
 
 
-#: which derived canvas a generator of :func:`derived_rng` draws
+#: which derived canvas a generator of :func:`derived_canvas` draws
 _DERIVED = {"abdomen": 1, "mediastinum": 2}
 
 
-def derived_rng(seed: int, record: int, kind: str) -> np.random.Generator:
-    """The generator that draws the ``kind`` canvas (``abdomen`` or ``mediastinum``) derived from training record
-    ``record`` in a run of seed ``seed``."""
-    return np.random.default_rng([int(seed), int(record), _DERIVED[kind]])
+def derived_canvas(records: list[CanvasRecord], index: int, kind: str, seed: int) -> np.ndarray:
+    """The ``kind`` canvas (``abdomen`` or ``mediastinum``) derived from training record ``index``, drawn on first
+    use from a generator of (run ``seed``, ``index``, kind) and kept: the same canvas whichever batch, or worker
+    process, first needs it."""
+    rng = np.random.default_rng([int(seed), int(index), _DERIVED[kind]])
+    record = records[index]
+    return record.with_mediastinum(rng) if kind == "mediastinum" else record.with_abdomen(rng)
 
 
 def prepare_derived(records: list[CanvasRecord], hp: LocalizerHyper) -> None:
     """Draw every derived canvas the run's settings can ask for, now, in this process: worker processes forked
     afterwards share them instead of each drawing its own."""
-    for i, record in enumerate(records):
-        if hp.mediastinum_probability > 0.0:
-            record.with_mediastinum(derived_rng(hp.seed, i, "mediastinum"))
-        if hp.abdomen_canvas_probability > 0.0:
-            record.with_abdomen(derived_rng(hp.seed, i, "abdomen"))
+    for kind, probability in (("mediastinum", hp.mediastinum_probability),
+                              ("abdomen", hp.abdomen_canvas_probability)):
+        if probability > 0.0:
+            for i in range(len(records)):
+                derived_canvas(records, i, kind, hp.seed)
 
 
 def training_batch(records: list[CanvasRecord], plane: int, hp: LocalizerHyper, stream: int, index: int
@@ -197,16 +200,15 @@ def _batch(records: list[CanvasRecord], plane: int, picks: np.ndarray, shifts: n
     its canvas continued by an upper abdomen (same target); an axial slice is replaced by an upper-abdomen slice
     (target 0) with probability ``abdomen_probability``; lung nodules are drawn with probability
     ``nodule_probability`` and each appearance change applies with probability ``appearance_probability``.
-    A derived canvas is drawn once per record from :func:`derived_rng`, so it is the same whichever batch (or
-    worker process) first needs it."""
+    Derived canvases come from :func:`derived_canvas`."""
     xs, ys = [], []
     for k, (i, j) in enumerate(picks):
         source = records[i].canvas
         if hp is not None and rng is not None:
             if hp.mediastinum_probability > 0.0 and rng.random() < hp.mediastinum_probability:
-                source = records[i].with_mediastinum(derived_rng(hp.seed, int(i), "mediastinum"))
+                source = derived_canvas(records, int(i), "mediastinum", hp.seed)
             elif hp.abdomen_canvas_probability > 0.0 and rng.random() < hp.abdomen_canvas_probability:
-                source = records[i].with_abdomen(derived_rng(hp.seed, int(i), "abdomen"))
+                source = derived_canvas(records, int(i), "abdomen", hp.seed)
         img = np.take(source, j, axis=plane).astype(np.float32)
         target = float(records[i].targets[plane, j])
         if hp is not None and rng is not None:  # training: augmented (validation slices are read as they are)
