@@ -23,21 +23,29 @@ def icc_a1(ratings: np.ndarray) -> float:
     """ICC(A,1) of an (n subjects, k raters) matrix: two-way, absolute agreement, single rater.
 
     ``(MSR - MSE) / (MSR + (k - 1) MSE + k (MSC - MSE) / n)`` with the row, column and residual mean squares of a
-    two-way ANOVA without replication. NaN when fewer than two subjects or no variance at all.
+    two-way ANOVA without replication (:func:`_icc_a1_samples`). NaN when fewer than two subjects or no variance
+    at all.
     """
     x = np.asarray(ratings, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] < 2:
         raise ValueError(f"ratings must be (subjects, raters) with at least two raters, got shape {x.shape}")
-    n, k = x.shape
-    if n < 2:
+    if x.shape[0] < 2:
         return float("nan")
-    grand = x.mean()
-    ss_rows = k * ((x.mean(axis=1) - grand) ** 2).sum()
-    ss_cols = n * ((x.mean(axis=0) - grand) ** 2).sum()
-    ss_err = ((x - grand) ** 2).sum() - ss_rows - ss_cols
+    return float(_icc_a1_samples(x[None])[0])
+
+
+def _icc_a1_samples(x: np.ndarray) -> np.ndarray:
+    """The ICC(A,1) formula of :func:`icc_a1` for many rating matrices at once: (samples, n subjects, k raters)
+    -> (samples,), n >= 2; NaN where a sample has no variance."""
+    _, n, k = x.shape
+    grand = x.mean(axis=(1, 2))
+    ss_rows = k * ((x.mean(axis=2) - grand[:, None]) ** 2).sum(axis=1)
+    ss_cols = n * ((x.mean(axis=1) - grand[:, None]) ** 2).sum(axis=1)
+    ss_err = ((x - grand[:, None, None]) ** 2).sum(axis=(1, 2)) - ss_rows - ss_cols
     msr, msc, mse = ss_rows / (n - 1), ss_cols / (k - 1), ss_err / ((n - 1) * (k - 1))
     denom = msr + (k - 1) * mse + k * (msc - mse) / n
-    return float((msr - mse) / denom) if denom > 0 else float("nan")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denom > 0, (msr - mse) / denom, np.nan)
 
 
 def bland_altman_log(method: np.ndarray, reference: np.ndarray) -> dict[str, float]:
@@ -56,12 +64,16 @@ def zero_calcium(method: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     return {"any_calcium_sensitivity": sens, "zero_calcium_specificity": spec}
 
 
+def stratum_classes(scores: np.ndarray, scheme: str) -> np.ndarray:
+    """Class indices (n,) of Agatston scores (n,) in a stratum scheme (:data:`cacflow.scoring.strata.SCHEMES`)."""
+    s = SCHEMES[scheme]
+    return np.array([s.index(float(v)) for v in scores], dtype=np.int64)
+
+
 def stratum_agreement(method: np.ndarray, reference: np.ndarray, scheme: str) -> dict:
     """Accuracy, linearly weighted kappa and the confusion matrix (rows reference, columns method) of one scheme."""
-    s = SCHEMES[scheme]
-    labels = list(range(len(s.labels)))
-    m = np.array([s.index(float(v)) for v in method])
-    r = np.array([s.index(float(v)) for v in reference])
+    labels = list(range(len(SCHEMES[scheme].labels)))
+    m, r = stratum_classes(method, scheme), stratum_classes(reference, scheme)
     kappa = float(cohen_kappa_score(r, m, weights="linear", labels=labels)) if len(set(r) | set(m)) > 1 else 1.0
     return {"accuracy": float((m == r).mean()), "kappa_linear": kappa,
             "confusion": confusion_matrix(r, m, labels=labels).tolist()}
@@ -94,17 +106,7 @@ INTERVAL_LEVEL = 0.95
 def _icc_a1_paired(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """:func:`icc_a1` of two raters for many samples at once: ``a``, ``b`` (samples, subjects) -> (samples,); NaN
     where a sample has no variance."""
-    n = a.shape[1]
-    grand = (a.mean(axis=1) + b.mean(axis=1)) / 2.0
-    rows = (a + b) / 2.0
-    ss_rows = 2.0 * ((rows - grand[:, None]) ** 2).sum(axis=1)
-    ss_cols = n * ((a.mean(axis=1) - grand) ** 2 + (b.mean(axis=1) - grand) ** 2)
-    ss_total = ((a - grand[:, None]) ** 2).sum(axis=1) + ((b - grand[:, None]) ** 2).sum(axis=1)
-    msr, msc = ss_rows / (n - 1), ss_cols
-    mse = (ss_total - ss_rows - ss_cols) / (n - 1)
-    denom = msr + mse + 2.0 * (msc - mse) / n
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(denom > 0, (msr - mse) / denom, np.nan)
+    return _icc_a1_samples(np.stack([a, b], axis=2))
 
 
 def _linear_kappa(reference: np.ndarray, method: np.ndarray, k: int) -> np.ndarray:
@@ -134,14 +136,13 @@ def bootstrap_intervals(method: np.ndarray, reference: np.ndarray, resamples: in
     if n < 2:
         return out
     pick = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
-    scheme = SCHEMES["five_class"]
-    m_class = np.array([scheme.index(float(v)) for v in method])[pick]
-    r_class = np.array([scheme.index(float(v)) for v in reference])[pick]
+    m_class = stratum_classes(method, "five_class")[pick]
+    r_class = stratum_classes(reference, "five_class")[pick]
     values = {
         "icc": _icc_a1_paired(method[pick], reference[pick]),
         "icc_log": _icc_a1_paired(np.log1p(method)[pick], np.log1p(reference)[pick]),
         "five_class_accuracy": (m_class == r_class).mean(axis=1),
-        "five_class_kappa": _linear_kappa(r_class, m_class, len(scheme.labels)),
+        "five_class_kappa": _linear_kappa(r_class, m_class, len(SCHEMES["five_class"].labels)),
     }
     tail = 100.0 * (1.0 - INTERVAL_LEVEL) / 2.0
     for metric, v in values.items():
