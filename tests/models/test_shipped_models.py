@@ -37,17 +37,19 @@ from cacflow.training.run import regression_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "models"
+SHIPPED = ("localizer", "regressor", "unetpp", "unet", "lstm", "patch3d", "levels")
 pytestmark = pytest.mark.e2e
 
 
-def _generate_test_split(out: Path, anatomy: int) -> dict:
-    """The training cohort's test split with the phantom anatomy ``anatomy``, generated and preprocessed in ``out``."""
+def _generate_test_split(out: Path, anatomy: int, n: int) -> dict:
+    """The test split of the first ``n`` participants of the training cohort, with the phantom anatomy ``anatomy``,
+    generated and preprocessed in ``out``."""
     project = cfg.load(REPO / "config.yaml")
     spec = project["cohorts"][project["training"]["cohort"]]["synthetic"]
     split = project["training"]["split"]
     card = read_card(MODELS / "regressor")
     assert card["split_seed"] == split["seed"] and card["split_fractions"] == split["fractions"]
-    indices = [i for i in range(spec["n"]) if split_of(_participant_id(i), split["seed"], tuple(split["fractions"]))
+    indices = [i for i in range(n) if split_of(_participant_id(i), split["seed"], tuple(split["fractions"]))
                == "test"]
     with ProcessPoolExecutor(max_workers=2) as pool:
         list(pool.map(generate_participant, [out] * len(indices), [spec["seed"]] * len(indices), indices,
@@ -66,21 +68,37 @@ def _generate_test_split(out: Path, anatomy: int) -> dict:
             "convention": AgatstonConvention.from_dict(config["scoring"]["convention"])}
 
 
-def _anatomy(model: str) -> int:
-    """The phantom anatomy of the cohort a shipped model was trained and tested on (cards before it: 1)."""
-    return int(read_card(MODELS / model).get("anatomy") or 1)
+def _cohort(model: str) -> tuple[int, int]:
+    """The phantom anatomy and the participant count of the cohort a shipped model was trained and tested on.
+    Cards before these fields were recorded: anatomy 1, 120 participants (docs/training.md)."""
+    card = read_card(MODELS / model)
+    return int(card.get("anatomy") or 1), int(card.get("cohort_participants") or 120)
+
+
+def _largest(anatomy: int) -> str:
+    """The shipped model with the largest training cohort of that phantom anatomy."""
+    return max((m for m in SHIPPED if _cohort(m)[0] == anatomy), key=lambda m: _cohort(m)[1])
+
+
+def _members(model: str) -> set[str]:
+    """The PatientIDs of the cohort a shipped model was trained and tested on."""
+    return {_participant_id(i) for i in range(_cohort(model)[1])}
 
 
 @pytest.fixture(scope="module")
 def splits(tmp_path_factory):
-    """``splits(model)``: the test split of that model's card, generated once per phantom anatomy."""
+    """``splits(model)``: the test split of that model's card. The split of a smaller cohort is the larger one's
+    series of its first participants (the generator and the split are per participant), so each phantom anatomy
+    is generated once, for the largest cohort among the shipped cards."""
     cache: dict[int, dict] = {}
 
     def get(model: str) -> dict:
-        anatomy = _anatomy(model)
+        anatomy = _cohort(model)[0]
         if anatomy not in cache:
-            cache[anatomy] = _generate_test_split(tmp_path_factory.mktemp(f"shipped{anatomy}"), anatomy)
-        return cache[anatomy]
+            cache[anatomy] = _generate_test_split(tmp_path_factory.mktemp(f"shipped{anatomy}"), anatomy,
+                                                  _cohort(_largest(anatomy))[1])
+        members = _members(model)
+        return {**cache[anatomy], "series": [s for s in cache[anatomy]["series"] if s.participant in members]}
 
     return get
 
@@ -88,16 +106,17 @@ def splits(tmp_path_factory):
 @pytest.fixture(scope="module")
 def crops(splits):
     """``crops(model)``: that model's test series cropped to the shipped localizer's heart boxes (8 mm margin), as
-    the trainings evaluated; once per phantom anatomy."""
+    the trainings evaluated; cropped once per phantom anatomy."""
     cache: dict[int, list] = {}
     localizer = HeartLocalizer.load(MODELS / "localizer", "cpu")
 
     def get(model: str) -> list:
-        anatomy = _anatomy(model)
+        anatomy = _cohort(model)[0]
         if anatomy not in cache:
-            split = splits(model)
-            cache[anatomy] = tr.load_crops(split["series"], localizer, split["grid"], split["convention"], 8.0)
-        return cache[anatomy]
+            whole = splits(_largest(anatomy))
+            cache[anatomy] = tr.load_crops(whole["series"], localizer, whole["grid"], whole["convention"], 8.0)
+        members = _members(model)
+        return [rec for rec in cache[anatomy] if rec.series.participant in members]
 
     return get
 

@@ -115,6 +115,8 @@ def test_training_writes_weights_and_model_cards(trained):
         for key in ("data_sha256", "split_sizes", "hyper_parameters", "metrics", "software", "trained_on"):
             assert key in card, key
         assert set(card["split_sizes"]) == {"train", "val", "test"}
+        # a cohort given by its folder, not generated: nothing to regenerate its test split from
+        assert card["anatomy"] is None and card["cohort_participants"] is None
         assert card["software"]["torch"]
         assert card["device"].startswith(DEVICE)  # the device it trained on (cuda: "cuda" or "cuda:0")
     assert reg["target_transform"] in ("log", "raw") and set(reg["selection"]) == {"log", "raw"}

@@ -56,8 +56,9 @@ def _setup(layout: CohortLayout, root: Path, labels_dir: Path, config: dict
                              "add participants or change training.split.fractions")
     synthetic = config["cohorts"].get(layout.cohort, {}).get("synthetic")
     info = {"cohort": layout.cohort, "data_sha256": data_hash(series), "grid": grid_name,
-            # the generated cohort's phantom anatomy, so that its test split can be generated again
+            # the generated cohort's phantom anatomy and size, so that its test split can be generated again
             "anatomy": None if synthetic is None else int(synthetic["anatomy"]),
+            "cohort_participants": None if synthetic is None else int(synthetic["n"]),
             "split_seed": int(tcfg["split"]["seed"]), "split_fractions": list(tcfg["split"]["fractions"]),
             "split_sizes": {k: {"series": len(v), "participants": len({s.participant for s in v})}
                             for k, v in by_split.items()}}
