@@ -9,6 +9,7 @@ The pipeline's inference stage must give the same per-scan scores. Nothing is do
 
 from __future__ import annotations
 
+import functools
 import json
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -68,6 +69,7 @@ def _generate_test_split(out: Path, anatomy: int, n: int) -> dict:
             "convention": AgatstonConvention.from_dict(config["scoring"]["convention"])}
 
 
+@functools.cache
 def _cohort(model: str) -> tuple[int, int]:
     """The phantom anatomy and the participant count of the cohort a shipped model was trained and tested on.
     Cards before these fields were recorded: anatomy 1, 120 participants (docs/training.md)."""
