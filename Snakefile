@@ -14,6 +14,11 @@
 configfile: "config.yaml"
 
 
+wildcard_constraints:
+    cohort="[A-Za-z][A-Za-z0-9_-]*",
+    shard="shard-[0-9]+",
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synth.smk"
 include: "workflow/rules/discover.smk"
@@ -37,4 +42,4 @@ localrules:
 rule all:
     default_target: True
     input:
-        all_targets(),
+        all_targets,

@@ -38,3 +38,16 @@ def test_cohort_folders_are_configured_or_the_generated_synthetic_tree():
     assert str(cfg.cohort_labels(config, "labelled")) == "/data/x_labels"
     assert cfg.cohort_root(config, "gen").as_posix() == "res/synthetic/gen/dicom"
     assert cfg.cohort_labels(config, "gen").as_posix() == "res/synthetic/gen/truth/labels"
+
+
+def test_segmentation_scorers_are_chosen_per_cohort():
+    config = cfg.validate({"cohorts": {"a": {"root": "/a"}, "b": {"root": "/b", "segmentation": ["unetpp"]},
+                                       "c": {"root": "/c", "segmentation": []}},
+                           "models": {"segmentation": {"unetpp": "models/unetpp", "lstm": "models/lstm"}}})
+    assert sorted(cfg.cohort_config(config, "a")["models"]["segmentation"]) == ["lstm", "unetpp"]  # default: all
+    assert cfg.cohort_config(config, "b")["models"]["segmentation"] == {"unetpp": "models/unetpp"}
+    assert cfg.cohort_config(config, "c")["models"]["segmentation"] == {}
+    assert config["models"]["segmentation"] == {"unetpp": "models/unetpp", "lstm": "models/lstm"}  # untouched
+    with pytest.raises(ValueError, match=r"cohorts/a/segmentation: \['levels'\] not in models/segmentation"):
+        cfg.validate({"cohorts": {"a": {"root": "/a", "segmentation": ["levels"]}},
+                      "models": {"segmentation": {"unetpp": "models/unetpp"}}})

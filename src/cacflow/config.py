@@ -51,6 +51,12 @@ def validate(config: dict) -> dict:
         raise ValueError(f"invalid cacflow configuration:\n  scoring/grid: {grid!r} is not one of resample/grids "
                          f"{sorted(config['resample']['grids'])}; add it there or pick one of those")
     for name, cohort in config["cohorts"].items():
+        chosen = cohort.get("segmentation")
+        unknown_models = sorted(set(chosen or []) - set(config["models"]["segmentation"]))
+        if unknown_models:
+            raise ValueError(f"invalid cacflow configuration:\n  cohorts/{name}/segmentation: {unknown_models} not "
+                             f"in models/segmentation {sorted(config['models']['segmentation'])}; configure the "
+                             "model directory there first")
         unknown = sorted(set(cohort.get("selection", {})) - set(config["selection"]))
         if unknown:
             raise ValueError(f"invalid cacflow configuration:\n  cohorts/{name}/selection: unknown keys {unknown}; "
@@ -59,9 +65,18 @@ def validate(config: dict) -> dict:
 
 
 def cohort_config(config: dict, cohort: str) -> dict:
-    """The configuration as one cohort sees it: its ``selection`` overrides merged over the top-level rules."""
+    """The configuration as one cohort sees it: its ``selection`` overrides merged over the top-level rules, its
+    ``heart_regions`` table (or None), and ``models.segmentation`` narrowed to the scorers the cohort runs (its
+    ``segmentation`` list, if given)."""
     merged = dict(config)
-    merged["selection"] = {**config["selection"], **config["cohorts"][cohort].get("selection", {})}
+    c = config["cohorts"][cohort]
+    merged["selection"] = {**config["selection"], **c.get("selection", {})}
+    merged["heart_regions"] = c.get("heart_regions")
+    chosen = c.get("segmentation")
+    if chosen is not None and "models" in config:
+        models = config["models"]
+        merged["models"] = {**models, "segmentation": {k: v for k, v in models.get("segmentation", {}).items()
+                                                       if k in chosen}}
     return merged
 
 

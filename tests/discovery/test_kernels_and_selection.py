@@ -65,3 +65,13 @@ def test_series_key_is_safe_for_paths():
     for bad in ("../../etc", "1.2/3", "x" * 80):
         k = series_key(bad)
         assert "/" not in k and ".." not in k and k.startswith("x")
+
+
+def test_exclusion_messages_name_the_setting_to_change():
+    inv = _inventory({"1.1": {"kernel": "BONE"}, "1.2": {"kernel": "STANDARD"}, "1.3": {"kernel": "STANDARD", "thick": 3.75},
+                      "1.4": {"kernel": "STANDARD", "n": 12}})
+    m, _ = select_series(inv, SelectionRules(max_slice_thickness_mm=3.0))
+    msg = m.set_index("series_uid")["message"]
+    assert msg["1.3"].endswith("slice thickness 3.75 mm above selection.max_slice_thickness_mm = 3")
+    assert "below selection.min_slices = 30" in msg["1.4"]
+    assert "selection.reconstructions = prefer" in msg["1.1"]

@@ -18,6 +18,7 @@ from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.report import cohort_summary
 from cacflow.pipeline.score import TYPES, run_score_shard
 from cacflow.pipeline.shard import run_shard, shard_options
+from cacflow.scoring.strata import SCHEMES
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,8 @@ def test_tables_have_documented_types_and_provenance(scored):
     for name in ("scores", "vessels", "lesions"):
         frame = scored["tables"][name]
         for col, typ in TYPES[name].items():
-            assert str(frame[col].dtype) == typ, (name, col, frame[col].dtype)
+            want = "category" if col in SCHEMES else typ  # strata: ordered categories in the public tables
+            assert str(frame[col].dtype) == want, (name, col, frame[col].dtype)
     for name in TABLES:
         meta = pq.read_schema(table_path(scored["tables_root"], name, "c")).metadata[b"cacflow"]
         prov = json.loads(meta)
@@ -120,6 +122,47 @@ def test_summary_mentions_counts(scored):
     text = cohort_summary(scored["tables_root"], "c")
     assert "selected for scoring" in text and "classic_heart_region vs reference" in text
     assert "not_preferred_reconstruction" in text
+    # series, not exclusion rows: a series excluded by several methods for one reason counts once
+    excl = scored["tables"]["exclusions"]
+    series_level = excl[excl["level"] == "series"]
+    want = series_level["series_key"].nunique()
+    assert f"  series excluded: {want};" in text
+    for reason, n in series_level.drop_duplicates(["series_key", "reason"])["reason"].value_counts().items():
+        assert f"{reason} {n}" in text
+
+
+def test_score_rows_carry_the_tube_voltage_and_strata_sort_by_risk(scored):
+    scores, series = scored["tables"]["scores"], scored["tables"]["series"]
+    kvp = series.set_index("series_key")["kvp"]
+    assert scores["kvp"].tolist() == [kvp[k] for k in scores["series_key"]]
+    assert set(scores["kvp"].dropna()) >= {120.0, 140.0}  # the small cohort has both voltages
+    assert scores.loc[scores["kvp"] == 120.0, "kvp_note"].isna().all()
+    assert scores.loc[scores["kvp"] == 140.0, "kvp_note"].str.startswith("acquired at 140 kVp").all()
+    # ordered categories, read back from Parquet as such
+    five = scores["five_class"]
+    assert isinstance(five.dtype, pd.CategoricalDtype) and five.dtype.ordered
+    assert list(five.dtype.categories) == ["0", "1-10", "11-100", "101-400", ">400"]
+    ranked = scores.dropna(subset=["agatston"]).sort_values("five_class")
+    assert ranked["five_class_index"].is_monotonic_increasing
+
+
+def test_summary_counts_a_series_once_per_reason(tmp_path):
+    """Hand case: one series with three exclusion rows (three methods, one reason) and one with a discovery
+    exclusion are two series, one per reason."""
+    tables_root = tmp_path / "tables"
+    rows = {"series": pd.DataFrame({"series_key": ["a", "b", "c"], "selected": [True, True, False]}),
+            "scores": pd.DataFrame({"series_key": ["a"] * 3, "method": ["m1", "m2", "m3"],
+                                    "status": ["excluded"] * 3, "reason": ["heart_not_in_field_of_view"] * 3,
+                                    "agatston": [None] * 3, "five_class": [None] * 3}),
+            "exclusions": pd.DataFrame({"series_key": ["a", "a", "a", "c"], "level": ["series"] * 4,
+                                        "reason": ["heart_not_in_field_of_view"] * 3 + ["too_few_slices"]})}
+    for name, frame in rows.items():
+        path = table_path(tables_root, name, "h")
+        path.parent.mkdir(parents=True)
+        frame.to_parquet(path)
+    text = cohort_summary(tables_root, "h")
+    assert "  series excluded: 2; by reason (a series counts once per reason): " in text
+    assert "heart_not_in_field_of_view 1" in text and "too_few_slices 1" in text
 
 
 def test_rerun_reuses_scores_and_rewrites_only_this_cohort(scored, tmp_path):

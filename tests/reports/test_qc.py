@@ -10,7 +10,7 @@ from cacflow.reports.qc import choose_slices, compute_layout, render_qc, write_q
 
 SPACING = (1.5, 0.7, 0.7)  # mm: slice increment, row, column
 SHAPE = (40, 64, 64)
-BOX = (5, 35, 10, 50, 5, 55)  # z0, z1, y0, y1, x0, x1
+BOX = (7, 37, 0, 42, 5, 55)  # z0, z1, y0, y1, x0, x1: centre slice z = 22, centre row y = 21
 # the colours the picture promises (spelled out here, not imported, so a change in the module is caught)
 YELLOW, ORANGE, RED, MAGENTA = (255, 255, 0), (255, 140, 0), (255, 0, 0), (255, 0, 255)
 WEIGHT_COLOURS = {1: YELLOW, 2: ORANGE, 3: RED, 4: MAGENTA}
@@ -56,19 +56,20 @@ def rendered():
     return image, layout
 
 
-def test_choose_slices_most_calcium_inside_box():
+def test_choose_slices_cut_through_the_box_centre():
     _, wm = _volume()
     choice = choose_slices(wm, BOX)
-    assert (choice.z, choice.y) == (22, 20)
+    assert (choice.z, choice.y) == (22, 21)
+    # counted voxels inside the box on those cuts: slice 22 holds 16 + 4; row 21 holds 4 (z 22) + 2 (z 30)
     assert (choice.counted_axial, choice.counted_coronal) == (20, 6)
-    # without a box the 25-voxel blob on slice 2 wins
-    assert choose_slices(wm, None).z == 2
+    # without a box: the volume's centre, whatever was counted elsewhere
+    assert (choose_slices(wm, None).z, choose_slices(wm, None).y) == (SHAPE[0] // 2, SHAPE[1] // 2)
 
 
-def test_choose_slices_falls_back_to_box_centre():
+def test_choose_slices_counts_nothing_without_calcium():
     wm = np.zeros(SHAPE, dtype=np.uint8)
     choice = choose_slices(wm, BOX)
-    assert (choice.z, choice.y) == ((5 + 35) // 2, (10 + 50) // 2)
+    assert (choice.z, choice.y) == ((7 + 37) // 2, (0 + 42) // 2)
     assert (choice.counted_axial, choice.counted_coronal) == (0, 0)
 
 
@@ -124,6 +125,7 @@ def test_coronal_has_superior_at_top(rendered):
     assert magenta_rows.size and red_rows.size
     assert red_rows.mean() < magenta_rows.mean()  # z=30 is above z=22
     expected_row = _centre_px(SHAPE[0] - 1 - 22, SHAPE[0], layout.coronal.height)
+    assert layout.coronal.top > 0
     assert magenta_rows.min() <= expected_row <= magenta_rows.max()
 
 
@@ -160,7 +162,7 @@ def test_no_box_no_calcium():
 def test_tiny_volume_with_region_mask():
     hu = np.full((8, 16, 16), 40, dtype=np.int16)
     wm = np.zeros(hu.shape, dtype=np.uint8)
-    hu[3, 5, 5], wm[3, 5, 5] = 500, 4
+    hu[4, 5, 5], wm[4, 5, 5] = 500, 4  # on the box (z 1-6) centre slice 4
     region = np.zeros(hu.shape, dtype=bool)
     region[1:7, 3:13, 3:13] = True
     image = render_qc(hu, (3.0, 0.7, 0.7), (1, 7, 2, 14, 2, 14), wm, "tiny", region_mask=region)
@@ -228,3 +230,34 @@ def test_mediastinal_window():
 
     grey = window_to_grey(np.array([-1000, -160, 40, 240, 3000], dtype=np.int16))
     assert grey.tolist() == [0, 0, 128, 255, 255]
+
+
+def test_every_methods_calcium_has_its_colour_on_the_methods_panel():
+    from cacflow.reports.qc import METHOD_COLOURS, methods_crop
+
+    hu, wm = _volume()
+    classic = wm > 0
+    reference = np.zeros(SHAPE, dtype=bool)
+    reference[30, 20:22, 10:12] = True  # only the weight-3 blob, off the centre slice
+    none = np.zeros(SHAPE, dtype=bool)
+    masks = {"classic_heart_region": classic, "reference": reference, "lstm": none}
+    image = render_qc(hu, SPACING, BOX, wm, "methods", method_masks=masks, notes=("regression 12.0 (11-100)",))
+    layout = compute_layout(SHAPE, SPACING, ("x", "regression 12.0 (11-100)", "y"), methods_panel=BOX)
+    assert image.size == layout.size and layout.methods is not None
+    rect = layout.methods
+    panel = _pixels(image, rect)
+    wy0, wy1, wx0, wx1 = methods_crop(BOX, SHAPE)
+    assert (wy0, wy1, wx0, wx1) == (0, 52, 0, 64)  # the box (rows 0-41, columns 5-54) and a quarter more each side
+    assert rect.height / rect.width == pytest.approx((wy1 - wy0) / (wx1 - wx0), abs=0.02)  # square pixels
+
+    def at(y: float, x: float) -> tuple:
+        return tuple(panel[_centre_px(y - wy0, wy1 - wy0, rect.height), _centre_px(x - wx0, wx1 - wx0, rect.width)])
+
+    first, second, third = METHOD_COLOURS[:3]
+    assert at(20.5, 10.5) == second  # the reference (drawn after classic) covers the weight-3 blob of slice 30
+    assert at(21.5, 41.5) == first  # classic's weight-4 blob
+    assert at(44.5, 30.5) != first  # classic's blob at row 44 lies outside the box (rows < 42): not drawn
+    assert not _is(panel, third).any()  # nothing counted by the third method
+    # each method has its legend swatch beside the panel, the third too
+    legend = np.asarray(image)[rect.top:rect.top + 60, rect.left + rect.width:]
+    assert all(_is(legend, colour).any() for colour in (first, second, third))

@@ -173,3 +173,21 @@ def test_a_changed_convention_reruns_scoring_and_aggregation_only(
     assert _mtimes(upstream) == upstream_before
     new_id = set(cohort_table(workdir, "A", "scores")["convention_id"])
     assert len(new_id) == 1 and new_id != old_id
+
+
+def test_segmentation_scorers_turned_on_for_one_cohort_rerun_that_cohorts_inference_only(workspace, dry_run_jobs):
+    """Segmentation scorers are chosen per cohort: configured but chosen by neither cohort, nothing reruns; chosen
+    for B, only B's inference (and what follows it) reruns."""
+    workdir = workspace["workdir"]
+    results = workdir / "results"
+    shards = {c: len(list((results / c / "shards" / "preprocess").glob("*.parquet"))) for c in ("A", "B")}
+    base = yaml.safe_load((workdir / "config.yaml").read_text())
+    models = {**base["models"], "segmentation": {"lstm": str(REPO / "models" / "lstm")}}
+    cohorts = {c: {**base["cohorts"][c], "segmentation": []} for c in ("A", "B")}
+    (workdir / "config.yaml").write_text(yaml.safe_dump({**base, "models": models, "cohorts": cohorts}))
+    assert dry_run_jobs(workdir, "--cores", "2") == {}
+    cohorts["B"]["segmentation"] = ["lstm"]
+    (workdir / "config.yaml").write_text(yaml.safe_dump({**base, "models": models, "cohorts": cohorts}))
+    assert dry_run_jobs(workdir, "--cores", "2") == {"infer": shards["B"], "score": shards["B"], "aggregate": 1,
+                                                      "all": 1}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(base))  # leave the workspace as the earlier tests did

@@ -9,7 +9,7 @@ rule aggregate:
         **{t: f"{TABLES}/{t}/cohort={{cohort}}/part-0.parquet" for t in TABLE_NAMES},
         summary=f"{RESULTS}/{{cohort}}/summary.txt",
     params:
-        tables=TABLES,
+        tables=lambda wc, output: str(Path(output.series).parents[2]),  # <tables>/series/cohort=<c>/part-0
     resources:
         mem_mb=4000,
         runtime=30,

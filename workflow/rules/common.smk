@@ -1,11 +1,14 @@
 # Config validation and input functions only.
 import json
+import sys
 from pathlib import Path
 
 from snakemake.utils import min_version
 
 import cacflow.config
 from cacflow.discovery.root_state import root_state
+from cacflow.pipeline.completeness import ensure_repair_record, missing_outputs, request_repair
+from cacflow.pipeline.layout import CohortLayout
 
 min_version("9.0")
 
@@ -35,13 +38,15 @@ MODELS = {name: model_dir(config["models"][name]) for name in ("localizer", "reg
 # segmentation scorers: {method name: model directory}; each is a method of the score tables
 SEGMENTERS = {name: model_dir(d) for name, d in sorted(config["models"]["segmentation"].items())}
 config["models"] = {**MODELS, "segmentation": SEGMENTERS}  # scripts and table provenance see resolved directories
+def cohort_segmenters(cohort):
+    """{method: model directory} of the segmentation scorers a cohort runs (cohorts.<name>.segmentation, default
+    every configured one), so turning one on for a cohort reruns that cohort's inference only."""
+    return cacflow.config.cohort_config(config, cohort)["models"]["segmentation"]
+
+
 # segmentation scorers the training target can train, by their <training.out> folder name
 SEGMENTER_TRAININGS = ["unetpp", "unet", "levels", "lstm", "patch3d"]
 
-
-wildcard_constraints:
-    cohort="[A-Za-z][A-Za-z0-9_-]*",
-    shard="shard-[0-9]+",
 
 
 def is_synthetic(cohort):
@@ -58,10 +63,11 @@ def cohort_root(wildcards):
 
 
 def discover_input(wildcards):
-    """Synthetic cohorts depend on their generator's completion marker; real roots are read as they are."""
-    if is_synthetic(wildcards.cohort):
-        return f"{RESOURCES}/synthetic/{wildcards.cohort}/truth/cohort.json"
-    return []
+    """Synthetic cohorts depend on their generator's completion marker (real roots are read as they are), and a
+    cohort with user-supplied heart regions on that table, so editing it reruns the cohort's discovery."""
+    c = config["cohorts"][wildcards.cohort]
+    inputs = [f"{RESOURCES}/synthetic/{wildcards.cohort}/truth/cohort.json"] if is_synthetic(wildcards.cohort) else []
+    return inputs + ([c["heart_regions"]] if c.get("heart_regions") else [])
 
 
 def discover_root_state(wildcards):
@@ -72,9 +78,41 @@ def discover_root_state(wildcards):
     if is_synthetic(wildcards.cohort) or not c["watch_depth"]:
         return "not watched"
     if workflow.remote_exec and "discover" not in {t.rulename for t in workflow.dag_settings.target_jobs}:
-        # a cluster job of another rule never reruns discovery: skip the folder walk (seconds at NLST scale)
+        # a cluster job running something else never reruns discovery: skip the folder walk (seconds at NLST scale)
         return "not evaluated in this job"
     return root_state(c["root"], c["watch_depth"])
+
+
+def discover_settings(wildcards):
+    """Rerun trigger of a cohort's discovery: the settings it applies (the cohort's selection rules, shard size,
+    allowed identifying fields), so a changed rule re-selects that cohort's series."""
+    c = cacflow.config.cohort_config(config, wildcards.cohort)
+    return {"selection": c["selection"], "shard_size": config["sharding"]["shard_size"],
+            "allowed_fields": config["privacy"]["allowed_fields"]}
+
+
+_MISSING = {}  # (cohort, shard index mtime) -> {shard: missing outputs}: checked once per cohort per DAG build
+
+
+def shard_inputs(wildcards):
+    """Inputs of a shard's first job: its task table, which discovery rewrites only when the shard's series or their
+    files change, and its repair record, which is rewritten here when outputs of the shard's last run have gone
+    missing (a deleted volume, QC picture or shard table), so the plain command rebuilds them. Cluster jobs skip the
+    check (the head process did it)."""
+    layout = CohortLayout(Path(RESULTS), wildcards.cohort)
+    if not workflow.remote_exec:
+        key = (wildcards.cohort, layout.shard_index.stat().st_mtime_ns)
+        if key not in _MISSING:
+            grid_names = sorted(cacflow.config.grids(config))
+            _MISSING[key] = missing_outputs(layout, cohort_shards(wildcards.cohort), grid_names)
+        missing = _MISSING[key].get(wildcards.shard)
+        if missing:
+            request_repair(layout, wildcards.shard, missing)
+            _MISSING[key].pop(wildcards.shard)
+            print(f"cacflow: {wildcards.cohort} {wildcards.shard}: {len(missing)} output(s) missing "
+                  f"(e.g. {missing[0]}): its jobs rerun and rebuild them", file=sys.stderr)
+    return {"tasks": str(layout.shard_tasks(wildcards.shard)),
+            "repair": str(ensure_repair_record(layout, wildcards.shard))}
 
 
 def labels_of(cohort):
@@ -120,15 +158,35 @@ def regressor_start(wildcards):
     return [f"{start}/weights.pt"] if start else []
 
 
-def all_targets():
-    """Every cohort's summary, except cohorts marked default_target: false (training cohorts)."""
-    return expand(f"{RESULTS}/{{cohort}}/summary.txt",
-                  cohort=[c for c in COHORTS if config["cohorts"][c]["default_target"]])
+def all_targets(wildcards=None):
+    """Every cohort's summary and table partitions, except cohorts marked default_target: false (training cohorts).
+    The partitions are named so that a deleted one is rebuilt by the plain command. Says where the summaries are
+    (also when there is nothing to do, when Snakemake runs no hook)."""
+    cohorts = [c for c in COHORTS if config["cohorts"][c]["default_target"]]
+    summaries = expand(f"{RESULTS}/{{cohort}}/summary.txt", cohort=cohorts)
+    if not workflow.remote_exec and summaries:
+        print(f"cacflow: run summaries: {', '.join(summaries)}; tables under {TABLES}/", file=sys.stderr)
+    return summaries + expand(f"{TABLES}/{{table}}/cohort={{cohort}}/part-0.parquet", table=TABLE_NAMES,
+                              cohort=cohorts)
+
+
+def targeted_cohorts():
+    """The cohorts this run was asked for: the default target's cohorts, or those a named target file belongs to."""
+    targets = set(workflow.dag_settings.targets) or {"all"}
+    results = Path(RESULTS).as_posix().strip("./")
+    chosen = []
+    for c in COHORTS:
+        if "all" in targets and config["cohorts"][c]["default_target"]:
+            chosen.append(c)
+        elif any(f"{results}/{c}/" in Path(t).as_posix() or f"cohort={c}/" in t for t in targets):
+            chosen.append(c)
+    return chosen
 
 
 def print_summaries():
-    """Print each cohort's run summary (called when a run succeeds)."""
-    for cohort in COHORTS:
+    """Print the run summary of each cohort this run was asked for (called when a run succeeds)."""
+    for cohort in targeted_cohorts():
         path = Path(RESULTS) / cohort / "summary.txt"
         if path.exists():
             print(path.read_text(), end="")
+            print(f"  (written to {path})")

@@ -9,6 +9,7 @@ checkpoint discover:
     params:
         root=cohort_root,
         root_state=discover_root_state,
+        settings=discover_settings,
     threads: config["sharding"]["threads"]
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,

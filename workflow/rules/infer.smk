@@ -5,13 +5,13 @@ rule infer:
         preprocess=f"{RESULTS}/{{cohort}}/shards/preprocess/{{shard}}.parquet",
         localizer=f"{MODELS['localizer']}/weights.pt",
         regressor=f"{MODELS['regressor']}/weights.pt",
-        segmentation=[f"{d}/weights.pt" for d in SEGMENTERS.values()],
+        segmentation=lambda wc: [f"{d}/weights.pt" for d in cohort_segmenters(wc.cohort).values()],
     output:
         rows=f"{RESULTS}/{{cohort}}/shards/infer/{{shard}}.parquet",
     params:
-        localizer=MODELS["localizer"],
-        regressor=MODELS["regressor"],
-        segmentation=SEGMENTERS,
+        localizer=lambda wc, input: str(Path(input.localizer).parent),
+        regressor=lambda wc, input: str(Path(input.regressor).parent),
+        segmentation=lambda wc: cohort_segmenters(wc.cohort),
         # rerun trigger: inference settings. Not the scoring convention: the score stage applies it to the
         # regressor's raw per-slice outputs, so a changed convention reruns scoring and aggregation only.
         inference=lambda wc: config["inference"],

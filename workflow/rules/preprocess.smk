@@ -1,7 +1,7 @@
 rule preprocess:
     """One shard of many series: DICOM -> Zarr (HU, geometry) -> resampled scoring grid(s), per-scan status."""
     input:
-        shards=f"{RESULTS}/{{cohort}}/work/shards.json",
+        unpack(shard_inputs),
     output:
         status=f"{RESULTS}/{{cohort}}/shards/preprocess/{{shard}}.parquet",
     params:

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from cacflow import logs
+from cacflow.config import cohort_config
 from cacflow.pipeline.aggregate import aggregate_cohort
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.report import write_summary
@@ -12,7 +13,8 @@ def main(results: str, tables: str, cohort: str, preprocess_files: list[str], su
          log_file: str) -> None:
     logs.setup(log_file)
     shards = sorted(Path(p).stem for p in preprocess_files)
-    aggregate_cohort(CohortLayout(Path(results), cohort), Path(tables), shards, config)
+    layout = CohortLayout(Path(results), cohort)
+    aggregate_cohort(layout, Path(tables), shards, cohort_config(config, cohort))
     write_summary(Path(tables), cohort, Path(summary))
 
 

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from cacflow import logs
+from cacflow.config import cohort_config
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.score import run_score_shard
 
@@ -10,7 +11,7 @@ from cacflow.pipeline.score import run_score_shard
 def main(root: str, labels: str | None, results: str, cohort: str, shard: str, config: dict, threads: int,
          log_file: str) -> None:
     logs.setup(log_file)
-    run_score_shard(CohortLayout(Path(results), cohort), shard, Path(root), config,
+    run_score_shard(CohortLayout(Path(results), cohort), shard, Path(root), cohort_config(config, cohort),
                     labels_dir=Path(labels) if labels else None, workers=threads)
 
 

@@ -1,6 +1,8 @@
 """Header-only inventory of a cohort root: every file, one row, read in parallel.
 
-Files are listed with ``os.scandir`` (sorted, symlinks not followed into directories), split into batches and read
+Files are listed with ``os.scandir`` (sorted; folders that are symbolic links are followed, since cohort roots on
+clusters are often assembled from links, and a folder reached twice, through a loop or two links, is read once),
+split into batches and read
 with :func:`cacflow.io.dicom.read_headers` under Dask: processes by default, since pydicom's parsing holds the GIL.
 """
 
@@ -21,12 +23,18 @@ log = logging.getLogger(__name__)
 
 
 def list_files(root: Path) -> list[Path]:
-    """All regular files below ``root`` in a deterministic (sorted) order; hidden files and folders skipped."""
+    """All regular files below ``root`` in a deterministic (sorted) order; hidden files and folders skipped.
+
+    Folders that are symbolic links are followed. Each real folder (device, inode) is listed once: a link that
+    loops back to a folder above it, or a second link to a folder already listed, is skipped with a warning.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"cohort root {root} does not exist or is not a directory; fix 'root' in the config")
     out: list[Path] = []
     stack = [root]
+    root_stat = root.stat()
+    seen = {(root_stat.st_dev, root_stat.st_ino)}
     while stack:
         d = stack.pop()
         try:
@@ -38,7 +46,17 @@ def list_files(root: Path) -> list[Path]:
         for e in entries:
             if e.name.startswith("."):
                 continue
-            if e.is_dir(follow_symlinks=False):
+            try:
+                is_dir = e.is_dir(follow_symlinks=True)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                st = e.stat(follow_symlinks=True)
+                if (st.st_dev, st.st_ino) in seen:
+                    log.warning("skipping %s: a symbolic link to a folder already read (a loop or a second link)",
+                                e.path)
+                    continue
+                seen.add((st.st_dev, st.st_ino))
                 subdirs.append(Path(e.path))
             elif e.is_file():
                 out.append(Path(e.path))

@@ -38,6 +38,8 @@ REASONS: dict[str, str] = {
     # scoring stage
     "heart_not_in_field_of_view": "no heart was found (no lungs or mediastinum in the scan: abdomen, head, ...)",
     "heart_region_implausible": "the heart region found has an implausible size or position",
+    "user_heart_region_outside_volume": "the user-supplied heart box or mask holds no voxel of the scan",
+    "user_heart_region_invalid": "the user-supplied heart mask cannot be read or is not in the series' geometry",
     "reference_unreadable": "the reference label map cannot be read as NIfTI",
     "reference_geometry_mismatch": "the reference label map is not in the series' geometry",
     "reference_labels_invalid": "the reference label map has values other than 0-4 (1 LM, 2 LAD, 3 CX, 4 RCA)",

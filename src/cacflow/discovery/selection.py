@@ -160,30 +160,36 @@ def _series_row(files: pd.DataFrame, rules: SelectionRules) -> dict:
     tilt_geom = stack_tilt_deg(ipps_sorted, stack.normal)
     if tilt_header > rules.tilt_tolerance_deg or tilt_geom > rules.tilt_tolerance_deg:
         return decide("gantry_tilt", f"{name}: gantry tilt {max(tilt_header, tilt_geom):.1f} deg (header "
-                      f"{tilt_header:.1f}, slice stack {tilt_geom:.1f}); tilt correction is not applied")
+                      f"{tilt_header:.1f}, slice stack {tilt_geom:.1f}) above selection.tilt_tolerance_deg = "
+                      f"{rules.tilt_tolerance_deg:g}; tilt correction is not applied")
     if row["axial_deviation_deg"] > rules.axial_tolerance_deg:
-        return decide("not_axial", f"{name}: slice normal {row['axial_deviation_deg']:.1f} deg from the head-feet axis")
+        return decide("not_axial", f"{name}: slice normal {row['axial_deviation_deg']:.1f} deg from the head-feet "
+                      f"axis, above selection.axial_tolerance_deg = {rules.axial_tolerance_deg:g}")
     fov = min(float(ps[0]) * float(row["rows"] or 0), float(ps[1]) * float(row["columns"] or 0))
     if fov < rules.min_field_of_view_mm:
         return decide("field_of_view_too_small", f"{name}: field of view {fov:.0f} mm ({row['rows']}x{row['columns']} "
-                      f"pixels of {float(ps[0]):.3f} mm) is below {rules.min_field_of_view_mm:.0f} mm; header and "
-                      "pixels may not match")
+                      f"pixels of {float(ps[0]):.3f} mm) is below selection.min_field_of_view_mm = "
+                      f"{rules.min_field_of_view_mm:g}; header and pixels may not match")
     spacing = check_spacing(stack.positions_mm, rules.spacing_tolerance)
     row["increment_mm"] = spacing.increment_mm
     row["z_extent_mm"] = float(stack.positions_mm[-1] - stack.positions_mm[0]) if len(images) > 1 else 0.0
     if spacing.reason is not None:
         return decide(spacing.reason, f"{name}: {spacing.message}")
     if len(images) < rules.min_slices:
-        return decide("too_few_slices", f"{name}: {len(images)} slices, at least {rules.min_slices} required")
+        return decide("too_few_slices",
+                      f"{name}: {len(images)} slices, below selection.min_slices = {rules.min_slices}")
     thickness = row["slice_thickness_mm"]
     thick = float(thickness) if thickness is not None else spacing.increment_mm
     if thick > rules.max_slice_thickness_mm + 1e-6:
-        return decide("slice_too_thick", f"{name}: slice thickness {thick:.2f} mm above {rules.max_slice_thickness_mm} mm")
+        return decide("slice_too_thick", f"{name}: slice thickness {thick:.2f} mm above "
+                      f"selection.max_slice_thickness_mm = {rules.max_slice_thickness_mm:g}")
     lo, hi = rules.pixel_spacing_range_mm
     if not (lo <= float(ps[0]) <= hi and lo <= float(ps[1]) <= hi):
-        return decide("pixel_spacing_out_of_range", f"{name}: pixel spacing {float(ps[0]):.3f} mm outside {lo}-{hi} mm")
+        return decide("pixel_spacing_out_of_range", f"{name}: pixel spacing {float(ps[0]):.3f} mm outside "
+                      f"selection.pixel_spacing_range_mm = [{lo:g}, {hi:g}]")
     if rules.exclude_contrast and row["contrast"]:
-        return decide("contrast_enhanced", f"{name}: ContrastBolusAgent is recorded; not scored")
+        return decide("contrast_enhanced", f"{name}: ContrastBolusAgent is recorded and "
+                      "selection.exclude_contrast is true")
     row["reason"], row["message"] = SELECTED, f"{name}: eligible"
     return row
 
@@ -205,7 +211,9 @@ def _prefer_reconstructions(manifest: pd.DataFrame, rules: SelectionRules) -> pd
         w = winners[cand.at[idx, "study_uid"]]
         manifest.at[idx, "reason"] = "not_preferred_reconstruction"
         manifest.at[idx, "message"] = (f"series {manifest.at[idx, 'series_key']}: kernel {manifest.at[idx, 'kernel']} "
-                                       f"({manifest.at[idx, 'kernel_class']}); series {w} of the same study preferred")
+                                       f"({manifest.at[idx, 'kernel_class']}); series {w} of the same study preferred "
+                                       f"(selection.reconstructions = prefer, kernel_preference "
+                                       f"{list(rules.kernel_preference)}; 'all' keeps every one)")
     return manifest
 
 

@@ -250,7 +250,7 @@ def labelled_frames(layout: CohortLayout, root: Path, labels_dir: Path | None, g
         if s.heart_path is None or s.series_key in mapped:
             continue
         native = read_geometry(s.native_volume)
-        heart = resample_labels(read_label_map(s.heart_path, native), native.z_positions_mm, grid) > 0
+        heart = resample_labels(read_label_map(s.heart_path, native), native, grid) > 0
         loc.append(_localizer_row(s.series_key, rows_by_key.loc[s.series_key], heart))
     loc_frame = pd.DataFrame(sorted(loc, key=lambda r: r["series_key"]), columns=LOCALIZER_COLUMNS)
     return loc_frame, _segmentation_rows(counts, n_series, kinds)

@@ -106,7 +106,7 @@ class HeartRegion:
         mask: bool array (z, y, x), the input's shape: True where calcium may be counted (inside the box only).
         box_lps_mm: ``(min corner, max corner)`` of the box in patient LPS mm (voxel centres of the first and last
             voxel of each range, transformed and sorted per LPS axis).
-        method: ``"heuristic"``.
+        method: ``"heuristic"``, or ``"user"`` for a region the user supplied instead.
         qc: plain floats (lung_volume_ml, region_volume_ml, box extents in mm, confidence 0-1, ...).
     """
 

@@ -6,6 +6,13 @@ Each output slice is the mean of the input over a box of ``thickness_mm`` centre
 (``reduce="mean"``), or the maximum of the input slices that overlap that box (``reduce="max"``, for label maps).
 In-plane sampling is unchanged.
 
+Anchoring: the grid is anchored in patient coordinates, not in the stored slice order. The first slab starts at
+the inferior (feet) edge of the scanned range and slabs follow towards the head, for every patient position: a
+head-first (HFS) and a feet-first (FFS) series of the same anatomy and range get the same slabs, and so do two
+reconstructions of one acquisition that cover the same range. Positions along the slice normal ascend towards the
+head when the normal's LPS z component is positive (HFS axial) and towards the feet when it is negative (FFS axial);
+``superior_sign`` tells which.
+
 Model of the input: input slice ``i`` at position ``z_i`` is taken to represent the interval
 ``[z_i - d/2, z_i + d/2]`` where ``d`` is the slice increment (the median spacing of the positions). These
 intervals tile the scanned range without overlap, so the box mean is a weighted mean of input slices with
@@ -15,6 +22,7 @@ weights equal to the overlap lengths (a partition of unity: a constant volume st
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -22,7 +30,7 @@ from cacflow.imaging.volume import Volume
 from cacflow.io.dicom import hu_to_int16
 
 #: Bump when resampling output changes, so that finished scans are redone.
-RESAMPLER_VERSION = 1
+RESAMPLER_VERSION = 2  # 2: grid anchored at the inferior edge for every patient position
 
 
 @dataclass(frozen=True)
@@ -37,13 +45,25 @@ class ZGrid:
             raise ValueError(f"ZGrid needs positive thickness and increment, got {self}")
 
 
-def output_positions(z_positions_mm: np.ndarray, grid: ZGrid) -> np.ndarray:
-    """Centres (mm, ascending) of the output slabs that fit inside the scanned range.
+def superior_sign(direction: np.ndarray) -> int:
+    """+1 when positions along the slice normal ascend towards the head (the normal's LPS z component is >= 0, as
+    in a head-first axial series), -1 when they ascend towards the feet (feet-first axial series).
+
+    ``direction`` is the (3, 3) matrix whose columns are the row cosine, the column cosine and the slice normal (LPS).
+    """
+    return 1 if float(np.asarray(direction, dtype=np.float64)[2, 2]) >= 0.0 else -1
+
+
+def output_positions(z_positions_mm: np.ndarray, grid: ZGrid, normal_sign: int = 1) -> np.ndarray:
+    """Centres (mm along the slice normal, ascending) of the output slabs that fit inside the scanned range.
 
     The scanned range is ``[z_0 - d/2, z_{n-1} + d/2]`` with ``d`` the input increment. The first slab starts at the
-    lower edge; slabs follow every ``grid.increment_mm`` while they end inside the range. A range shorter than
-    one slab yields a single slab centred on the range.
+    range's inferior (feet) edge: the lower edge when ``normal_sign`` is +1 (positions ascend towards the head), the
+    upper edge when it is -1 (see :func:`superior_sign`). Slabs follow every ``grid.increment_mm`` towards the head
+    while they end inside the range. A range shorter than one slab yields a single slab centred on the range.
     """
+    if normal_sign not in (1, -1):
+        raise ValueError(f"normal_sign must be +1 or -1, got {normal_sign!r}")
     z = np.asarray(z_positions_mm, dtype=np.float64)
     d = input_increment(z)
     lo, hi = z[0] - d / 2.0, z[-1] + d / 2.0
@@ -51,7 +71,8 @@ def output_positions(z_positions_mm: np.ndarray, grid: ZGrid) -> np.ndarray:
     if span <= grid.thickness_mm:
         return np.array([(lo + hi) / 2.0])
     n_out = int(np.floor((span - grid.thickness_mm) / grid.increment_mm + 1e-9)) + 1
-    return lo + grid.thickness_mm / 2.0 + grid.increment_mm * np.arange(n_out)
+    steps = grid.thickness_mm / 2.0 + grid.increment_mm * np.arange(n_out)
+    return lo + steps if normal_sign == 1 else (hi - steps)[::-1]
 
 
 def input_increment(z_positions_mm: np.ndarray) -> float:
@@ -67,7 +88,7 @@ def input_increment(z_positions_mm: np.ndarray) -> float:
     return float(np.median(dz))
 
 
-def box_weights(z_positions_mm: np.ndarray, grid: ZGrid) -> tuple[np.ndarray, np.ndarray]:
+def box_weights(z_positions_mm: np.ndarray, grid: ZGrid, normal_sign: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Overlap weights ``W`` (n_out, n_in) of each input slice interval with each output box, rows summing to 1.
 
     Returns ``(W, z_out)``. ``W[k, i]`` is the length (mm) of the overlap of input interval ``i`` with output box
@@ -75,7 +96,7 @@ def box_weights(z_positions_mm: np.ndarray, grid: ZGrid) -> tuple[np.ndarray, np
     """
     z = np.asarray(z_positions_mm, dtype=np.float64)
     d = input_increment(z)
-    z_out = output_positions(z, grid)
+    z_out = output_positions(z, grid, normal_sign)
     half = grid.thickness_mm / 2.0
     in_lo, in_hi = z - d / 2.0, z + d / 2.0
     out_lo, out_hi = z_out - half, z_out + half
@@ -86,7 +107,7 @@ def box_weights(z_positions_mm: np.ndarray, grid: ZGrid) -> tuple[np.ndarray, np
 
 
 def resample_z(
-    volume: np.ndarray, z_positions_mm: np.ndarray, grid: ZGrid, reduce: str = "mean"
+    volume: np.ndarray, z_positions_mm: np.ndarray, grid: ZGrid, reduce: str = "mean", normal_sign: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
     """Resample a (z, y, x) volume along z onto ``grid``.
 
@@ -96,6 +117,8 @@ def resample_z(
         grid: the target slab grid.
         reduce: ``"mean"`` (box mean, float32 output) or ``"max"`` (maximum over overlapping input slices,
             input dtype kept; for label maps).
+        normal_sign: +1 when the positions ascend towards the head, -1 towards the feet (:func:`superior_sign`);
+            the grid starts at the inferior edge either way.
 
     Returns:
         ``(resampled, z_out)`` with ``resampled`` of shape (n_out, y, x) and ``z_out`` the output slab centres (mm).
@@ -103,7 +126,7 @@ def resample_z(
     vol = np.asarray(volume)
     if vol.ndim != 3 or vol.shape[0] != len(z_positions_mm):
         raise ValueError(f"volume shape {vol.shape} does not match {len(z_positions_mm)} z positions")
-    weights, z_out = box_weights(z_positions_mm, grid)
+    weights, z_out = box_weights(z_positions_mm, grid, normal_sign)
     if reduce == "mean":
         volf = vol.astype(np.float32, copy=False)  # one conversion; then in-place multiply-adds per output slab
         out = np.empty((len(z_out),) + vol.shape[1:], dtype=np.float32)
@@ -128,7 +151,8 @@ def resample_volume(volume: Volume, grid: ZGrid, name: str) -> Volume:
     This is how every scoring-grid volume is made (the pipeline's resample stage and the synthetic generator's
     reference both call it), so scores computed on it are reproducible to the bit.
     """
-    hu, z_out = resample_z(volume.hu, volume.z_positions_mm, grid, reduce="mean")
+    hu, z_out = resample_z(volume.hu, volume.z_positions_mm, grid, reduce="mean",
+                           normal_sign=superior_sign(volume.direction))
     normal = np.asarray(volume.direction)[:, 2]
     origin = np.asarray(volume.origin, dtype=np.float64) + normal * (z_out[0] - volume.z_positions_mm[0])
     return Volume(
@@ -142,6 +166,15 @@ def resample_volume(volume: Volume, grid: ZGrid, name: str) -> Volume:
     )
 
 
-def resample_labels(labels: np.ndarray, z_positions_mm: np.ndarray, grid: ZGrid) -> np.ndarray:
-    """A label map (z, y, x) on a slab grid: each slab takes the maximum label of the input slices it overlaps."""
-    return resample_z(labels, z_positions_mm, grid, reduce="max")[0]
+class SliceGeometry(Protocol):
+    """What :func:`resample_labels` needs of a native grid (a :class:`Volume` or a store's geometry record)."""
+
+    z_positions_mm: np.ndarray  # ascending positions along the slice normal (mm)
+    direction: np.ndarray  # (3, 3) columns: row cosine, column cosine, slice normal (LPS)
+
+
+def resample_labels(labels: np.ndarray, native: SliceGeometry, grid: ZGrid) -> np.ndarray:
+    """A label map (z, y, x) on ``native``'s slice grid, put on a slab grid: each slab takes the maximum label of
+    the input slices it overlaps; the slabs are those :func:`resample_volume` makes of the same native volume."""
+    return resample_z(labels, native.z_positions_mm, grid, reduce="max",
+                      normal_sign=superior_sign(native.direction))[0]

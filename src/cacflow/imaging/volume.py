@@ -31,6 +31,30 @@ def box_lps_corners(box_zyx: tuple[int, int, int, int, int, int], spacing_zyx_mm
     return (float(lo[0]), float(lo[1]), float(lo[2])), (float(hi[0]), float(hi[1]), float(hi[2]))
 
 
+def lps_box_to_voxels(box_lps_mm: tuple[tuple[float, float, float], tuple[float, float, float]],
+                      shape_zyx: tuple[int, int, int], spacing_zyx_mm: tuple[float, float, float], origin_lps_mm,
+                      direction: np.ndarray) -> tuple[int, int, int, int, int, int] | None:
+    """The half-open voxel box (z0, z1, y0, y1, x0, x1) of the voxels whose centres lie in an LPS box (mm, given as
+    (min xyz, max xyz)), clipped to the volume; None when no voxel centre lies inside.
+
+    The LPS box's eight corners are mapped to voxel coordinates and their bounding range taken, so for an oblique
+    grid the result holds the whole LPS box.
+    """
+    lo, hi = np.asarray(box_lps_mm[0], dtype=np.float64), np.asarray(box_lps_mm[1], dtype=np.float64)
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    dz, dy, dx = spacing_zyx_mm
+    xyz = (corners - np.asarray(origin_lps_mm, dtype=np.float64)) @ np.asarray(direction, dtype=np.float64)
+    ijk = xyz / np.array([dx, dy, dz])  # (x, y, z) voxel coordinates
+    box = []
+    for axis, n in zip((2, 1, 0), shape_zyx):
+        first = max(0, int(np.ceil(ijk[:, axis].min() - 1e-6)))
+        last = min(n - 1, int(np.floor(ijk[:, axis].max() + 1e-6)))
+        if first > last:
+            return None
+        box += [first, last + 1]
+    return tuple(box)  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class Geometry:
     """Where a (z, y, x) voxel grid lies in the patient, without its voxels.

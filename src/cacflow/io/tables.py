@@ -35,6 +35,22 @@ def write_parquet(frame: pd.DataFrame, path: Path, metadata: dict | None = None)
     return path
 
 
+def write_parquet_if_changed(frame: pd.DataFrame, path: Path, metadata: dict | None = None) -> bool:
+    """Write ``frame`` like :func:`write_parquet` unless ``path`` already holds the same bytes; True when written.
+
+    A file whose content is unchanged keeps its modification time, so the workflow jobs that read it do not rerun.
+    """
+    path = Path(path)
+    tmp = write_parquet(frame, _tmp(path), metadata)
+    try:
+        if path.exists() and path.read_bytes() == tmp.read_bytes():
+            return False
+        os.replace(tmp, path)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_bytes(data: bytes, path: Path) -> Path:
     """Write bytes atomically (temporary sibling, fsync, rename): a file at ``path`` is always complete."""
     path = Path(path)

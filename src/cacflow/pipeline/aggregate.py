@@ -30,6 +30,7 @@ from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.score import SCORER_VERSION, TYPES, coerce_types
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.scoring.strata import SCHEMES
+from cacflow.scoring.tube_voltage import kvp_note
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ def build_tables(layout: CohortLayout, shards: list[str]) -> dict[str, pd.DataFr
         columns={"reason": "selection_reason", "message": "selection_message"})
 
     scores = _concat([layout.shard_scores(s, "scores") for s in shards], "scores")
+    scores = with_tube_voltage(scores, manifest)
     vessels = _concat([layout.shard_scores(s, "vessels") for s in shards], "vessels")
     lesions = _concat([layout.shard_scores(s, "lesions") for s in shards], "lesions")
 
@@ -128,7 +130,27 @@ def build_tables(layout: CohortLayout, shards: list[str]) -> dict[str, pd.DataFr
               "vessels": vessels.sort_values(["series_key", "method", "vessel"], kind="stable"),
               "lesions": lesions.sort_values(["series_key", "method", "lesion_index"], kind="stable"),
               "exclusions": exclusions}
-    return {k: _strings(v.reset_index(drop=True)) for k, v in tables.items()}
+    return {k: ordered_strata(_strings(v.reset_index(drop=True))) for k, v in tables.items()}
+
+
+def with_tube_voltage(scores: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+    """Every score row with its series' tube voltage (``kvp``) and ``kvp_note`` where it is not the 120 kVp the
+    Agatston convention is defined at (:mod:`cacflow.scoring.tube_voltage`)."""
+    kvp = manifest.set_index("series_key")["kvp"] if "kvp" in manifest.columns else pd.Series(dtype=float)
+    out = scores.copy()
+    out["kvp"] = out["series_key"].map(kvp).astype("Float64")
+    out["kvp_note"] = pd.array([kvp_note(None if pd.isna(v) else float(v)) for v in out["kvp"]], dtype="string")
+    return out
+
+
+def ordered_strata(frame: pd.DataFrame) -> pd.DataFrame:
+    """Stratum columns as ordered categories (0 < 1-10 < 11-100 < ...), so they sort by risk, not as text."""
+    out = frame
+    for name, scheme in SCHEMES.items():
+        if name in out.columns:
+            out = out.assign(**{name: pd.Categorical(out[name].astype(object).where(out[name].notna(), None),
+                                                     categories=list(scheme.labels), ordered=True)})
+    return out
 
 
 def write_tables(tables_root: Path, cohort: str, tables: dict[str, pd.DataFrame], config: dict,

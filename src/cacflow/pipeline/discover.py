@@ -11,7 +11,8 @@ import pandas as pd
 from cacflow import __version__, config as cfg
 from cacflow.discovery.inventory import inventory
 from cacflow.discovery.selection import normalise_inventory, select_series, series_key
-from cacflow.io.tables import write_json, write_parquet
+from cacflow.io.heart_regions import read_heart_regions
+from cacflow.io.tables import write_json, write_parquet, write_parquet_if_changed
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.privacy import filter_columns
 
@@ -23,6 +24,10 @@ ACQUISITION_FIELDS = (
     "slice_thickness_mm", "increment_mm", "pixel_spacing_row_mm", "pixel_spacing_col_mm", "rows", "columns",
     "n_slices", "patient_position", "transfer_syntax", "contrast", "study_year",
 )
+
+
+class NoDicomError(ValueError):
+    """A cohort root that holds no readable DICOM image."""
 
 
 def assign_shards(manifest: pd.DataFrame, shard_size: int) -> pd.Series:
@@ -59,9 +64,17 @@ def run_discover(root: Path, layout: CohortLayout, config: dict, workers: int = 
     Returns a summary dict (files, series, selected, excluded, shards).
     """
     rules = cfg.selection_rules(config)
+    user_regions = read_heart_regions(Path(config["heart_regions"])) if config.get("heart_regions") else {}
     allowed = list(config.get("privacy", {}).get("allowed_fields", []))
     shard_size = int(config.get("sharding", {}).get("shard_size", 200))
-    inv = normalise_inventory(inventory(Path(root), workers=workers))
+    raw = inventory(Path(root), workers=workers)
+    if not (raw["error"].isna() & raw["has_pixel_data"].ne(False)).any():
+        raise NoDicomError(f"cohort {layout.cohort}: no DICOM image found under {root} ({len(raw)} file(s) read"
+                           + (f"; reasons: {raw['error'].fillna('no pixel data').value_counts().to_dict()}"
+                              if len(raw) else "")
+                           + "); check the cohort's 'root' in the config (it must hold "
+                           "<participant>/<study>/<series>/<DICOM files>)")
+    inv = normalise_inventory(raw)
     manifest, file_excl = select_series(inv, rules, normalised=True)
     manifest = _anonymise_keys(manifest, allowed)
     manifest["shard"] = assign_shards(manifest, shard_size) if len(manifest) else pd.Series(dtype=object)
@@ -72,6 +85,7 @@ def run_discover(root: Path, layout: CohortLayout, config: dict, workers: int = 
     files = inv[inv["error"].isna() & inv["has_pixel_data"].ne(False)]
     by_uid = {uid: g.sort_values("path") for uid, g in files.groupby("series_uid", sort=False)}
     shard_ids = sorted(manifest["shard"].dropna().unique().tolist()) if len(manifest) else []
+    changed: list[str] = []
     for shard in shard_ids:
         rows = []
         for _, r in manifest[manifest["shard"] == shard].iterrows():
@@ -81,11 +95,18 @@ def run_discover(root: Path, layout: CohortLayout, config: dict, workers: int = 
                 meta["patient_id"] = r.get("patient_id")
             if "SeriesInstanceUID" in allowed:
                 meta["series_uid"] = r.get("series_uid")
+            region = user_regions.get(r["series_uid"])
             rows.append({"series_key": r["series_key"], "paths": g["path"].tolist(),
                          "sizes": g["size_bytes"].astype("int64").tolist(),
                          "mtimes": g["mtime_ns"].astype("int64").tolist(),
-                         "metadata": pd.Series(meta).to_json()})
-        write_parquet(pd.DataFrame(rows), layout.shard_tasks(shard), provenance)
+                         "metadata": pd.Series(meta).to_json(),
+                         "heart_region": None if region is None else region.as_json()})
+        # written only when its content changes: the shard's jobs rerun exactly when its series or files change
+        if write_parquet_if_changed(pd.DataFrame(rows), layout.shard_tasks(shard), provenance):
+            changed.append(shard)
+    for stale in sorted(layout.task_tables.glob("shard-*.parquet")):
+        if stale.stem not in shard_ids:  # a shard that no longer exists (fewer selected series)
+            stale.unlink()
 
     public = filter_columns(manifest.drop(columns=["study_uid", "study_date"], errors="ignore")
                             if "StudyInstanceUID" not in allowed else manifest, allowed)
@@ -96,9 +117,13 @@ def run_discover(root: Path, layout: CohortLayout, config: dict, workers: int = 
                                  series_key=file_excl["series_uid"].map(lambda u: output_series_key(u, allowed)))
     excl = pd.concat([series_excl, file_excl], ignore_index=True)
     write_parquet(filter_columns(excl, allowed), layout.discover_exclusions, provenance)
+    unmatched = set(user_regions) - set(manifest["series_uid"].dropna()) if len(manifest) else set(user_regions)
+    if unmatched:
+        log.warning("%s: %d series of the heart-region table %s are not in the cohort", layout.cohort,
+                    len(unmatched), config["heart_regions"])
     write_json({"cohort": layout.cohort, "shards": shard_ids}, layout.shard_index)
     summary = {"files": int(len(inv)), "series": int(len(manifest)), "selected": int(manifest["selected"].sum()),
                "excluded_series": int((~manifest["selected"]).sum()), "excluded_files": int(len(file_excl)),
-               "shards": len(shard_ids)}
+               "shards": len(shard_ids), "shards_changed": len(changed)}
     log.info("discover %s: %s", layout.cohort, summary)
     return summary

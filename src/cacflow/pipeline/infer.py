@@ -28,21 +28,25 @@ import numpy as np
 import pandas as pd
 
 from cacflow import __version__
+from cacflow.config import grids
 from cacflow.io.sparse_mask import encode_box_mask
 from cacflow.io.tables import read_json, write_json, write_parquet
-from cacflow.io.zarr_store import read_volume
-from cacflow.models.heart_box import choose_heart_box
+from cacflow.imaging.resample import ZGrid
+from cacflow.io.heart_regions import UserRegion
+from cacflow.io.zarr_store import read_geometry, read_volume
+from cacflow.models.heart_box import HeartChoice, choose_heart_box
 from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
 from cacflow.models.mask_scorers import MaskScorer, load_mask_scorer
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.shard import grid_volume
+from cacflow.pipeline.user_region import USER, GridRegion, UserRegionError, region_fingerprint, region_on_grid
 from cacflow.prefetch import read_ahead
 from cacflow.progress import Progress
 
 log = logging.getLogger(__name__)
 
 #: Bump when the rows this stage writes change for the same inputs and models.
-INFER_VERSION = 4
+INFER_VERSION = 5  # 5: user-supplied heart regions
 
 INFER_COLUMNS: tuple[str, ...] = (
     "series_key", "status", "reason", "message", "heart_box_method", "localizer_status", "localizer_reason",
@@ -70,15 +74,21 @@ class InferTask:
     volume_path: str
     volume_fingerprint: str | None
     upstream_reason: str | None = None
+    heart_region: str | None = None  # a user-supplied heart region (UserRegion JSON), replacing the localizer
+    native_path: str | None = None  # the native-grid store (a user mask is read in its geometry)
 
 
 def infer_tasks(layout: CohortLayout, shard: str, grid_name: str) -> list[InferTask]:
     """The shard's scans, from the discover task table and each scan's status record."""
     tasks = []
-    for r in pd.read_parquet(layout.shard_tasks(shard)).itertuples(index=False):
+    frame = pd.read_parquet(layout.shard_tasks(shard))
+    regions = frame["heart_region"] if "heart_region" in frame.columns else pd.Series([None] * len(frame))
+    for r, region in zip(frame.itertuples(index=False), regions):
         fingerprint, record = grid_volume(layout, r.series_key, grid_name)
         tasks.append(InferTask(r.series_key, str(layout.volume(r.series_key, grid_name)), fingerprint,
-                               None if fingerprint else (record.get("reason") or "not_preprocessed")))
+                               None if fingerprint else (record.get("reason") or "not_preprocessed"),
+                               None if pd.isna(region) else str(region),
+                               str(layout.volume(r.series_key, "native"))))
     return tasks
 
 
@@ -89,7 +99,7 @@ def _empty_row(key: str, status: str, reason: str | None, message: str | None) -
 
 
 def infer_scan(localizer: HeartLocalizer, regressor: SliceRegressor, key: str, volume,
-               segmenters: dict[str, MaskScorer] | None = None) -> dict:
+               segmenters: dict[str, MaskScorer] | None = None, user_region: GridRegion | None = None) -> dict:
     """The inference row of one scan (volume: a :class:`~cacflow.imaging.volume.Volume` on the scoring grid).
 
     ``regression_raw`` is the JSON list of the box slices' raw [Agatston, volume mm³] predictions (cranial-caudal
@@ -97,13 +107,21 @@ def infer_scan(localizer: HeartLocalizer, regressor: SliceRegressor, key: str, v
     with the regressor's per-slice floor ``regression_slice_floor`` (Agatston units; 0: the convention's minimum).
     ``segmentation`` is JSON {method: {"model": id, "kind": card kind, "mask": sparse text}} of each segmentation
     scorer's map on the grid (z, y, x; 0 outside the heart box), labels as :mod:`cacflow.scoring.masks` says per
-    kind (vessel labels, coronary / non-coronary calcium, or calcification levels 0..4)."""
+    kind (vessel labels, coronary / non-coronary calcium, or calcification levels 0..4).
+
+    ``user_region``: a user-supplied heart region on the grid; the localizer does not run and every scorer works
+    in that region's box (``heart_box_method`` 'user')."""
     origin, direction = np.asarray(volume.origin), np.asarray(volume.direction)
-    choice = choose_heart_box(localizer, volume.hu, volume.spacing_zyx, origin, direction)
-    hb = choice.localizer
     row = _empty_row(key, "done", None, None)
-    row.update(localizer_status=hb.status, localizer_reason=hb.reason, localizer_confidence=float(hb.confidence),
-               localizer_model=localizer.id, regressor_model=regressor.id, heart_box_method=choice.method)
+    if user_region is not None:
+        choice = HeartChoice(user_region.box_zyx, user_region.box_lps_mm, USER, None, None)
+        row.update(localizer_status="not_run", regressor_model=regressor.id, heart_box_method=USER)
+    else:
+        choice = choose_heart_box(localizer, volume.hu, volume.spacing_zyx, origin, direction)
+        hb = choice.localizer
+        row.update(localizer_status=hb.status, localizer_reason=hb.reason,
+                   localizer_confidence=float(hb.confidence), localizer_model=localizer.id,
+                   regressor_model=regressor.id, heart_box_method=choice.method)
     if choice.box_zyx is None:
         row.update(status="excluded", reason=choice.reason or "heart_not_found",
                    message=f"series {key}: no heart box ({choice.message})")
@@ -127,10 +145,26 @@ def infer_fingerprint(task: InferTask, localizer: HeartLocalizer, regressor: Sli
                       segmenters: dict[str, MaskScorer] | None = None) -> str:
     """Changes when the scan's volume, any model's weights, the set of segmentation scorers or this stage's code
     change."""
-    doc = {"v": INFER_VERSION, "volume": task.volume_fingerprint, "localizer": localizer.card["weights_sha256"],
+    doc = {"v": INFER_VERSION, "volume": task.volume_fingerprint, "user_region": region_fingerprint(task.heart_region),
+           "localizer": localizer.card["weights_sha256"],
            "regressor": regressor.card["weights_sha256"],
            "segmentation": {k: s.card["weights_sha256"] for k, s in sorted((segmenters or {}).items())}}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _infer_one(localizer: HeartLocalizer, regressor: SliceRegressor, task: InferTask, volume, grid: ZGrid,
+               segmenters: dict[str, MaskScorer]) -> dict:
+    """:func:`infer_scan` of one task, with its user-supplied heart region put on the grid first (if any)."""
+    if task.heart_region is None:
+        return infer_scan(localizer, regressor, task.series_key, volume, segmenters)
+    try:
+        region = region_on_grid(UserRegion.from_json(task.heart_region), volume,
+                                read_geometry(Path(str(task.native_path))), grid)
+    except UserRegionError as exc:
+        row = _empty_row(task.series_key, "excluded", exc.reason, f"series {task.series_key}: {exc.message}")
+        row.update(heart_box_method=USER, localizer_status="not_run", regressor_model=regressor.id)
+        return row
+    return infer_scan(localizer, regressor, task.series_key, volume, segmenters, region)
 
 
 def _read(task: InferTask):
@@ -155,6 +189,7 @@ def run_infer_shard(layout: CohortLayout, shard: str, config: dict, localizer_di
     segmenters = {name: load_mask_scorer(Path(d), device) for name, d in sorted((segmentation_dirs or {}).items())}
     load_s = time.perf_counter() - t0
     tasks = infer_tasks(layout, shard, config["scoring"]["grid"])
+    grid = grids(config)[config["scoring"]["grid"]]
     rows: list[dict] = []
     todo: list[tuple[InferTask, str]] = []
     for t in tasks:
@@ -171,7 +206,8 @@ def run_infer_shard(layout: CohortLayout, shard: str, config: dict, localizer_di
     log.info("%s %s: %d scans, %d to infer on %s (models loaded in %.2f s)", layout.cohort, shard, len(tasks),
              len(todo), device, load_s)
     infer_s = 0.0
-    with Progress(len(todo), f"infer {shard}"):
+    progress = Progress(len(todo), f"infer {layout.cohort} {shard}")
+    if todo:
         volumes = read_ahead(lambda tf: _read(tf[0]), todo, int(icfg["loader_workers"]))
         for (t, fp), (volume, error) in zip(todo, volumes):
             t1 = time.perf_counter()
@@ -181,7 +217,7 @@ def run_infer_shard(layout: CohortLayout, shard: str, config: dict, localizer_di
                                  "rerun preprocessing")
             else:
                 try:
-                    row = infer_scan(localizer, regressor, t.series_key, volume, segmenters)
+                    row = _infer_one(localizer, regressor, t, volume, grid, segmenters)
                 except Exception as exc:  # one scan must never stop its shard
                     row = _empty_row(t.series_key, "failed", "inference_failed",
                                      f"series {t.series_key}: inference failed: {type(exc).__name__}: "
@@ -192,6 +228,7 @@ def run_infer_shard(layout: CohortLayout, shard: str, config: dict, localizer_di
             infer_s += dt
             log.info("series %s: %s (%s) in %.2f s", t.series_key, row["status"], row["heart_box_method"], dt)
             rows.append({**row, "state": "inferred"})
+            progress.advance()
     wall = time.perf_counter() - t0
     frame = pd.DataFrame(rows, columns=list(INFER_COLUMNS)).astype(TYPES)
     meta = {"cacflow_version": __version__, "shard": shard, "device": str(device), "wall_s": wall,

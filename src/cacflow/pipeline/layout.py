@@ -32,9 +32,19 @@ class CohortLayout:
         """JSON list of shard ids (the discovery checkpoint's hand-off)."""
         return self.base / "work" / "shards.json"
 
+    @property
+    def task_tables(self) -> Path:
+        """Folder of the internal per-shard task tables."""
+        return self.base / "work" / "shards"
+
     def shard_tasks(self, shard: str) -> Path:
         """Internal per-shard task table (series, files, sizes, mtimes)."""
-        return self.base / "work" / "shards" / f"{shard}.parquet"
+        return self.task_tables / f"{shard}.parquet"
+
+    def shard_repair(self, shard: str) -> Path:
+        """Internal per-shard record of outputs found missing (an input of the shard's jobs: rewriting it reruns
+        them; see :mod:`cacflow.pipeline.completeness`)."""
+        return self.base / "work" / "repair" / f"{shard}.json"
 
     def shard_status(self, shard: str) -> Path:
         """Per-series status rows written by a preprocessing shard job."""

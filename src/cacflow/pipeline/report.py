@@ -26,7 +26,11 @@ def cohort_summary(tables_root: Path, cohort: str) -> str:
     n_selected = int(series["selected"].sum()) if "selected" in series else 0
     lines.append(f"  series found: {len(series)}; selected for scoring: {n_selected}")
     series_excl = excl[excl["level"] == "series"] if len(excl) else excl
-    lines.append(f"  series excluded, by reason: {_counts(series_excl['reason']) if len(series_excl) else 'none'}")
+    # one series excluded by several methods (or stages) for one reason counts once
+    per_series = series_excl.drop_duplicates(["series_key", "reason"]) if len(series_excl) else series_excl
+    n_excl = per_series["series_key"].nunique() if len(per_series) else 0
+    lines.append(f"  series excluded: {n_excl}; by reason (a series counts once per reason): "
+                 f"{_counts(per_series['reason']) if len(per_series) else 'none'}")
     file_excl = excl[excl["level"] == "file"] if len(excl) else excl
     if len(file_excl):
         lines.append(f"  files excluded, by reason: {_counts(file_excl['reason'])}")

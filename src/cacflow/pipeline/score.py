@@ -42,12 +42,14 @@ from cacflow.config import section_hash
 from cacflow.imaging.heart_region import HEURISTIC_VERSION, HeartNotFound, HeartRegion, find_heart_region
 from cacflow.imaging.resample import ZGrid, resample_labels
 from cacflow.io.dicom import read_ids
+from cacflow.io.heart_regions import UserRegion
 from cacflow.io.labels import LabelMapError, find_label_map, read_label_map
 from cacflow.io.sparse_mask import decode_mask
 from cacflow.io.tables import read_json, write_json, write_parquet
 from cacflow.io.zarr_store import read_geometry, read_volume
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.shard import grid_volume
+from cacflow.pipeline.user_region import USER, UserRegionError, region_fingerprint, region_on_grid
 from cacflow.progress import Progress
 from cacflow.reports.qc import render_qc, write_qc_png
 from cacflow.scoring.agatston import AgatstonConvention
@@ -61,7 +63,7 @@ from cacflow.scoring.strata import SCHEMES
 log = logging.getLogger(__name__)
 
 #: Bump when the rows this stage writes change for the same inputs.
-SCORER_VERSION = 3
+SCORER_VERSION = 4  # 4: QC pictures of every method and of scans excluded at scoring
 CLASSIC = "classic_heart_region"
 REFERENCE = "reference"
 REGRESSION = "regression"
@@ -104,6 +106,7 @@ class ScoreTask:
     qc_pictures: bool = True
     inference: dict | None = None  # the scan's row of the inference stage (heart box, regression scores)
     segmentation_methods: tuple[str, ...] = ()  # configured segmentation scorers (models.segmentation keys)
+    heart_region: str | None = None  # a user-supplied heart region (UserRegion JSON), replacing the heuristic
 
 
 @dataclass
@@ -125,7 +128,8 @@ def convention_id(convention: dict) -> str:
 def score_fingerprint(task: ScoreTask) -> str:
     """Changes when the volume, the convention, a method's code or the label map change."""
     return section_hash(task.volume_fingerprint, task.grid, task.convention, SCORER_VERSION, HEURISTIC_VERSION,
-                        task.label_stat, task.qc_pictures, task.inference, list(task.segmentation_methods))
+                        task.label_stat, task.qc_pictures, task.inference, list(task.segmentation_methods),
+                        region_fingerprint(task.heart_region))
 
 
 def _score_row(task: ScoreTask, method: str, status: str, score: ScanScore | None = None, reason: str | None = None,
@@ -176,7 +180,8 @@ def _exclusion(task: ScoreTask, method: str, reason: str, message: str) -> dict:
 def _region_row(task: ScoreTask, region: HeartRegion | None, status: str, reason: str | None,
                 n_slices: int | None, qc: str | None) -> dict:
     row = {c: None for c in REGION_COLUMNS}
-    row.update(series_key=task.series_key, heart_region_method="heuristic", heart_region_status=status,
+    method = region.method if region is not None else (USER if task.heart_region else "heuristic")
+    row.update(series_key=task.series_key, heart_region_method=method, heart_region_status=status,
                heart_region_reason=reason, scoring_slices=n_slices, reference_labels=task.label_path is not None,
                qc_picture=qc)
     if region is not None:
@@ -230,11 +235,14 @@ def _regression_row(task: ScoreTask) -> tuple[dict, dict | None]:
 
 
 def _segmentation_rows(task: ScoreTask, hu: np.ndarray, spacing: tuple[float, float, float], origin: np.ndarray,
-                       direction: np.ndarray, convention: AgatstonConvention, out: SeriesScores) -> None:
+                       direction: np.ndarray, convention: AgatstonConvention, out: SeriesScores
+                       ) -> dict[str, np.ndarray]:
     """Rows of every configured segmentation scorer from its label map in the scan's inference row (none when the
-    inference stage did not run for the cohort, as for the regression method)."""
+    inference stage did not run for the cohort, as for the regression method). Returns each HU-gated method's
+    counted voxels (bool, z, y, x) for the QC picture."""
+    counted: dict[str, np.ndarray] = {}
     if not task.inference:
-        return
+        return counted
     inf = task.inference
     masks = json.loads(inf["segmentation"]) if inf.get("segmentation") else {}
     for method in task.segmentation_methods:
@@ -268,10 +276,13 @@ def _segmentation_rows(task: ScoreTask, hu: np.ndarray, spacing: tuple[float, fl
             out.scores.append(_score_row(task, method, "scored", score, region=inf.get("heart_box_method"),
                                          model=entry.get("model")))
             _detail_rows(task, method, score, out)
+            if score.result is not None:
+                counted[method] = score.result.counted()
         except Exception as exc:  # one method's fault never costs the others' rows
             msg = f"series {task.series_key}: {method} scoring failed: {type(exc).__name__}: {str(exc)[:200]}"
             out.scores.append(_score_row(task, method, "failed", reason="scoring_failed", message=msg))
             out.exclusions.append(_exclusion(task, method, "scoring_failed", msg))
+    return counted
 
 
 def _flag_second_reader(out: SeriesScores) -> None:
@@ -327,8 +338,13 @@ def _score_series(task: ScoreTask) -> SeriesScores:
     region: HeartRegion | None = None
     classic: ScanScore | None = None
     try:
-        region = find_heart_region(volume.hu, volume.spacing_zyx, origin, direction)
-        mask, where = region.mask, "heuristic"
+        if task.heart_region is not None:  # the user's region replaces the heuristic (phantoms, special cases)
+            user = region_on_grid(UserRegion.from_json(task.heart_region), volume,
+                                  read_geometry(layout.volume(task.series_key, "native")), ZGrid(*task.grid))
+            region = HeartRegion(user.box_zyx, user.mask, user.box_lps_mm, USER, {})
+        else:
+            region = find_heart_region(volume.hu, volume.spacing_zyx, origin, direction)
+        mask, where = region.mask, region.method
         if box is not None and task.inference.get("heart_box_method") == "localizer":
             # the localizer's box bounds every scorer; the heuristic mask inside it keeps lung and bone out
             mask = np.zeros_like(region.mask)
@@ -339,7 +355,7 @@ def _score_series(task: ScoreTask) -> SeriesScores:
         out.scores.append(_score_row(task, CLASSIC, "scored", classic, region=where))
         _detail_rows(task, CLASSIC, classic, out)
         region_status, region_reason = "found", None
-    except HeartNotFound as exc:
+    except (HeartNotFound, UserRegionError) as exc:
         msg = f"series {task.series_key}: {exc.message}"
         out.scores.append(_score_row(task, CLASSIC, "excluded", reason=exc.reason, message=msg))
         out.exclusions.append(_exclusion(task, CLASSIC, exc.reason, msg))
@@ -355,7 +371,7 @@ def _score_series(task: ScoreTask) -> SeriesScores:
         try:
             native = read_geometry(layout.volume(task.series_key, "native"))  # grid only: no voxels read
             labels = read_label_map(Path(task.label_path), native)
-            on_grid = resample_labels(labels, native.z_positions_mm, ZGrid(*task.grid))
+            on_grid = resample_labels(labels, native, ZGrid(*task.grid))
             if on_grid.shape != volume.hu.shape:
                 raise LabelMapError("reference_geometry_mismatch", "label map and scoring grid differ in shape")
             reference = score_scan(volume.hu, volume.spacing_zyx, origin, direction, on_grid, vessel_labels=True,
@@ -371,12 +387,15 @@ def _score_series(task: ScoreTask) -> SeriesScores:
             out.scores.append(_score_row(task, REFERENCE, "failed", reason="scoring_failed", message=msg))
             out.exclusions.append(_exclusion(task, REFERENCE, "scoring_failed", msg))
 
-    _segmentation_rows(task, volume.hu, volume.spacing_zyx, origin, direction, convention, out)
+    counted = _segmentation_rows(task, volume.hu, volume.spacing_zyx, origin, direction, convention, out)
 
     qc_rel = None
-    if task.qc_pictures and region is not None and classic is not None:
+    if task.qc_pictures:
+        masks = {m: sc.result.counted() for m, sc in ((CLASSIC, classic), (REFERENCE, reference))
+                 if sc is not None and sc.result is not None}
         try:
-            qc_rel = _write_picture(task, layout, volume.hu, volume.spacing_zyx, region, classic, reference, box)
+            qc_rel = _write_picture(task, layout, volume.hu, volume.spacing_zyx, region, classic, box,
+                                    {**masks, **counted}, out.scores)
         except Exception as exc:  # a picture must never cost a score
             log.warning("series %s: QC picture failed: %s", task.series_key, type(exc).__name__)
     out.region = _region_row(task, region, region_status, region_reason, int(volume.hu.shape[0]), qc_rel)
@@ -384,19 +403,29 @@ def _score_series(task: ScoreTask) -> SeriesScores:
 
 
 def _write_picture(task: ScoreTask, layout: CohortLayout, hu: np.ndarray, spacing: tuple[float, float, float],
-                   region: HeartRegion, classic: ScanScore, reference: ScanScore | None,
-                   box: tuple[int, int, int, int, int, int] | None) -> str:
-    title = (f"series {task.series_key} | {CLASSIC} Agatston {classic.total.agatston:.1f} "
-             f"({classic.strata['five_class']})")
-    inf = task.inference or {}
-    if inf.get("status") == "done":
-        value = _regression_scores(task)[0]
-        title += f" | {REGRESSION} {value:.1f} ({SCHEMES['five_class'].label(value)}; box: {inf['heart_box_method']})"
-    if reference is not None:
-        title += f" | reference {reference.total.agatston:.1f} ({reference.strata['five_class']})"
-    assert classic.result is not None
-    image = render_qc(hu, spacing, box if box is not None else region.box_zyx, classic.result.weight_map(), title,
-                      region_mask=region.mask)
+                   region: HeartRegion | None, classic: ScanScore | None,
+                   box: tuple[int, int, int, int, int, int] | None, masks: dict[str, np.ndarray],
+                   rows: list[dict]) -> str:
+    """The scan's QC picture: cuts through the heart box (the inference box, else the heuristic region's box, else
+    the volume's centre), the classic method's calcium by weight, every method's counted calcium on its own panel,
+    and a header line per method (its score and stratum, or why it was not scored)."""
+    if box is None and region is not None:
+        box = region.box_zyx
+    scored = [r for r in rows if r["status"] == "scored"]
+    title = f"series {task.series_key}"
+    if not scored:
+        title += " | not scored: " + ", ".join(sorted({str(r["reason"]) for r in rows}))
+    notes = []
+    for r in rows:
+        if r["status"] == "scored":
+            notes.append(f"{r['method']}: Agatston {r['agatston']:.1f} ({r['five_class']})"
+                         + (f", box: {r['region']}" if r["method"] == REGRESSION else ""))
+        else:
+            notes.append(f"{r['method']}: {r['status']} ({r['reason']}): {r['message'] or ''}")
+    weights = classic.result.weight_map() if classic is not None and classic.result is not None else \
+        np.zeros(hu.shape, dtype=np.uint8)
+    image = render_qc(hu, spacing, box, weights, title, region_mask=None if region is None else region.mask,
+                      method_masks=masks or None, notes=tuple(notes))
     path = layout.qc_picture(task.series_key)
     write_qc_png(path, image)
     return str(path.relative_to(layout.results))
@@ -409,7 +438,7 @@ def cached_score_series(task: ScoreTask) -> dict:
     fp = score_fingerprint(task)
     t0 = time.perf_counter()
     cached = read_json(path)
-    if cached and cached.get("fingerprint") == fp:
+    if cached and cached.get("fingerprint") == fp and _picture_present(layout, cached["rows"]):
         return {**cached["rows"], "state": "up_to_date", "seconds": time.perf_counter() - t0}
     try:
         rows = asdict(score_series(task))
@@ -418,6 +447,12 @@ def cached_score_series(task: ScoreTask) -> dict:
         return {**asdict(_failed_series(task, exc)), "state": "failed", "seconds": time.perf_counter() - t0}
     write_json({"fingerprint": fp, "cacflow_version": __version__, "rows": rows}, path)
     return {**rows, "state": "scored", "seconds": time.perf_counter() - t0}
+
+
+def _picture_present(layout: CohortLayout, rows: dict) -> bool:
+    """False when cached rows name a QC picture that has been deleted (the scan is then scored again)."""
+    picture = (rows.get("region") or {}).get("qc_picture")
+    return picture is None or (Path(layout.results) / picture).exists()
 
 
 def _failed_series(task: ScoreTask, exc: Exception) -> SeriesScores:
@@ -446,7 +481,9 @@ def load_score_tasks(layout: CohortLayout, shard: str, root: Path, config: dict,
     inferred = {}
     if layout.shard_infer(shard).exists():
         inferred = {r["series_key"]: r for r in _plain_rows(pd.read_parquet(layout.shard_infer(shard)))}
-    for r in pd.read_parquet(layout.shard_tasks(shard)).itertuples(index=False):
+    frame = pd.read_parquet(layout.shard_tasks(shard))
+    regions = frame["heart_region"] if "heart_region" in frame.columns else pd.Series([None] * len(frame))
+    for r, region in zip(frame.itertuples(index=False), regions):
         fingerprint, _ = grid_volume(layout, r.series_key, grid_name)
         has_volume = fingerprint is not None
         upstream = status.loc[r.series_key] if r.series_key in status.index else None
@@ -465,7 +502,8 @@ def load_score_tasks(layout: CohortLayout, shard: str, root: Path, config: dict,
             upstream_message=None if upstream is None else upstream.get("message"),
             label_path=label_path, label_stat=label_stat, qc_pictures=bool(scoring["qc_pictures"]),
             inference=inferred.get(r.series_key),
-            segmentation_methods=tuple(sorted(config.get("models", {}).get("segmentation", {})))))
+            segmentation_methods=tuple(sorted(config.get("models", {}).get("segmentation", {}))),
+            heart_region=None if pd.isna(region) else str(region)))
     return tasks
 
 
@@ -484,7 +522,7 @@ def run_score_shard(layout: CohortLayout, shard: str, root: Path, config: dict, 
         scheduler = "synchronous"
     log.info("%s %s: scoring %d series (%s, %d workers)", layout.cohort, shard, len(tasks), scheduler, workers)
     t0 = time.perf_counter()
-    with Progress(len(tasks), f"score {shard}"):
+    with Progress(len(tasks), f"score {layout.cohort} {shard}"):
         results = list(dask.compute(*[delayed(cached_score_series)(t) for t in tasks], scheduler=scheduler,
                                     num_workers=max(1, workers))) if tasks else []
     wall = time.perf_counter() - t0

@@ -179,7 +179,7 @@ def run_shard(layout: CohortLayout, shard: str, root: Path, grids: dict[str, ZGr
     else:
         if workers <= 1 or len(tasks) == 1:
             scheduler = "synchronous"
-        with Progress(len(tasks), shard):
+        with Progress(len(tasks), f"preprocess {layout.cohort} {shard}"):
             rows = list(dask.compute(*[delayed(process_series)(t) for t in tasks], scheduler=scheduler,
                                      num_workers=max(1, workers)))
     frame = pd.DataFrame(rows)

@@ -1,4 +1,5 @@
-"""Quality-control picture of one scored CT series: an axial and a coronal slice with the counted calcium.
+"""Quality-control picture of one scored CT series: an axial and a coronal cut through the heart box's centre with
+the counted calcium, and a panel of every method's counted calcium.
 
 Conventions (the same as the rest of cacflow):
 
@@ -14,6 +15,11 @@ Conventions (the same as the rest of cacflow):
   are painted opaque by Agatston density weight: 1 yellow, 2 orange, 3 red, 4 magenta. The heart box is a cyan
   rectangle, the optional heart-region mask a faint green outline, and short white ticks on the panel edges
   mark where the other panel's slice lies.
+* The cuts go through the heart box's centre (the volume's centre without a box), so the picture shows the heart
+  whatever a method counted elsewhere. When the caller gives each method's counted voxels, a third panel below
+  shows them projected along z over the box's slices onto the axial cut, magnified to the box and its surroundings,
+  one colour per method (``METHOD_COLOURS``, drawn in the order given, later methods over earlier ones), with a
+  legend line per method.
 
 The picture only prints the title it is given; callers must not put identifiers in it.
 """
@@ -38,6 +44,9 @@ WINDOW_WIDTH_HU = 400.0
 #: Colours of Agatston density weights 1-4.
 WEIGHT_COLOURS: dict[int, RGB] = {1: (255, 255, 0), 2: (255, 140, 0), 3: (255, 0, 0), 4: (255, 0, 255)}
 BOX_COLOUR: RGB = (0, 255, 255)
+#: Colours of the methods on the calcium-by-method panel, in the order the methods are given (then repeated).
+METHOD_COLOURS: tuple[RGB, ...] = ((255, 80, 80), (80, 160, 255), (120, 255, 120), (255, 120, 255),
+                                   (255, 230, 80), (180, 120, 255), (255, 255, 255))
 REGION_COLOUR: RGB = (60, 220, 60)
 REGION_ALPHA = 0.45
 TICK_COLOUR: RGB = (255, 255, 255)
@@ -73,6 +82,7 @@ class QcLayout:
         coronal: the coronal panel; ``volume x`` across, ``volume z`` up (superior at the top).
         mm_per_px: edge length of a display pixel in mm, the same on both panels and both axes.
         header_lines: the text lines printed above the panels.
+        methods: the calcium-by-method panel below the axial one (axial geometry), or None.
     """
 
     size: tuple[int, int]
@@ -80,6 +90,7 @@ class QcLayout:
     coronal: Rect
     mm_per_px: float
     header_lines: tuple[str, ...]
+    methods: Rect | None = None
 
 
 @dataclass(frozen=True)
@@ -110,24 +121,14 @@ def _check_box(box_zyx: Box | None, shape: tuple[int, int, int]) -> Box:
 
 
 def choose_slices(weight_map: np.ndarray, box_zyx: Box | None) -> SliceChoice:
-    """Pick the axial slice and coronal row to show.
-
-    Axial: the slice ``z`` with the most counted voxels (``weight_map > 0``) inside the box, else the box centre.
-    Coronal: the row ``y`` with the most counted voxels inside the box over all its slices, else the box centre.
-    Ties go to the lowest index. ``weight_map`` is (z, y, x); ``box_zyx`` half-open voxel ranges or None (whole
-    volume).
+    """The axial slice and coronal row to show: the heart box's centre, ``z = (z0 + z1) // 2`` and
+    ``y = (y0 + y1) // 2`` (the volume's centre without a box), with the counted voxels (``weight_map > 0``) inside
+    the box on each. ``weight_map`` is (z, y, x); ``box_zyx`` half-open voxel ranges or None (whole volume).
     """
     z0, z1, y0, y1, x0, x1 = _check_box(box_zyx, weight_map.shape)
-    sub = weight_map[z0:z1, y0:y1, x0:x1]
-    # calcium is sparse: find the slices holding any first (a fast max), count only on those
-    zs = np.flatnonzero(sub.max(axis=(1, 2)) > 0)
-    if zs.size == 0:
-        return SliceChoice(z=(z0 + z1) // 2, y=(y0 + y1) // 2, counted_axial=0, counted_coronal=0)
-    per_zy = np.count_nonzero(sub[zs], axis=2)  # (len(zs), rows in box)
-    per_z = per_zy.sum(axis=1)
-    per_y = per_zy.sum(axis=0)
-    iz, iy = int(np.argmax(per_z)), int(np.argmax(per_y))
-    return SliceChoice(z=z0 + int(zs[iz]), y=y0 + iy, counted_axial=int(per_z[iz]), counted_coronal=int(per_y[iy]))
+    z, y = (z0 + z1) // 2, (y0 + y1) // 2
+    return SliceChoice(z=z, y=y, counted_axial=int(np.count_nonzero(weight_map[z, y0:y1, x0:x1])),
+                       counted_coronal=int(np.count_nonzero(weight_map[z0:z1, y, x0:x1])))
 
 
 def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -175,13 +176,23 @@ def _line_height(font) -> int:
     return int(bottom) + 3
 
 
+def methods_crop(box_zyx: Box, shape_zyx: tuple[int, int, int]) -> tuple[int, int, int, int]:
+    """The in-plane window (y0, y1, x0, x1; half-open voxels) of the calcium-by-method panel: the box's rows and
+    columns with a margin of a quarter of its size on each side, clipped to the slice."""
+    _, _, y0, y1, x0, x1 = box_zyx
+    my, mx = max(1, (y1 - y0) // 4), max(1, (x1 - x0) // 4)
+    return max(0, y0 - my), min(shape_zyx[1], y1 + my), max(0, x0 - mx), min(shape_zyx[2], x1 + mx)
+
+
 def compute_layout(shape_zyx: tuple[int, int, int], spacing_zyx_mm: tuple[float, float, float],
-                   header_lines: tuple[str, ...] = ()) -> QcLayout:
+                   header_lines: tuple[str, ...] = (), methods_panel: Box | None = None) -> QcLayout:
     """Place the axial and coronal panels for a volume of ``shape_zyx`` voxels at ``spacing_zyx_mm`` (mm).
 
     One display pixel is ``mm_per_px`` mm on both axes of both panels, chosen so that the panels are
     ``PANEL_WIDTH_PX`` wide (a 512-column scan keeps its in-plane spacing) unless a panel would be taller than
-    ``PANEL_MAX_HEIGHT_PX``. ``header_lines`` are wrapped to the picture width.
+    ``PANEL_MAX_HEIGHT_PX``. ``header_lines`` are wrapped to the picture width. ``methods_panel`` (the heart box)
+    adds the calcium-by-method panel below the axial panel, its legend beside it: the box's window
+    (:func:`methods_crop`) magnified to the panel width, square pixels.
     """
     nz, ny, nx = (int(n) for n in shape_zyx)
     sz, sy, sx = (float(s) for s in spacing_zyx_mm)
@@ -206,12 +217,21 @@ def compute_layout(shape_zyx: tuple[int, int, int], spacing_zyx_mm: tuple[float,
     panel_top = caption_top + line_h
     legend_top = panel_top + max(axial_h, coronal_h) + 6
     total_h = legend_top + line_h + MARGIN_PX
+    methods = None
+    if methods_panel is not None:
+        wy0, wy1, wx0, wx1 = methods_crop(methods_panel, (nz, ny, nx))
+        crop_w_mm, crop_h_mm = (wx1 - wx0) * sx, (wy1 - wy0) * sy
+        scale = min(panel_w / crop_w_mm, PANEL_MAX_HEIGHT_PX / crop_h_mm)
+        methods = Rect(MARGIN_PX, total_h + line_h, max(1, round(crop_w_mm * scale)),
+                       max(1, round(crop_h_mm * scale)))
+        total_h = methods.top + methods.height + MARGIN_PX
     return QcLayout(
         size=(total_w, total_h),
         axial=Rect(MARGIN_PX, panel_top, panel_w, axial_h),
         coronal=Rect(coronal_left, panel_top, panel_w, coronal_h),
         mm_per_px=mm_per_px,
         header_lines=lines,
+        methods=methods,
     )
 
 
@@ -312,8 +332,22 @@ def _legend(draw: ImageDraw.ImageDraw, left: int, top: int, font, has_box: bool,
     draw.text((x, top), f"window L{WINDOW_LEVEL_HU:g} / W{WINDOW_WIDTH_HU:g} HU", fill=TEXT_COLOUR, font=font)
 
 
+def render_methods_panel(hu_2d: np.ndarray, projections: dict[str, np.ndarray], size: tuple[int, int]
+                         ) -> np.ndarray:
+    """The calcium-by-method panel as an (h, w, 3) uint8 array: the axial cut ``hu_2d`` (HU) in grey, each method's
+    bool (y, x) projection painted in its colour (:data:`METHOD_COLOURS`, in the order of ``projections``)."""
+    grey = Image.fromarray(window_to_grey(hu_2d)).resize(size, Image.Resampling.BILINEAR)
+    rgb = np.repeat((np.asarray(grey)[:, :, None] * 0.6).astype(np.uint8), 3, axis=2)  # dimmed: colours stand out
+    for i, mask in enumerate(projections.values()):
+        shown = np.asarray(Image.fromarray(np.asarray(mask, dtype=np.uint8) * 255).resize(
+            size, Image.Resampling.NEAREST)) > 0
+        rgb[shown] = METHOD_COLOURS[i % len(METHOD_COLOURS)]
+    return rgb
+
+
 def render_qc(hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float], box_zyx: Box | None,
-              weight_map: np.ndarray, title: str, region_mask: np.ndarray | None = None) -> Image.Image:
+              weight_map: np.ndarray, title: str, region_mask: np.ndarray | None = None,
+              method_masks: dict[str, np.ndarray] | None = None, notes: tuple[str, ...] = ()) -> Image.Image:
     """Render the QC picture of one scored series: axial (left) and coronal (right) panel, RGB.
 
     Args:
@@ -325,12 +359,15 @@ def render_qc(hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float], box_zy
         weight_map: uint8 (z, y, x), 0 where nothing is counted, else the Agatston density weight 1-4.
         title: printed as given on the first header line (must not contain identifiers).
         region_mask: optional bool (z, y, x) heart-region mask, drawn as a faint outline.
+        method_masks: optional {method: bool (z, y, x) counted voxels}; adds the calcium-by-method panel (each
+            method's voxels inside the box, projected along z onto the axial cut) with a legend line per method
+            giving its colour and counted voxels. A method with nothing counted is listed too.
+        notes: further header lines (e.g. each method's score, or why the scan was excluded).
 
-    The axial panel shows slice ``z`` with the most counted calcium inside the box (else the box centre), with
-    anterior at the top and the patient's right on the left; the coronal panel shows row ``y`` with the most
-    counted calcium (else the box centre) with superior at the top. Both are resampled to square pixels of
-    ``QcLayout.mm_per_px`` mm. Reads only the two displayed slices of ``hu`` and ``region_mask``; the whole
-    ``weight_map`` box is scanned once to choose the slices.
+    The axial panel shows slice ``z`` through the box centre, with anterior at the top and the patient's right on
+    the left; the coronal panel shows row ``y`` through the box centre with superior at the top. Both are resampled
+    to square pixels of ``QcLayout.mm_per_px`` mm. Reads only the two displayed slices of ``hu`` and
+    ``region_mask``.
 
     Raises:
         ValueError: shapes differ, the box is empty or outside the volume, a spacing is not positive, or a
@@ -350,7 +387,11 @@ def render_qc(hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float], box_zy
                   f"coronal y={choice.y} of 0-{ny - 1} ({choice.counted_coronal})")
     if box_zyx is None:
         slice_info += " | no heart box"
-    layout = compute_layout(shape, spacing_zyx_mm, (title, slice_info))
+    for name, mask in (method_masks or {}).items():
+        if tuple(mask.shape) != shape:
+            raise ValueError(f"method_masks[{name!r}] shape {mask.shape} differs from hu shape {hu.shape}")
+    layout = compute_layout(shape, spacing_zyx_mm, (title, *notes, slice_info),
+                            methods_panel=box if method_masks else None)
 
     axial_rect, coronal_rect = layout.axial, layout.coronal
     axial = render_panel(hu[choice.z], weight_map[choice.z],
@@ -392,7 +433,38 @@ def render_qc(hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float], box_zy
               f"coronal y={choice.y}  ({layout.mm_per_px:.3g} mm/px)", fill=TEXT_COLOUR, font=font)
     _legend(draw, MARGIN_PX, max(axial_rect.height, coronal_rect.height) + axial_rect.top + 6, font,
             has_box=box_zyx is not None, has_region=region_mask is not None)
+    if method_masks and layout.methods is not None:
+        _methods_panel(image, draw, font, layout.methods, hu[choice.z], method_masks, box)
     return image
+
+
+def _methods_panel(image: Image.Image, draw: ImageDraw.ImageDraw, font, rect: Rect, hu_2d: np.ndarray,
+                   method_masks: dict[str, np.ndarray], box: Box) -> None:
+    """Draw the calcium-by-method panel at ``rect``, its caption above and one legend line per method beside it."""
+    z0, z1, y0, y1, x0, x1 = box
+    wy0, wy1, wx0, wx1 = methods_crop(box, (0, *hu_2d.shape))
+    projections, counts = {}, {}
+    for name, mask in method_masks.items():
+        inside = np.zeros(mask.shape[1:], dtype=bool)
+        inside[y0:y1, x0:x1] = np.asarray(mask[z0:z1, y0:y1, x0:x1]).any(axis=0)
+        projections[name] = inside[wy0:wy1, wx0:wx1]
+        counts[name] = int(np.count_nonzero(mask[z0:z1, y0:y1, x0:x1]))
+    image.paste(Image.fromarray(render_methods_panel(hu_2d[wy0:wy1, wx0:wx1], projections,
+                                                     (rect.width, rect.height))), (rect.left, rect.top))
+    # the box's outline on the magnified window
+    left, right = _span(x0 - wx0, x1 - wx0, wx1 - wx0, rect.width)
+    top, bottom = _span(y0 - wy0, y1 - wy0, wy1 - wy0, rect.height)
+    draw.rectangle([rect.left + left, rect.top + top, rect.left + right, rect.top + bottom], outline=BOX_COLOUR)
+    line_h = _line_height(font)
+    draw.text((rect.left, rect.top - line_h), "counted calcium by method (inside the box, all its slices; magnified)",
+              fill=TEXT_COLOUR, font=font)
+    sq = max(6, line_h - 5)
+    left = rect.left + rect.width + GAP_PX
+    for i, name in enumerate(method_masks):
+        top = rect.top + i * line_h
+        draw.rectangle([left, top + 2, left + sq - 1, top + 1 + sq], fill=METHOD_COLOURS[i % len(METHOD_COLOURS)])
+        draw.text((left + sq + 4, top), _printable(f"{name}: {counts[name]} voxels", font), fill=TEXT_COLOUR,
+                  font=font)
 
 
 def _tmp(path: Path) -> Path:

@@ -47,7 +47,9 @@ from cacflow.synth.truth import (
     write_cohort_json,
     write_tables,
 )
+from cacflow.imaging.resample import superior_sign
 from cacflow.io.labels import write_label_map
+from cacflow.progress import Progress
 from cacflow.scoring.scan import ScanScore
 
 GENERATOR_VERSION = f"cacflow-synth/{__version__}/3"
@@ -274,7 +276,9 @@ def generate_participant(out: Path, seed: int, index: int, small: bool, anatomy:
         present = {int(i) for i in np.unique(ids) if i > 0}
         series_rows.append(_series_row(study, info.series_uid, folder, "axial", acq, rc, acquisition_id,
                                        grid.n, ref, len(present)))
-        ref_per_lesion = s.ref.per_lesion
+        # per-plaque shares on the grid the pipeline scores (anchored at the feet for either patient position)
+        ref_per_lesion = reference_score(hu, ids, grid.ipp @ grid.normal, grid.pixel_spacing,
+                                         superior_sign(grid.direction()), as_pipeline=True).per_lesion
         for les in lesions:
             if les.lesion_id in present:
                 lesion_rows.append({"series_uid": info.series_uid, "lesion_id": les.lesion_id, "vessel": les.vessel,
@@ -325,12 +329,17 @@ def generate_cohort(out: Path, n: int, seed: int, small: bool = False, workers: 
     check_anatomy(anatomy)  # before any worker starts
     (out / "dicom").mkdir(parents=True, exist_ok=True)
     (out / "truth").mkdir(parents=True, exist_ok=True)
+    progress = Progress(n, f"synthetic cohort {out.name}: participants")
+    results = []
     if workers > 1 and n > 1:
         with ProcessPoolExecutor(max_workers=min(workers, n)) as pool:
-            results = list(pool.map(generate_participant, [out] * n, [seed] * n, range(n), [small] * n,
-                                    [anatomy] * n))
+            for r in pool.map(generate_participant, [out] * n, [seed] * n, range(n), [small] * n, [anatomy] * n):
+                results.append(r)
+                progress.advance()
     else:
-        results = [generate_participant(out, seed, i, small, anatomy) for i in range(n)]
+        for i in range(n):
+            results.append(generate_participant(out, seed, i, small, anatomy))
+            progress.advance()
     series_rows = [row for r in results for row in r["series"]]
     lesion_rows = [row for r in results for row in r["lesions"]]
     write_tables(out / "truth", series_rows, lesion_rows, [row for r in results for row in r["vessels"]])

@@ -62,7 +62,7 @@ def scan_reference(volume: Volume, vessel_labels: np.ndarray, grid: ZGrid = SCOR
     This is what the pipeline's ``reference`` method computes from the label map the generator writes.
     """
     on_grid = resample_volume(volume, grid, "scoring")
-    labels = resample_labels(vessel_labels, volume.z_positions_mm, grid)
+    labels = resample_labels(vessel_labels, volume, grid)
     return score_scan(on_grid.hu, on_grid.spacing_zyx, np.asarray(on_grid.origin), on_grid.direction, labels,
                       vessel_labels=True)
 
@@ -81,15 +81,20 @@ class ReferenceScore:
 
 
 def reference_score(hu: np.ndarray, lesion_ids: np.ndarray, z_positions_mm: np.ndarray,
-                    pixel_spacing: tuple[float, float]) -> ReferenceScore:
+                    pixel_spacing: tuple[float, float], normal_sign: int = 1, as_pipeline: bool = False
+                    ) -> ReferenceScore:
     """Agatston score of ``hu`` (z, y, x) on the scoring grid restricted to ``lesion_ids > 0``.
 
-    Used only while planning plaques (fast: cropped, float HU, per-plaque shares); the reference written to the
-    truth tables is :func:`scan_reference`, computed exactly as the pipeline computes it.
+    Used while planning plaques (fast: cropped, float HU, per-plaque shares) and for the per-plaque shares of the
+    truth's lesion table; the series total written to the truth tables is :func:`scan_reference`, computed exactly
+    as the pipeline computes it.
 
-    ``z_positions_mm`` are dot(ipp, normal), ascending.  The volume is cropped in-plane
-    to the plaques' bounding box first (scores are restricted to the mask, so this
-    changes nothing but speed).
+    ``z_positions_mm`` are dot(ipp, normal), ascending. Planning keeps the defaults (the generated plaques were
+    planned so; the plan only steers their size). The truth's shares pass ``as_pipeline=True`` and the series' own
+    ``normal_sign`` (:func:`cacflow.imaging.resample.superior_sign`): the grid anchored and the resampled HU rounded
+    to integers as the pipeline's scoring volume is, so the shares sum to the series' reference. The volume is
+    cropped in-plane to the plaques' bounding box first (scores are restricted to the mask, so this changes nothing
+    but speed).
     """
     if not lesion_ids.any():
         return ReferenceScore(0.0, 0.0, {})
@@ -97,8 +102,11 @@ def reference_score(hu: np.ndarray, lesion_ids: np.ndarray, z_positions_mm: np.n
     cols = np.nonzero(lesion_ids.any(axis=(0, 1)))[0]
     rs = slice(max(0, rows[0] - 2), rows[-1] + 3)
     cs = slice(max(0, cols[0] - 2), cols[-1] + 3)
-    hu_r, _ = resample_z(hu[:, rs, cs].astype(np.float32), z_positions_mm, SCORING_GRID, reduce="mean")
-    ids_r, _ = resample_z(lesion_ids[:, rs, cs], z_positions_mm, SCORING_GRID, reduce="max")
+    hu_r, _ = resample_z(hu[:, rs, cs].astype(np.float32), z_positions_mm, SCORING_GRID, reduce="mean",
+                         normal_sign=normal_sign)
+    ids_r, _ = resample_z(lesion_ids[:, rs, cs], z_positions_mm, SCORING_GRID, reduce="max", normal_sign=normal_sign)
+    if as_pipeline:
+        hu_r = np.rint(hu_r).astype(np.int16)  # as resample_volume stores the scoring grid (int16 HU)
     spacing = (SCORING_GRID.increment_mm, float(pixel_spacing[0]), float(pixel_spacing[1]))
     res = agatston_score(hu_r, spacing, mask=ids_r > 0)
     per: dict[int, float] = {int(i): 0.0 for i in np.unique(lesion_ids) if i > 0}

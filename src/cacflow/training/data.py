@@ -116,10 +116,10 @@ def load_series(s: LabelledSeries, grid: ZGrid, convention: AgatstonConvention, 
     """
     volume = read_volume(s.grid_volume)
     native = read_geometry(s.native_volume)
-    labels = resample_labels(read_label_map(s.label_path, native), native.z_positions_mm, grid)
+    labels = resample_labels(read_label_map(s.label_path, native), native, grid)
     heart = None
     if s.heart_path is not None:
-        heart = resample_labels(read_label_map(s.heart_path, native), native.z_positions_mm, grid) > 0
+        heart = resample_labels(read_label_map(s.heart_path, native), native, grid) > 0
     return SeriesArrays(volume.hu, tuple(volume.spacing_zyx), tuple(volume.origin), np.asarray(volume.direction),
                         labels, heart, slice_targets(volume.hu, volume.spacing_zyx, labels, convention) if targets
                         else np.zeros((0, 2)))
