@@ -11,6 +11,7 @@
 #
 # Run: snakemake --cores 2            (local)      snakemake --profile profiles/slurm   (cluster)
 
+
 configfile: "config.yaml"
 
 
@@ -43,3 +44,8 @@ rule all:
     default_target: True
     input:
         all_targets,
+
+
+# The run summary of each cohort the run was asked for, printed when a run succeeds.
+onsuccess:
+    print_summaries()

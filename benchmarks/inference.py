@@ -33,8 +33,8 @@ import torch
 from cacflow import config as cfg
 from cacflow.io.zarr_store import read_volume
 from cacflow.models.heart_box import choose_heart_box
-from cacflow.models.mask_scorers import load_mask_scorer
 from cacflow.models.localizer import build_canvas
+from cacflow.models.mask_scorers import load_mask_scorer
 from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
 from cacflow.models.regression import fit_box
 from cacflow.pipeline.layout import CohortLayout
@@ -95,7 +95,8 @@ def model_times(layout: CohortLayout, key: str, config: dict, device: torch.devi
         reg = SliceRegressor.load(Path(config["models"]["regressor"]), device, batch_size=batch)
         reg.predict_slices(slices[:batch], volume.spacing_zyx)  # warm-up
         rows.append({"model": "regressor", "batch": batch, "slices": len(slices),
-                     "s_per_scan": _median_time(lambda: reg.predict_slices(slices, volume.spacing_zyx), repeats)})
+                     "s_per_scan": _median_time(lambda reg=reg: reg.predict_slices(slices, volume.spacing_zyx),
+                                                repeats)})
         _progress(rows[-1])
     base = next(r["s_per_scan"] for r in rows if r["model"] == "regressor" and r["batch"] == 64)
     box = (z0, z1, y0, y1, x0, x1)
@@ -109,7 +110,7 @@ def model_times(layout: CohortLayout, key: str, config: dict, device: torch.devi
             if batch != default:
                 scorer = load_mask_scorer(directory, device, batch)
             scorer.predict_box(volume.hu, (z0, min(z1, z0 + 4), y0, y1, x0, x1))  # warm-up
-            t = _median_time(lambda: scorer.predict_box(volume.hu, box), repeats)
+            t = _median_time(lambda scorer=scorer: scorer.predict_box(volume.hu, box), repeats)
             rows.append({"model": name, "batch": batch, "default_batch": batch == default, "slices": len(slices),
                          "s_per_scan": t, "ratio_to_regressor_b64": t / base})
             _progress(rows[-1])

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from cacflow import config as cfg
+from cacflow.models.predict import pick_device
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.training import localizer as tl
-from cacflow.models.predict import pick_device
 from cacflow.training.batches import available_cpus, batch_stream
 from cacflow.training.common import epoch_seconds, seed_everything
 from cacflow.training.run import _hyper, _setup

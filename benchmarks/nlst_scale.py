@@ -278,7 +278,8 @@ def run_measured(cmd: list[str], cwd: Path | None = None) -> Measured:
             subprocess.run([sys.executable, "-I", "-S", "-c", _LAUNCHER, str(stats), *cmd], cwd=cwd, stdout=fo,
                            stderr=fe, check=True)
         m = json.loads(stats.read_text())
-        return Measured(m["wall_s"], m["cpu_s"], m["max_rss_kb"] / 1024.0, m["returncode"], out.read_text(), err.read_text())
+        return Measured(m["wall_s"], m["cpu_s"], m["max_rss_kb"] / 1024.0, m["returncode"], out.read_text(),
+                        err.read_text())
 
 
 def snakemake_cmd(workdir: Path, config: Path, *args: str) -> list[str]:
@@ -332,7 +333,8 @@ def remote_job_args(rule: str, shard: str, threads: int) -> list[str]:
 
 
 def time_command(cmd: list[str], repeats: int) -> dict[str, float]:
-    """Median, min and max wall seconds, median CPU seconds and the peak RSS (MB) of ``repeats`` runs of ``cmd``; raises on failure."""
+    """Median, min and max wall seconds, median CPU seconds and the peak RSS (MB) of ``repeats`` runs of ``cmd``;
+    raises on failure."""
     walls, cpus, rss = [], [], 0.0
     for _ in range(repeats):
         res = run_measured(cmd)

@@ -40,7 +40,7 @@ SECTIONS = {"localizer": "localizer", "regressor": "regressor", "levels": "calci
 
 
 def histories(card: dict) -> list[list[dict]]:
-    """Every training history in a card (the localizer: one per plane and member; the regressor: one per target
+    """Every training history in a card (the localizer: one per plane; the regressor: one per target
     transform; a scorer: one)."""
     found = []
 

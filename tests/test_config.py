@@ -51,3 +51,16 @@ def test_segmentation_scorers_are_chosen_per_cohort():
     with pytest.raises(ValueError, match=r"cohorts/a/segmentation: \['levels'\] not in models/segmentation"):
         cfg.validate({"cohorts": {"a": {"root": "/a", "segmentation": ["levels"]}},
                       "models": {"segmentation": {"unetpp": "models/unetpp"}}})
+
+
+def test_model_directories_resolve_under_the_workflow_when_absent_here(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a run from another working directory
+    (tmp_path / "mine").mkdir()
+    workflow = tmp_path / "repo"
+    config = cfg.validate({"cohorts": {"a": {"root": "/a"}},
+                           "models": {"regressor": "mine", "segmentation": {"lstm": "models/lstm"}}},
+                          workflow_dir=workflow)
+    assert config["models"]["localizer"] == str(workflow / "models" / "localizer")  # the shipped default
+    assert config["models"]["regressor"] == "mine"  # present here: kept as given
+    assert config["models"]["segmentation"] == {"lstm": str(workflow / "models" / "lstm")}
+    assert cfg.validate({"cohorts": {"a": {"root": "/a"}}})["models"]["localizer"] == "models/localizer"

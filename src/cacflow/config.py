@@ -34,8 +34,21 @@ def _fill_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-def validate(config: dict) -> dict:
-    """Validate ``config`` in place (defaults filled) and return it; raises ValueError naming the bad key."""
+def _model_dir(given: str, workflow_dir: Path) -> str:
+    """A configured model directory: as given when absolute or present from the working directory, else under
+    ``workflow_dir`` (where the shipped ``models/`` lie), so runs from another ``--directory`` still find them."""
+    path = Path(given)
+    if path.is_absolute() or path.exists():
+        return str(path)
+    return str(Path(workflow_dir) / path)
+
+
+def validate(config: dict, workflow_dir: Path | None = None) -> dict:
+    """Validate ``config`` in place (defaults filled) and return it; raises ValueError naming the bad key.
+
+    With ``workflow_dir`` (the workflow's folder), model directories that are relative and absent from the working
+    directory are resolved under it (:func:`_model_dir`), so every stage and the tables' provenance see one path.
+    """
     validator = _fill_defaults(jsonschema.Draft202012Validator)(schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
@@ -50,6 +63,11 @@ def validate(config: dict) -> dict:
     if grid not in config["resample"]["grids"]:
         raise ValueError(f"invalid cacflow configuration:\n  scoring/grid: {grid!r} is not one of resample/grids "
                          f"{sorted(config['resample']['grids'])}; add it there or pick one of those")
+    if workflow_dir is not None:
+        models = config["models"]
+        config["models"] = {**{k: _model_dir(v, workflow_dir) for k, v in models.items() if k != "segmentation"},
+                            "segmentation": {k: _model_dir(v, workflow_dir)
+                                             for k, v in sorted(models["segmentation"].items())}}
     for name, cohort in config["cohorts"].items():
         chosen = cohort.get("segmentation")
         unknown_models = sorted(set(chosen or []) - set(config["models"]["segmentation"]))

@@ -14,9 +14,9 @@ import pytest
 from cacflow import config as cfg
 from cacflow.discovery.reasons import REASONS
 from cacflow.io.zarr_store import read_volume
+from cacflow.pipeline.aggregate import TABLES, aggregate_cohort, table_path
 from cacflow.pipeline.discover import run_discover
 from cacflow.pipeline.layout import CohortLayout
-from cacflow.pipeline.aggregate import TABLES, aggregate_cohort, table_path
 from cacflow.pipeline.score import run_score_shard
 from cacflow.pipeline.shard import run_shard
 from cacflow.synth.broken import FAKE_PATIENT_NAME, SELECTION_OVERRIDES, BrokenCase, generate_broken_corpus

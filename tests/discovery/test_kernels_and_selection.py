@@ -39,7 +39,8 @@ def _inventory(series: dict[str, dict]) -> pd.DataFrame:
         for k in range(spec.get("n", 40)):
             rows.append({
                 "path": f"{uid}/{k}.dcm", "error": None, "message": None, "series_uid": uid, "study_uid": "1.2.3",
-                "patient_id": "P1", "study_date": "20000101", "modality": "CT", "sop_class_uid": "1.2.840.10008.5.1.4.1.1.2",
+                "patient_id": "P1", "study_date": "20000101", "modality": "CT",
+                "sop_class_uid": "1.2.840.10008.5.1.4.1.1.2",
                 "sop_instance_uid": f"{uid}.{k}", "image_type": "ORIGINAL\\PRIMARY\\AXIAL", "series_description": "",
                 "convolution_kernel": spec["kernel"], "slice_thickness": spec.get("thick", 2.0), "has_pixel_data": True,
                 "pixel_data_length": 512 * 512 * 2, "rows": 512, "columns": 512, "bits_allocated": 16,
@@ -52,7 +53,8 @@ def _inventory(series: dict[str, dict]) -> pd.DataFrame:
 
 
 def test_kernel_preference_picks_soft_and_all_keeps_both():
-    inv = _inventory({"1.1": {"kernel": "BONE"}, "1.2": {"kernel": "STANDARD"}, "1.3": {"kernel": "STANDARD", "thick": 5.0}})
+    inv = _inventory({"1.1": {"kernel": "BONE"}, "1.2": {"kernel": "STANDARD"}, "1.3": {"kernel": "STANDARD",
+                                                                                        "thick": 5.0}})
     m, _ = select_series(inv)
     by = m.set_index("series_uid")["reason"]
     assert by["1.2"] == "selected" and by["1.1"] == "not_preferred_reconstruction" and by["1.3"] == "slice_too_thick"
@@ -68,7 +70,8 @@ def test_series_key_is_safe_for_paths():
 
 
 def test_exclusion_messages_name_the_setting_to_change():
-    inv = _inventory({"1.1": {"kernel": "BONE"}, "1.2": {"kernel": "STANDARD"}, "1.3": {"kernel": "STANDARD", "thick": 3.75},
+    inv = _inventory({"1.1": {"kernel": "BONE"}, "1.2": {"kernel": "STANDARD"}, "1.3": {"kernel": "STANDARD",
+                                                                                        "thick": 3.75},
                       "1.4": {"kernel": "STANDARD", "n": 12}})
     m, _ = select_series(inv, SelectionRules(max_slice_thickness_mm=3.0))
     msg = m.set_index("series_uid")["message"]

@@ -15,8 +15,8 @@ from scipy import ndimage as ndi
 
 from cacflow.imaging.heart_region import (
     IMPLAUSIBLE,
-    NOT_IN_FIELD_OF_VIEW,
     NOT_AXIAL,
+    NOT_IN_FIELD_OF_VIEW,
     HeartNotFound,
     HeartRegion,
     find_heart_region,

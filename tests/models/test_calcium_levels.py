@@ -13,33 +13,31 @@ from cacflow.models.calcium_levels import LevelArch, LevelPredictor, build_level
 from cacflow.models.checkpoint import save_checkpoint
 from cacflow.models.lesion_filter import LesionFilter
 
-CHANNELS = (4, 8, 8, 16, 16)
+CHANNELS = (8, 16, 16, 32, 32)  # SegResNet's default group norm needs multiples of 8
 
 
 def _norms(net: torch.nn.Module) -> set[type]:
     return {type(m) for m in net.modules() if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.InstanceNorm2d))}
 
 
-@pytest.mark.parametrize("backbone", ["unet", "segresnet"])
-def test_batch_normalisation_replaces_the_per_slice_one(backbone):
-    channels = (8, 16, 16, 32, 32)  # SegResNet's default group norm needs multiples of 8
-    assert _norms(build_level_net(backbone, channels, "batch")) == {torch.nn.BatchNorm2d}
-    assert torch.nn.BatchNorm2d not in _norms(build_level_net(backbone, channels))
+def test_batch_normalisation_replaces_the_per_slice_one():
+    assert _norms(build_level_net("segresnet", CHANNELS, "batch")) == {torch.nn.BatchNorm2d}
+    assert torch.nn.BatchNorm2d not in _norms(build_level_net("segresnet", CHANNELS))
 
 
-def test_unknown_normalisation_is_refused():
+def test_unknown_normalisation_or_backbone_is_refused():
     with pytest.raises(ValueError, match="normalisation"):
-        build_level_net("unet", CHANNELS, "group")
-    with pytest.raises(ValueError, match="attention_unet"):
-        build_level_net("attention_unet", CHANNELS, "instance")
+        build_level_net("segresnet", CHANNELS, "group")
+    with pytest.raises(ValueError, match="backbone 'unet'"):  # the seed's other backbones were not adopted
+        build_level_net("unet", CHANNELS, "batch")
 
 
 def test_checkpoint_without_norm_entry_loads_its_backbone_default(tmp_path):
-    net = build_level_net("unet", CHANNELS)
-    save_checkpoint(tmp_path, {"arch": {"backbone": "unet", "channels": list(CHANNELS)}, "state": net.state_dict()},
-                    {"kind": "calcium_levels"})
+    net = build_level_net("segresnet", CHANNELS)
+    save_checkpoint(tmp_path, {"arch": {"backbone": "segresnet", "channels": list(CHANNELS)},
+                               "state": net.state_dict()}, {"kind": "calcium_levels"})
     model = LevelPredictor.load(tmp_path, torch.device("cpu"))
-    assert model.arch == LevelArch("unet", CHANNELS, None)
+    assert model.arch == LevelArch("segresnet", CHANNELS, None)
     assert model.predict_box(np.full((2, 40, 40), 300, np.int16), (0, 2, 4, 36, 4, 36)).shape == (2, 40, 40)
 
 
@@ -52,24 +50,28 @@ def test_calcium_window_channel_by_hand():
 
 
 def test_calcium_window_checkpoint_reads_two_channels(tmp_path):
-    arch = LevelArch("unet", CHANNELS, "batch", True)
+    arch = LevelArch("segresnet", CHANNELS, "batch", True)
     net = LevelPredictor.build(arch)
-    save_checkpoint(tmp_path, {"arch": {"backbone": "unet", "channels": list(CHANNELS), "norm": "batch",
-                                        "calcium_window": True}, "state": net.state_dict()},
+    # the shipped checkpoint's arch also records full_resolution: false (a removed option's one remaining value)
+    save_checkpoint(tmp_path, {"arch": {"backbone": "segresnet", "channels": list(CHANNELS), "norm": "batch",
+                                        "calcium_window": True, "full_resolution": False}, "state": net.state_dict()},
                     {"kind": "calcium_levels"})
     model = LevelPredictor.load(tmp_path, torch.device("cpu"))
     assert model.arch == arch
     assert model.predict_box(np.full((2, 40, 40), 300, np.int16), (0, 2, 4, 36, 4, 36)).shape == (2, 40, 40)
+    with pytest.raises(ValueError, match="full-resolution"):
+        LevelPredictor.read_arch({"backbone": "unet", "channels": list(CHANNELS), "full_resolution": True})
 
 
 def test_lesion_filter_sets_rejected_lesions_to_level_zero(tmp_path):
     # training lesions: coronary at the front rows of the box, spurious at the back; the level outputs are given
-    net = build_level_net("unet", CHANNELS)
+    net = build_level_net("segresnet", CHANNELS)
     lesion_filter = LesionFilter(np.array([[0, -0.9, 0, 0.9], [0, -0.8, 0, 0.9], [0, 0.9, 0, 0.9],
                                            [0, 0.8, 0, 0.9]], np.float32), np.array([False, False, True, True]),
                                  2, 0.5)
-    save_checkpoint(tmp_path, {"arch": {"backbone": "unet", "channels": list(CHANNELS)}, "state": net.state_dict(),
-                               "lesion_filter": lesion_filter.to_payload()}, {"kind": "calcium_levels"})
+    save_checkpoint(tmp_path, {"arch": {"backbone": "segresnet", "channels": list(CHANNELS)},
+                               "state": net.state_dict(), "lesion_filter": lesion_filter.to_payload()},
+                    {"kind": "calcium_levels"})
     model = LevelPredictor.load(tmp_path, torch.device("cpu"))
     assert model.lesion_filter is not None
     levels = np.zeros((2, 10, 10), np.uint8)
@@ -83,24 +85,3 @@ def test_lesion_filter_sets_rejected_lesions_to_level_zero(tmp_path):
     # the argmax levels and the calcium probability come from the network's outputs, one per level >= 1 voxel
     out, p = model.level_outputs(np.full((2, 20, 20), 300, np.int16))
     assert out.shape == (2, 20, 20) and len(p) == int((out > 0).sum()) and ((p >= 0) & (p <= 1)).all()
-
-
-def _first_conv_stride(net: torch.nn.Module) -> tuple[int, ...]:
-    return next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d)).stride
-
-
-def test_full_resolution_unet_keeps_the_pixel_grid_in_its_first_stage(tmp_path):
-    # the default MONAI UNet halves the slice in its first convolution: a one-pixel rim of level 1 is then decided
-    # at half resolution; the full-resolution one convolves the slice's own grid first
-    assert _first_conv_stride(build_level_net("unet", CHANNELS, "batch", 2)) == (2, 2)
-    arch = LevelArch("unet", CHANNELS, "batch", True, True)
-    net = LevelPredictor.build(arch)
-    assert _first_conv_stride(net) == (1, 1)
-    save_checkpoint(tmp_path, {"arch": {"backbone": "unet", "channels": list(CHANNELS), "norm": "batch",
-                                        "calcium_window": True, "full_resolution": True},
-                               "state": net.state_dict()}, {"kind": "calcium_levels"})
-    model = LevelPredictor.load(tmp_path, torch.device("cpu"))
-    assert model.arch == arch
-    assert model.predict_box(np.full((2, 40, 40), 300, np.int16), (0, 2, 4, 36, 4, 36)).shape == (2, 40, 40)
-    with pytest.raises(ValueError, match="full_resolution"):
-        build_level_net("segresnet", (8, 16, 16, 32, 32), "batch", 2, True)

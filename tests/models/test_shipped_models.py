@@ -18,22 +18,22 @@ import pytest
 import torch
 
 from cacflow import config as cfg
-from cacflow.models.checkpoint import read_card
-from cacflow.models.predict import HeartLocalizer, SliceRegressor
 from cacflow.models.calcium_levels import LevelPredictor
+from cacflow.models.checkpoint import read_card
 from cacflow.models.mask_scorers import load_mask_scorer
+from cacflow.models.predict import HeartLocalizer, SliceRegressor
 from cacflow.pipeline.discover import run_discover
 from cacflow.pipeline.infer import run_infer_shard
+from cacflow.pipeline.labelled import labelled_series, split_of
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.shard import run_shard, shard_options
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.scoring.regression_rule import regression_totals
 from cacflow.synth.cohort import _participant_id, generate_participant
+from cacflow.training import calcium_levels as tcl
 from cacflow.training import localizer as tl
 from cacflow.training import regressor as tr
-from cacflow.training import calcium_levels as tcl
 from cacflow.training import segmentation as ts
-from cacflow.training.data import labelled_series, split_of
 from cacflow.training.run import regression_metrics
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,7 +18,6 @@ from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.score import run_score_shard
 from cacflow.pipeline.shard import run_shard, shard_options
 
-
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
 

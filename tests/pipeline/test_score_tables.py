@@ -16,7 +16,8 @@ from cacflow.pipeline.aggregate import TABLES, aggregate_cohort, table_path
 from cacflow.pipeline.discover import run_discover
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.report import cohort_summary
-from cacflow.pipeline.score import TYPES, run_score_shard
+from cacflow.pipeline.schemas import TYPES
+from cacflow.pipeline.score import run_score_shard
 from cacflow.pipeline.shard import run_shard, shard_options
 from cacflow.scoring.strata import SCHEMES
 

@@ -108,7 +108,8 @@ def test_transfer_syntaxes_decode_to_truth(cohort: tuple[Path, dict], series: pd
         np.testing.assert_allclose(truth["pixel_spacing"], [float(v) for v in dss[0].PixelSpacing])
         assert truth["hu"].dtype == np.int16 and truth["lesion_ids"].dtype == np.uint16
         assert truth["heart_mask"].dtype == bool and truth["distractor_mask"].dtype == np.uint8
-        assert truth["vessel_lumen"].shape == truth["hu"].shape and set(np.unique(truth["vessel_lumen"])) <= {0, 1, 2, 3, 4}
+        assert truth["vessel_lumen"].shape == truth["hu"].shape and set(np.unique(truth["vessel_lumen"])) <= {0, 1,
+                                                                                                              2, 3, 4}
 
 
 def test_strata_scouts_pairs(series: pd.DataFrame) -> None:

@@ -1,13 +1,12 @@
-"""Shared training pieces: early stopping, tail weight averaging and batch-normalisation recalibration
+"""Shared training pieces: early stopping, the CPU's precision and retired settings of old model cards
 (cacflow.training.common)."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import nn
 
-from cacflow.training.common import EarlyStopping, WeightAverage, recalibrate_batch_norm
+from cacflow.training.common import RETIRED_HYPER, EarlyStopping, recorded_hyper
 
 
 def test_early_stopping_keeps_the_best_state_and_times_each_epoch():
@@ -26,35 +25,12 @@ def test_early_stopping_keeps_the_best_state_and_times_each_epoch():
     assert all(s >= 0.0 for s in seconds) and seconds == sorted(seconds)
 
 
-def test_weight_average_is_the_mean_of_the_snapshots():
-    net = nn.Linear(3, 2)
-    average = WeightAverage()
-    with pytest.raises(ValueError, match="no snapshot"):
-        average.load_into(net)
-    for value in (1.0, 2.0, 6.0):
-        with torch.no_grad():
-            net.weight.fill_(value)
-            net.bias.fill_(-value)
-        average.add(net)
-    average.load_into(net)
-    assert average.count == 3
-    torch.testing.assert_close(net.weight, torch.full((2, 3), 3.0))
-    torch.testing.assert_close(net.bias, torch.full((2,), -3.0))
-
-
-def test_batch_norm_statistics_are_recomputed_as_a_plain_average():
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(2, 2, bias=False), nn.BatchNorm1d(2))
-    with torch.no_grad():
-        net[0].weight.copy_(torch.eye(2))
-    net.eval()
-    net[1].running_mean.fill_(100.0)  # stale statistics from other weights
-    batches = [torch.randn(64, 2) + torch.tensor([float(i), -2.0 * i]) for i in range(4)]
-    calls = iter(batches)
-    recalibrate_batch_norm(net, lambda: net(next(calls)), batches=4)
-    expected = torch.stack([b.mean(0) for b in batches]).mean(0)
-    torch.testing.assert_close(net[1].running_mean, expected)
-    assert not net.training and net[1].momentum == 0.1  # mode and momentum restored
+def test_a_card_is_read_without_retired_settings_that_hold_their_one_remaining_value():
+    card = {"hyper_parameters": {"patch": 96, "full_resolution": False}}
+    assert RETIRED_HYPER == {"full_resolution": False}
+    assert recorded_hyper(card) == {"patch": 96}
+    # a card that used the removed option keeps it, and the dataclass then refuses it
+    assert recorded_hyper({"hyper_parameters": {"full_resolution": True}}) == {"full_resolution": True}
 
 
 def test_cpu_training_uses_bf16_only_where_the_cpu_has_it(monkeypatch):

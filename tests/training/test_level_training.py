@@ -73,11 +73,11 @@ def test_shares_that_do_not_add_up_are_refused():
 def test_init_from_takes_the_checkpoint_weights_and_architecture():
     shipped = Path(__file__).resolve().parents[2] / "models" / "levels"
     payload, card = load_checkpoint(shipped, "calcium_levels")
-    hp, state, origin = tcl.initial_state(replace(tcl.LevelHyper(), backbone="unet", channels=(4, 8),
+    hp, state, origin = tcl.initial_state(replace(tcl.LevelHyper(), channels=(4, 8), norm=None, calcium_window=False,
                                                   init_from=str(shipped)))
     # the run's own architecture settings give way to the checkpoint's, whose weights only fit that
     assert (hp.backbone, list(hp.channels)) == (payload["arch"]["backbone"], payload["arch"]["channels"])
-    assert hp.calcium_window == payload["arch"]["calcium_window"]
+    assert (hp.norm, hp.calcium_window) == (payload["arch"]["norm"], payload["arch"]["calcium_window"])
     assert set(state) == set(payload["state"]) and origin["weights_sha256"] == card["weights_sha256"]
     assert tcl.initial_state(tcl.LevelHyper()) == (tcl.LevelHyper(), None, None)  # from scratch by default
     with pytest.raises(CheckpointError, match="init_from"):

@@ -9,16 +9,15 @@ from test_appearance import _hp, _record
 from cacflow.training.batches import batch_stream
 from cacflow.training.localizer import CanvasRecord, train_plane, training_batch
 
-#: every augmentation the localizer's training can apply, each often
-ALL_CHANGES = {"appearance_probability": 0.5, "abdomen_probability": 0.3, "abdomen_canvas_probability": 0.3,
-               "mediastinum_probability": 0.3, "nodule_probability": 0.3, "batch_size": 8, "shift_voxels": 4}
+#: every augmentation the localizer's training applies, as the shipped localizer was trained
+ALL_CHANGES = {"appearance_probability": 0.5, "batch_size": 8, "shift_voxels": 4}
 
 
 def test_a_training_batch_is_the_same_built_in_a_worker():
     hp = _hp(**ALL_CHANGES)
     batches = {}
     for workers in (0, 2):
-        records = [_record(), _record()]  # fresh: derived canvases are drawn where first needed
+        records = [_record(), _record()]
 
         def make(index: int, records=records):
             return training_batch(records, 1, hp, 1234, index)
@@ -45,8 +44,8 @@ def test_a_plane_network_trains_to_the_same_weights_with_batch_workers():
         hp = _hp(**ALL_CHANGES, widths=(4, 4, 8, 8, 8), hidden=8, max_epochs=2, patience=2,
                  samples_per_epoch=16, workers=workers)
         torch.manual_seed(0)
-        net, history = train_plane("coronal", [_full_size_record(), _full_size_record()], [_full_size_record()], hp, torch.device("cpu"),
-                                   np.random.default_rng(0))
+        net, history = train_plane("coronal", [_full_size_record(), _full_size_record()], [_full_size_record()], hp,
+                                   torch.device("cpu"), np.random.default_rng(0))
         assert history["batch_workers"] == workers
         assert [h["epoch"] for h in history["history"]] == [0, 1]
         states[workers] = net.state_dict()

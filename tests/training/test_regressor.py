@@ -1,5 +1,5 @@
-"""The regressor's per-slice floor chosen on validation scans (cacflow.training.regressor.choose_slice_floor), and
-a one-channel checkpoint continued with the calcium window (initial_state, widen_input)."""
+"""The regressor's per-slice floor chosen on validation scans (cacflow.training.regressor.choose_slice_floor), its
+epoch selection figure, and a run started from a checkpoint (initial_state)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
-from cacflow.models.regression import RegressionNet, slices_to_input
+from cacflow.models.regression import RegressionNet
 from cacflow.scoring.agatston import AgatstonConvention
-from cacflow.training.regressor import (
-    RegressorHyper,
-    choose_slice_floor,
-    initial_state,
-    log_mae,
-    selection_figure,
-    widen_input,
-)
+from cacflow.training.regressor import RegressorHyper, choose_slice_floor, initial_state, log_mae, selection_figure
 
 # five validation scans on the 1.5 mm scoring grid (convention minimum 0.5 AU per slice); raw [Agatston, volume]
 RAW = [
@@ -53,41 +45,22 @@ def test_the_convention_minimum_stands_when_no_floor_helps():
     assert floor == 0.0  # any floor above 0.9 calls the 1 AU scan zero
 
 
-def test_the_selection_figure_can_judge_an_epoch_with_its_own_floor():
-    # the convention's minimum (0.5 AU) only: the calcium-free scan keeps 0.6 + 0.7; the 0.75 floor that
-    # choose_slice_floor picks for these outputs drops both
+def test_the_selection_figure_counts_slices_from_the_convention_minimum():
+    # the convention's minimum (0.5 AU) only: the calcium-free scan keeps 0.6 + 0.7, which the 0.75 floor that
+    # choose_slice_floor picks for these outputs would drop; the epoch is judged without it
     without = log_mae(np.array([1.3, 49.8, 4.5, 550.0, 150.0]), REFERENCE)
-    with_floor = log_mae(np.array([0.0, 49.8, 4.5, 550.0, 150.0]), REFERENCE)
-    conv = AgatstonConvention()
-    assert selection_figure(RAW, [1.5] * 5, REFERENCE, conv, with_floor=False) == pytest.approx(without)
-    assert selection_figure(RAW, [1.5] * 5, REFERENCE, conv, with_floor=True) == pytest.approx(with_floor)
-    assert with_floor < without
+    assert selection_figure(RAW, [1.5] * 5, REFERENCE, AgatstonConvention()) == pytest.approx(without)
 
 
-def test_widened_input_keeps_the_outputs_until_training_moves_them():
-    torch.manual_seed(0)
-    one = RegressionNet(widths=(4, 4, 4, 4, 4, 4), hidden=(8, 8)).eval()
-    two = RegressionNet(widths=(4, 4, 4, 4, 4, 4), hidden=(8, 8), calcium_window=True).eval()
-    two.load_state_dict(widen_input(one.state_dict()))
-    hu = np.random.default_rng(0).normal(40, 200, (3, 50, 60)).astype(np.int16)
-    voxel = torch.tensor([[1.5, 0.7, 0.7]] * 3)
-    with torch.inference_mode():
-        a = one(slices_to_input(hu), voxel)
-        b = two(slices_to_input(hu, calcium_window=True), voxel)
-    torch.testing.assert_close(a, b)
-    with pytest.raises(ValueError, match="one-channel"):
-        widen_input(two.state_dict())
-
-
-def test_a_one_channel_checkpoint_gains_the_window_when_asked(tmp_path):
+def test_a_run_started_from_a_checkpoint_takes_its_architecture_and_transform(tmp_path):
     from cacflow.models.checkpoint import save_checkpoint
 
     net = RegressionNet(widths=(4, 4, 4, 4, 4, 4), hidden=(8, 8))
     payload = {"arch": {"widths": [4] * 6, "hidden": [8, 8]}, "transform": "log",
                "state": {k: v.clone() for k, v in net.state_dict().items()}}
     save_checkpoint(tmp_path / "one", payload, {"kind": "regressor", "evaluated": False})
-    hp, state, origin = initial_state(replace(RegressorHyper(), init_from=str(tmp_path / "one"), calcium_window=True))
-    assert hp.calcium_window and origin["calcium_window_added"] and state["features.0.weight"].shape[1] == 2
     hp, state, origin = initial_state(replace(RegressorHyper(), init_from=str(tmp_path / "one")))
-    assert not hp.calcium_window and "calcium_window_added" not in origin
-    assert state["features.0.weight"].shape[1] == 1
+    assert (hp.widths, hp.hidden, hp.transforms) == ((4,) * 6, (8, 8), ("log",))
+    assert origin["transform"] == "log" and origin["directory"] == str(tmp_path / "one")
+    assert state.keys() == net.state_dict().keys()
+    assert initial_state(RegressorHyper()) == (RegressorHyper(), None, None)  # from scratch by default

@@ -27,9 +27,8 @@ def _files(workdir: Path, cohort: str) -> list[Path]:
     """Every output and log file of one cohort."""
     out = [p for p in (workdir / "results" / cohort).rglob("*") if p.is_file()]
     out += [p for p in (workdir / "results" / "tables").glob(f"*/cohort={cohort}/*") if p.is_file()]
-    for folder in ("logs", "benchmarks"):
-        out += [p for p in (workdir / folder).rglob("*")
-                if p.is_file() and (cohort in p.relative_to(workdir).parts or p.name.startswith(f"{cohort}."))]
+    out += [p for p in (workdir / "logs").rglob("*")  # logs and benchmark records (logs/benchmarks)
+            if p.is_file() and (cohort in p.relative_to(workdir).parts or p.name.startswith(f"{cohort}."))]
     return sorted(out)
 
 
@@ -134,7 +133,7 @@ def test_a_replaced_checkpoint_reruns_inference_scoring_and_aggregation_only(
     workdir = workspace["workdir"]
     results = workdir / "results"
     shards = {c: len(list((results / c / "shards" / "preprocess").glob("*.parquet"))) for c in ("A", "B")}
-    upstream = sorted((results).glob("*/shards/preprocess/*.parquet")) + sorted((results).glob("*/volumes/**/zarr.json"))
+    upstream = sorted(results.glob("*/shards/preprocess/*.parquet")) + sorted(results.glob("*/volumes/**/zarr.json"))
     upstream_before = _mtimes(upstream)
     before = {c: cohort_table(workdir, c, "scores") for c in ("A", "B")}
 

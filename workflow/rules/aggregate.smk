@@ -8,18 +8,14 @@ rule aggregate:
     output:
         **{t: f"{TABLES}/{t}/cohort={{cohort}}/part-0.parquet" for t in TABLE_NAMES},
         summary=f"{RESULTS}/{{cohort}}/summary.txt",
-    params:
-        tables=lambda wc, output: str(Path(output.series).parents[2]),  # <tables>/series/cohort=<c>/part-0
-    resources:
-        mem_mb=4000,
-        runtime=30,
     log:
         "logs/aggregate/{cohort}.log",
     conda:
         "../../envs/cacflow.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        tables=lambda wc, output: str(Path(output.series).parents[2]),  # <tables>/series/cohort=<c>/part-0
     script:
         "../scripts/aggregate.py"
-
-
-onsuccess:
-    print_summaries()

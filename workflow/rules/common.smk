@@ -12,8 +12,9 @@ from cacflow.pipeline.layout import CohortLayout
 
 min_version("9.0")
 
-# Validates against src/cacflow/schemas/config.schema.json and fills defaults; raises naming the bad key.
-config = cacflow.config.validate(config)
+# Validates against src/cacflow/schemas/config.schema.json, fills defaults and resolves model directories;
+# raises naming the bad key.
+config = cacflow.config.validate(config, workflow_dir=Path(workflow.basedir))
 
 RESULTS = config["results"]
 TABLES = f"{RESULTS}/tables"
@@ -25,19 +26,12 @@ TRAIN_COHORT = config["training"]["cohort"]
 TRAIN_OUT = config["training"]["out"]
 
 
-def model_dir(given):
-    """A configured model directory: as given if it exists from the working directory, else relative to the
-    workflow (where the shipped models/ lie), so runs from another --directory still find them."""
-    path = Path(given)
-    if path.is_absolute() or path.exists():
-        return str(path)
-    return str(Path(workflow.basedir) / path)
-
-
-MODELS = {name: model_dir(config["models"][name]) for name in ("localizer", "regressor")}
+# model directories, resolved by validation (relative ones under the workflow's folder when absent here)
+MODELS = {name: config["models"][name] for name in ("localizer", "regressor")}
 # segmentation scorers: {method name: model directory}; each is a method of the score tables
-SEGMENTERS = {name: model_dir(d) for name, d in sorted(config["models"]["segmentation"].items())}
-config["models"] = {**MODELS, "segmentation": SEGMENTERS}  # scripts and table provenance see resolved directories
+SEGMENTERS = dict(config["models"]["segmentation"])
+
+
 def cohort_segmenters(cohort):
     """{method: model directory} of the segmentation scorers a cohort runs (cohorts.<name>.segmentation, default
     every configured one), so turning one on for a cohort reruns that cohort's inference only."""
@@ -46,7 +40,6 @@ def cohort_segmenters(cohort):
 
 # segmentation scorers the training target can train, by their <training.out> folder name
 SEGMENTER_TRAININGS = ["unetpp", "unet", "levels", "lstm", "patch3d"]
-
 
 
 def is_synthetic(cohort):
@@ -87,8 +80,11 @@ def discover_settings(wildcards):
     """Rerun trigger of a cohort's discovery: the settings it applies (the cohort's selection rules, shard size,
     allowed identifying fields), so a changed rule re-selects that cohort's series."""
     c = cacflow.config.cohort_config(config, wildcards.cohort)
-    return {"selection": c["selection"], "shard_size": config["sharding"]["shard_size"],
-            "allowed_fields": config["privacy"]["allowed_fields"]}
+    return {
+        "selection": c["selection"],
+        "shard_size": config["sharding"]["shard_size"],
+        "allowed_fields": config["privacy"]["allowed_fields"],
+    }
 
 
 _MISSING = {}  # (cohort, shard index mtime) -> {shard: missing outputs}: checked once per cohort per DAG build
@@ -109,10 +105,15 @@ def shard_inputs(wildcards):
         if missing:
             request_repair(layout, wildcards.shard, missing)
             _MISSING[key].pop(wildcards.shard)
-            print(f"cacflow: {wildcards.cohort} {wildcards.shard}: {len(missing)} output(s) missing "
-                  f"(e.g. {missing[0]}): its jobs rerun and rebuild them", file=sys.stderr)
-    return {"tasks": str(layout.shard_tasks(wildcards.shard)),
-            "repair": str(ensure_repair_record(layout, wildcards.shard))}
+            print(
+                f"cacflow: {wildcards.cohort} {wildcards.shard}: {len(missing)} output(s) missing "
+                f"(e.g. {missing[0]}): its jobs rerun and rebuild them",
+                file=sys.stderr,
+            )
+    return {
+        "tasks": str(layout.shard_tasks(wildcards.shard)),
+        "repair": str(ensure_repair_record(layout, wildcards.shard)),
+    }
 
 
 def labels_of(cohort):
@@ -135,8 +136,9 @@ def stage_outputs(stage, cohort):
     """Every shard's output of a stage ('preprocess' status table, 'infer' rows or 'score' tables) of a cohort."""
     shards = cohort_shards(cohort)
     if stage == "score":
-        return expand(f"{RESULTS}/{cohort}/shards/score/{{shard}}/{{table}}.parquet", shard=shards,
-                      table=SCORE_SHARD_TABLES)
+        return expand(
+            f"{RESULTS}/{cohort}/shards/score/{{shard}}/{{table}}.parquet", shard=shards, table=SCORE_SHARD_TABLES
+        )
     return expand(f"{RESULTS}/{cohort}/shards/{stage}/{{shard}}.parquet", shard=shards)
 
 
@@ -166,8 +168,7 @@ def all_targets(wildcards=None):
     summaries = expand(f"{RESULTS}/{{cohort}}/summary.txt", cohort=cohorts)
     if not workflow.remote_exec and summaries:
         print(f"cacflow: run summaries: {', '.join(summaries)}; tables under {TABLES}/", file=sys.stderr)
-    return summaries + expand(f"{TABLES}/{{table}}/cohort={{cohort}}/part-0.parquet", table=TABLE_NAMES,
-                              cohort=cohorts)
+    return summaries + expand(f"{TABLES}/{{table}}/cohort={{cohort}}/part-0.parquet", table=TABLE_NAMES, cohort=cohorts)
 
 
 def targeted_cohorts():

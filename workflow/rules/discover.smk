@@ -6,20 +6,20 @@ checkpoint discover:
         manifest=f"{RESULTS}/{{cohort}}/manifest/series.parquet",
         exclusions=f"{RESULTS}/{{cohort}}/manifest/exclusions.parquet",
         shards=f"{RESULTS}/{{cohort}}/work/shards.json",
-    params:
-        root=cohort_root,
-        root_state=discover_root_state,
-        settings=discover_settings,
+    log:
+        "logs/discover/{cohort}.log",
+    benchmark:
+        "logs/benchmarks/discover/{cohort}.tsv"
+    conda:
+        "../../envs/cacflow.yaml"
     threads: config["sharding"]["threads"]
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
         cpus_per_task=config["sharding"]["threads"],
-    log:
-        "logs/discover/{cohort}.log",
-    benchmark:
-        "benchmarks/discover/{cohort}.tsv"
-    conda:
-        "../../envs/cacflow.yaml"
+    params:
+        root=cohort_root,
+        root_state=discover_root_state,
+        settings=discover_settings,
     script:
         "../scripts/discover.py"

@@ -10,21 +10,21 @@ rule evaluate:
         localizer=f"{RESULTS}/{{cohort}}/evaluation/localizer.parquet",
         segmentation=f"{RESULTS}/{{cohort}}/evaluation/segmentation.parquet",
         kernels=f"{RESULTS}/{{cohort}}/evaluation/kernels.parquet",
-    params:
-        root=cohort_root,
-        labels=labels_dir,
-        tables=TABLES,
+    log:
+        "logs/evaluate/{cohort}.log",
+    benchmark:
+        "logs/benchmarks/evaluate/{cohort}.tsv"
+    conda:
+        "../../envs/cacflow.yaml"
     threads: 2  # volumes are read ahead by two threads while the maps are compared
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
         cpus_per_task=2,
-    log:
-        "logs/evaluate/{cohort}.log",
-    benchmark:
-        "benchmarks/evaluate/{cohort}.tsv",
-    conda:
-        "../../envs/cacflow.yaml"
+    params:
+        root=cohort_root,
+        labels=labels_dir,
+        tables=TABLES,
     script:
         "../scripts/evaluate.py"
 
@@ -32,5 +32,7 @@ rule evaluate:
 rule evaluate_all:
     """The evaluation of every default cohort that has reference labels."""
     input:
-        expand(f"{RESULTS}/{{cohort}}/evaluation/agreement.parquet",
-               cohort=[c for c in COHORTS if config["cohorts"][c]["default_target"] and labels_of(c)]),
+        expand(
+            f"{RESULTS}/{{cohort}}/evaluation/agreement.parquet",
+            cohort=[c for c in COHORTS if config["cohorts"][c]["default_target"] and labels_of(c)],
+        ),

@@ -11,22 +11,22 @@ rule train_localizer:
     output:
         weights=f"{TRAIN_OUT}/localizer/weights.pt",
         card=f"{TRAIN_OUT}/localizer/model_card.json",
-    params:
-        root=lambda wc: root_of(TRAIN_COHORT),
-        labels=lambda wc: labels_of(TRAIN_COHORT),
-        training=lambda wc: config["training"],
+    log:
+        "logs/train/localizer.log",
+    benchmark:
+        "logs/benchmarks/train/localizer.tsv"
+    conda:
+        "../../envs/cacflow-gpu.yaml"
     threads: config["sharding"]["threads"]
     resources:
         gpu=1,
         cpus_per_gpu=config["sharding"]["threads"],
         mem_mb=16000,
         runtime=240,
-    log:
-        "logs/train/localizer.log",
-    benchmark:
-        "benchmarks/train/localizer.tsv"
-    conda:
-        "../../envs/cacflow-gpu.yaml"
+    params:
+        root=lambda wc: root_of(TRAIN_COHORT),
+        labels=lambda wc: labels_of(TRAIN_COHORT),
+        training=lambda wc: config["training"],
     script:
         "../scripts/train.py"
 
@@ -40,22 +40,22 @@ rule train_regressor:
     output:
         weights=f"{TRAIN_OUT}/regressor/weights.pt",
         card=f"{TRAIN_OUT}/regressor/model_card.json",
-    params:
-        root=lambda wc: root_of(TRAIN_COHORT),
-        labels=lambda wc: labels_of(TRAIN_COHORT),
-        training=lambda wc: config["training"],
+    log:
+        "logs/train/regressor.log",
+    benchmark:
+        "logs/benchmarks/train/regressor.tsv"
+    conda:
+        "../../envs/cacflow-gpu.yaml"
     threads: config["sharding"]["threads"]
     resources:
         gpu=1,
         cpus_per_gpu=config["sharding"]["threads"],
         mem_mb=16000,
         runtime=480,
-    log:
-        "logs/train/regressor.log",
-    benchmark:
-        "benchmarks/train/regressor.tsv"
-    conda:
-        "../../envs/cacflow-gpu.yaml"
+    params:
+        root=lambda wc: root_of(TRAIN_COHORT),
+        labels=lambda wc: labels_of(TRAIN_COHORT),
+        training=lambda wc: config["training"],
     script:
         "../scripts/train.py"
 
@@ -70,24 +70,24 @@ rule train_segmenter:
     output:
         weights=f"{TRAIN_OUT}/{{model}}/weights.pt",
         card=f"{TRAIN_OUT}/{{model}}/model_card.json",
+    log:
+        "logs/train/{model}.log",
+    benchmark:
+        "logs/benchmarks/train/{model}.tsv"
     wildcard_constraints:
         model="|".join(SEGMENTER_TRAININGS),
-    params:
-        root=lambda wc: root_of(TRAIN_COHORT),
-        labels=lambda wc: labels_of(TRAIN_COHORT),
-        training=lambda wc: config["training"],
+    conda:
+        "../../envs/cacflow-gpu.yaml"
     threads: config["sharding"]["threads"]
     resources:
         gpu=1,
         cpus_per_gpu=config["sharding"]["threads"],
         mem_mb=16000,
         runtime=480,
-    log:
-        "logs/train/{model}.log",
-    benchmark:
-        "benchmarks/train/{model}.tsv"
-    conda:
-        "../../envs/cacflow-gpu.yaml"
+    params:
+        root=lambda wc: root_of(TRAIN_COHORT),
+        labels=lambda wc: labels_of(TRAIN_COHORT),
+        training=lambda wc: config["training"],
     script:
         "../scripts/train.py"
 

@@ -16,8 +16,8 @@ import pandas as pd
 
 from cacflow.discovery.kernels import DEFAULT_KERNEL_CLASSES, kernel_class
 from cacflow.discovery.reasons import REASONS, SELECTED
-from cacflow.io.dicom import CT_IMAGE_STORAGE, SECONDARY_CAPTURE_STORAGE
 from cacflow.imaging.geometry import axial_deviation_deg, check_spacing, order_slices, stack_tilt_deg
+from cacflow.io.dicom import CT_IMAGE_STORAGE, SECONDARY_CAPTURE_STORAGE
 
 _LOCALIZER_WORDS = re.compile(r"\b(scout|topogram|surview|localizer|locator|scanogram|pilot)\b", re.IGNORECASE)
 _SCREEN_TYPES = ("SCREEN SAVE", "DOSE_INFO", "DOSE INFO", "PATIENT_INFO", "REF_SURVIEW", "RESULTS", "DOSE REPORT")
@@ -254,7 +254,8 @@ def select_series(inventory: pd.DataFrame, rules: SelectionRules | None = None,
     """
     rules = rules or SelectionRules()
     inv = inventory if normalised else normalise_inventory(inventory)
-    file_excl = inv[inv["error"].notna()][["path", "series_uid", "error", "message"]].rename(columns={"error": "reason"})
+    columns = ["path", "series_uid", "error", "message"]
+    file_excl = inv[inv["error"].notna()][columns].rename(columns={"error": "reason"})
     good = inv[inv["error"].isna()]
     rows = [_series_row(g, rules) for _, g in good.groupby("series_uid", sort=True)]
     manifest = pd.DataFrame(rows)

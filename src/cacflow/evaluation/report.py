@@ -39,12 +39,13 @@ from cacflow.io.sparse_mask import decode_mask  # noqa: E402
 from cacflow.io.tables import write_parquet  # noqa: E402
 from cacflow.io.zarr_store import read_geometry  # noqa: E402
 from cacflow.pipeline.aggregate import table_path  # noqa: E402
+from cacflow.pipeline.box_columns import box_from_row  # noqa: E402
+from cacflow.pipeline.labelled import labelled_series, load_many  # noqa: E402
 from cacflow.pipeline.layout import CohortLayout  # noqa: E402
 from cacflow.scoring.agatston import AgatstonConvention  # noqa: E402
 from cacflow.scoring.masks import VESSEL_KINDS  # noqa: E402
 from cacflow.scoring.scan import VESSELS  # noqa: E402
 from cacflow.scoring.strata import SCHEMES  # noqa: E402
-from cacflow.training.data import labelled_series, load_many  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ LOCALIZER_COLUMNS = ["series_key", "heart_box_method", "localizer_status", "loca
 
 def _localizer_row(series_key: str, row: pd.Series, heart: np.ndarray) -> dict:
     """One series' localizer box metrics against its true heart mask (bool (z, y, x) on the scoring grid)."""
-    box = None if pd.isna(row["box_z0"]) else tuple(int(row[f"box_{a}{e}"]) for a in "zyx" for e in "01")
+    box = box_from_row(row)
     return {"series_key": series_key, "heart_box_method": row["heart_box_method"],
             "localizer_status": row["localizer_status"], "localizer_confidence": row["localizer_confidence"],
             **localizer_metrics(box, heart)}

@@ -49,7 +49,7 @@ class SegmentationCounts:
     lesions: dict[str, int] = field(default_factory=lambda: {v: 0 for v in VESSELS.values()})
     detected: dict[str, int] = field(default_factory=lambda: {v: 0 for v in VESSELS.values()})
 
-    def add(self, other: "SegmentationCounts") -> "SegmentationCounts":
+    def add(self, other: SegmentationCounts) -> SegmentationCounts:
         self.tp += other.tp
         self.fp += other.fp
         self.fn += other.fn

@@ -106,7 +106,8 @@ def check_spacing(positions_mm: np.ndarray, rel_tolerance: float = 0.1, duplicat
     d = np.diff(pos)
     if np.any(d < duplicate_tol_mm):
         k = int(np.sum(d < duplicate_tol_mm))
-        return SpacingCheck("duplicate_slices", f"{k} slice(s) share a position with another slice", float(np.median(d)))
+        return SpacingCheck("duplicate_slices", f"{k} slice(s) share a position with another slice",
+                            float(np.median(d)))
     inc = float(np.median(d))
     dev = np.abs(d - inc) > rel_tolerance * inc
     if not np.any(dev):
@@ -116,8 +117,8 @@ def check_spacing(positions_mm: np.ndarray, rel_tolerance: float = 0.1, duplicat
     if ratio > 1.5 and abs(ratio - round(ratio)) <= rel_tolerance * round(ratio):
         missing = int(round(ratio)) - 1
         return SpacingCheck(
-            "missing_slices", f"gap of {worst:.2f} mm where the increment is {inc:.2f} mm ({missing} slice(s) missing)", inc
-        )
+            "missing_slices", f"gap of {worst:.2f} mm where the increment is {inc:.2f} mm ({missing} slice(s) missing)",
+            inc)
     return SpacingCheck(
         "irregular_spacing",
         f"slice spacing varies from {d.min():.2f} to {d.max():.2f} mm (median {inc:.2f} mm)",

@@ -337,8 +337,8 @@ def _disk(radius_mm: float, spacing_pl: tuple[float, float]) -> np.ndarray:
     """In-slice disk structuring element (3-D, one plane) of ``radius_mm`` for pixel size ``spacing_pl`` (mm)."""
     rp = max(0, int(np.floor(radius_mm / spacing_pl[0] + 1e-6)))
     rl = max(0, int(np.floor(radius_mm / spacing_pl[1] + 1e-6)))
-    p, l = np.mgrid[-rp:rp + 1, -rl:rl + 1]
-    d2 = (p * spacing_pl[0]) ** 2 + (l * spacing_pl[1]) ** 2
+    p, q = np.mgrid[-rp:rp + 1, -rl:rl + 1]
+    d2 = (p * spacing_pl[0]) ** 2 + (q * spacing_pl[1]) ** 2
     return (d2 <= radius_mm**2 + 1e-6)[None]
 
 

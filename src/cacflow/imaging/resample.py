@@ -26,8 +26,8 @@ from typing import Protocol
 
 import numpy as np
 
+from cacflow.imaging.hu import hu_to_int16
 from cacflow.imaging.volume import Volume
-from cacflow.io.dicom import hu_to_int16
 
 #: Bump when resampling output changes, so that finished scans are redone.
 RESAMPLER_VERSION = 2  # 2: grid anchored at the inferior edge for every patient position

@@ -16,6 +16,8 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ImplicitVRLittleEndian
 
+from cacflow.imaging.hu import hu_to_int16
+
 # A Philips private tag in real data is stored with a length that contradicts its dictionary VR; without this
 # pydicom raises when the element is touched. This is pydicom's own documented switch, set once on import.
 pydicom.config.convert_wrong_length_to_UN = True
@@ -196,7 +198,7 @@ def read_header(path: Path, root: Path) -> FileHeader:
                 fp.seek(0)
                 ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=list(HEADER_KEYWORDS), force=True)
                 if not any(k in ds for k in ("SOPClassUID", "Modality", "SeriesInstanceUID", "StudyInstanceUID")):
-                    raise InvalidDicomError("no DICOM preamble and no DICOM identifying attributes")
+                    raise InvalidDicomError("no DICOM preamble and no DICOM identifying attributes") from None
             meta = getattr(ds, "file_meta", None)
             ts = str(meta.TransferSyntaxUID) if meta is not None and "TransferSyntaxUID" in meta else None
             rec.transfer_syntax = ts
@@ -281,11 +283,6 @@ def stored_to_hu(stored: np.ndarray, rescale: SliceRescale) -> np.ndarray:
     return hu
 
 
-def hu_to_int16(hu: np.ndarray) -> np.ndarray:
-    """Round HU to integers (ties to even) and clip to the int16 range; values below -1024 HU are kept."""
-    return np.clip(np.rint(hu), -32768, 32767).astype(np.int16)
-
-
 _NATIVE_SYNTAXES = {ImplicitVRLittleEndian, "1.2.840.10008.1.2.1"}
 
 
@@ -311,7 +308,8 @@ def read_slice(path: Path, label: str | None = None) -> DecodedSlice:
     try:
         ds = pydicom.dcmread(path, force=True)
     except Exception as exc:
-        raise DicomReadError("unreadable_file", f"{name}: cannot parse ({type(exc).__name__}: {str(exc)[:120]})")
+        raise DicomReadError("unreadable_file",
+                             f"{name}: cannot parse ({type(exc).__name__}: {str(exc)[:120]})") from None
     if "PixelData" not in ds:
         raise DicomReadError("no_pixel_data", f"{name}: has no Pixel Data element")
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
@@ -344,7 +342,7 @@ def read_slice(path: Path, label: str | None = None) -> DecodedSlice:
         except Exception as exc:
             raise DicomReadError(
                 "pixel_decode_failed", f"{name}: cannot decode pixels ({ts}): {type(exc).__name__}: {str(exc)[:160]}"
-            )
+            ) from None
         if stored.shape != (rows, cols):
             raise DicomReadError("multiframe_unsupported", f"{name}: decoded shape {stored.shape}, expected one "
                                  f"{rows}x{cols} frame")
@@ -381,5 +379,5 @@ def _padding_as_stored(padding: int, dtype: np.dtype) -> int:
 
 __all__ = [
     "CT_IMAGE_STORAGE", "DicomReadError", "FileHeader", "FILE_HEADER_FIELDS", "HEADER_KEYWORDS", "SliceRescale",
-    "DecodedSlice", "hu_to_int16", "read_header", "read_headers", "read_slice", "stored_to_hu",
+    "DecodedSlice", "read_header", "read_headers", "read_slice", "stored_to_hu",
 ]

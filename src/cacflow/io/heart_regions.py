@@ -42,7 +42,7 @@ class UserRegion:
         return json.dumps({"box_lps_mm": self.box_lps_mm, "mask_path": self.mask_path}, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "UserRegion":
+    def from_json(cls, text: str) -> UserRegion:
         doc = json.loads(text)
         box = doc.get("box_lps_mm")
         return cls(None if box is None else (tuple(box[0]), tuple(box[1])), doc.get("mask_path"))

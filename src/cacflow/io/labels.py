@@ -80,7 +80,8 @@ def read_label_map(path: Path, geometry: Geometry, tolerance_mm: float = 0.01) -
     transform = np.linalg.inv(geometry.affine_lps()) @ affine
     rot = transform[:3, :3]
     perm = np.abs(np.round(rot))
-    ok = (np.allclose(rot, np.round(rot), atol=1e-3) and np.all(perm.sum(axis=0) == 1) and np.all(perm.sum(axis=1) == 1))
+    ok = (np.allclose(rot, np.round(rot),
+                      atol=1e-3) and np.all(perm.sum(axis=0) == 1) and np.all(perm.sum(axis=1) == 1))
     target_xyz = tuple(geometry.shape_zyx[::-1])
     if ok:
         # series axis a takes label axis src[a], possibly flipped
@@ -100,8 +101,8 @@ def read_label_map(path: Path, geometry: Geometry, tolerance_mm: float = 0.01) -
     values = np.unique(out)
     bad = sorted(set(values.tolist()) - set(ALLOWED_LABELS))
     if bad or not np.all(np.equal(np.mod(values, 1), 0)):
-        raise LabelMapError("reference_labels_invalid",
-                            f"label map {name}: values {bad[:5]} outside {list(ALLOWED_LABELS)} (1 LM, 2 LAD, 3 CX, 4 RCA)")
+        raise LabelMapError("reference_labels_invalid", f"label map {name}: values {bad[:5]} outside "
+                            f"{list(ALLOWED_LABELS)} (1 LM, 2 LAD, 3 CX, 4 RCA)")
     return np.ascontiguousarray(out.transpose(2, 1, 0)).astype(np.uint8)
 
 

@@ -5,23 +5,17 @@ Input: an axial slice of the scoring grid (z, y, x order) cropped to the heart b
 five calcification levels 0..4 (:mod:`cacflow.scoring.robust_agatston`); the argmax is the level map, scored by
 :func:`~cacflow.scoring.robust_agatston.robust_score` with no HU threshold of the scan itself.
 
-Backbones (MONAI, 2-D, one input channel, five outputs): ``unet`` (:class:`monai.networks.nets.UNet`, residual
-units), ``segresnet`` (:class:`monai.networks.nets.SegResNet`) and ``attention_unet``
-(:class:`monai.networks.nets.AttentionUnet`), the seed's three. Slice sides are padded with air to multiples of 16.
+Backbone (MONAI, 2-D, five outputs): ``segresnet`` (:class:`monai.networks.nets.SegResNet`), which convolves at
+full resolution in its first and last blocks. Slice sides are padded with air to multiples of 16.
 
 Calcium window (``LevelArch.calcium_window``): a second input channel maps 100..500 HU linearly to 0..1
 (:func:`cacflow.models.regression.calcium_window_channel`), so the density bounds 130 / 200 / 300 / 400 HU fall
 at 0.075 / 0.25 / 0.5 / 0.75 instead of within 0.3 of the first channel's 0..3 range. Checkpoints without the
 entry read one channel.
 
-Normalisation: a level is a band of absolute HU, and a normalisation over each slice's own statistics (MONAI
-UNet's instance norm, SegResNet's group norm) hands the layers after it only relative intensities; ``norm="batch"``
-(the training default) keeps the absolute scale. Checkpoints without a ``norm`` entry use the backbone's default.
-
-Resolution: MONAI's UNet halves the slice in its first convolution, so its only full-resolution layer is the last
-transposed convolution. A level-1 pixel is typically the one-pixel rim of a lesion (soft-kernel 130..199 HU), and a
-band of HU one pixel wide is decided there at half resolution. ``LevelArch.full_resolution`` gives the ``unet``
-backbone a first stage at stride 1; SegResNet convolves at full resolution in its first and last blocks anyway.
+Normalisation: a level is a band of absolute HU, and a normalisation over each slice's own statistics (SegResNet's
+default group norm) hands the layers after it only relative intensities; ``norm="batch"`` (the training default)
+keeps the absolute scale. Checkpoints without a ``norm`` entry use the backbone's default.
 """
 
 from __future__ import annotations
@@ -37,37 +31,25 @@ from cacflow.models.regression import calcium_window_channel, normalise_hu
 from cacflow.models.segmentation import SliceLabeller
 from cacflow.scoring.robust_agatston import N_LEVELS
 
-BACKBONES: tuple[str, ...] = ("unet", "segresnet", "attention_unet")
+BACKBONES: tuple[str, ...] = ("segresnet",)
 KIND = "calcium_levels"
 
 
-def build_level_net(backbone: str, channels: tuple[int, ...], norm: str | None = None, in_channels: int = 1,
-                    full_resolution: bool = False) -> nn.Module:
+def build_level_net(backbone: str, channels: tuple[int, ...], norm: str | None = None, in_channels: int = 1
+                    ) -> nn.Module:
     """A 2-D network with ``in_channels`` input channels (1, or 2 with the calcium window) and :data:`N_LEVELS`
-    outputs; ``channels`` are the widths per level of the encoder (four down-samplings: five widths; SegResNet takes
-    the first as its initial filters); ``norm`` "batch" or "instance", None for the backbone's own (AttentionUnet
-    has batch normalisation built in). ``full_resolution`` (``unet`` only): the first stage keeps the slice's pixel
-    grid (stride 1, three down-samplings) instead of halving it at once (see the module docstring)."""
-    from monai.networks.nets import AttentionUnet, SegResNet, UNet
+    outputs; ``channels[0]`` is SegResNet's initial filters (the run records five widths, one per encoder level);
+    ``norm`` "batch" or "instance", None for the backbone's own (group normalisation)."""
+    from monai.networks.nets import SegResNet
 
-    if norm not in (None, "batch", "instance") or (backbone == "attention_unet" and norm == "instance"):
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown calcification level backbone {backbone!r}; use one of {BACKBONES}")
+    if norm not in (None, "batch", "instance"):
         raise ValueError(f"normalisation {norm!r} is not available for the {backbone} level backbone; use 'batch' "
                          "or none (the backbone's default)")
     extra = {} if norm is None else {"norm": (norm, {"affine": True})}
-    channels = tuple(int(c) for c in channels)
-    if full_resolution and backbone != "unet":
-        raise ValueError(f"full_resolution applies to the unet level backbone only, not {backbone!r}")
-    if backbone == "unet":
-        strides = ((1,) if full_resolution else (2,)) + (2,) * (len(channels) - 2)
-        return UNet(spatial_dims=2, in_channels=in_channels, out_channels=N_LEVELS, channels=channels,
-                    strides=strides, num_res_units=1, **extra)
-    if backbone == "segresnet":
-        return SegResNet(spatial_dims=2, in_channels=in_channels, out_channels=N_LEVELS, init_filters=channels[0],
-                         blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1), **extra)
-    if backbone == "attention_unet":
-        return AttentionUnet(spatial_dims=2, in_channels=in_channels, out_channels=N_LEVELS, channels=channels,
-                             strides=(2,) * (len(channels) - 1))
-    raise ValueError(f"unknown calcification level backbone {backbone!r}; use one of {BACKBONES}")
+    return SegResNet(spatial_dims=2, in_channels=in_channels, out_channels=N_LEVELS, init_filters=int(channels[0]),
+                     blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1), **extra)
 
 
 def slices_to_input(hu: np.ndarray, calcium_window: bool = False) -> torch.Tensor:
@@ -88,7 +70,6 @@ class LevelArch:
     channels: tuple[int, ...]
     norm: str | None = None  # None: the backbone's default normalisation
     calcium_window: bool = False  # a second input channel, 100..500 HU -> 0..1
-    full_resolution: bool = False  # unet: first stage at stride 1 (checkpoints without the entry: False)
 
 
 class LevelPredictor(SliceLabeller):
@@ -111,13 +92,14 @@ class LevelPredictor(SliceLabeller):
 
     @staticmethod
     def read_arch(arch: dict) -> LevelArch:
+        if arch.get("full_resolution"):  # checkpoints of a removed option (docs/decisions/unadopted-options.md)
+            raise ValueError("a full-resolution level network (unet backbone) is no longer supported")
         return LevelArch(arch["backbone"], tuple(arch["channels"]), arch.get("norm"),
-                         bool(arch.get("calcium_window", False)), bool(arch.get("full_resolution", False)))
+                         bool(arch.get("calcium_window", False)))
 
     @staticmethod
     def build(arch: LevelArch) -> nn.Module:
-        return build_level_net(arch.backbone, arch.channels, arch.norm, 2 if arch.calcium_window else 1,
-                               arch.full_resolution)
+        return build_level_net(arch.backbone, arch.channels, arch.norm, 2 if arch.calcium_window else 1)
 
     def encode(self, hu: np.ndarray, z: np.ndarray, depth: int, box_hw: tuple[int, int]) -> torch.Tensor:
         return slices_to_input(hu, self.arch.calcium_window)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from cacflow.imaging.volume import box_lps_corners
-from cacflow.models.checkpoint import load_checkpoint, model_id
+from cacflow.models.checkpoint import CheckpointError, load_checkpoint, model_id
 from cacflow.models.localizer import (
     BOX_MARGIN_MM,
     MIN_CONFIDENCE,
@@ -82,42 +82,37 @@ class HeartBox:
 
 
 class HeartLocalizer:
-    """The three plane ConvNets of a localizer checkpoint, loaded once.
+    """The three plane ConvNets of a localizer checkpoint, loaded once."""
 
-    A plane may hold several networks (an ensemble of training seeds, ``LocalizerHyper.members``): its per-slice
-    probability is then the mean of theirs.
-    """
-
-    def __init__(self, nets: dict[str, PlaneNet | list[PlaneNet]], card: dict, device: torch.device,
+    def __init__(self, nets: dict[str, PlaneNet], card: dict, device: torch.device,
                  margin_mm: float = BOX_MARGIN_MM) -> None:
-        self.nets = {p: [_prepare(m, device) for m in (n if isinstance(n, list) else [n])] for p, n in nets.items()}
+        self.nets = {p: _prepare(n, device) for p, n in nets.items()}
         self.card, self.device, self.margin_mm = card, device, float(margin_mm)
         self.id = model_id(card)
 
     @classmethod
-    def load(cls, directory: Path, device: str | torch.device = "auto") -> "HeartLocalizer":
+    def load(cls, directory: Path, device: str | torch.device = "auto") -> HeartLocalizer:
         payload, card = load_checkpoint(directory, "localizer")
-        nets: dict[str, list[PlaneNet]] = {}
+        nets: dict[str, PlaneNet] = {}
         for plane in PLANES:
-            states = payload["state"][plane]  # one state dict, or a list of them (an ensemble)
-            nets[plane] = []
-            for state in states if isinstance(states, list) else [states]:
-                net = PlaneNet(**payload["arch"])
-                net.load_state_dict(state)
-                nets[plane].append(net)
+            state = payload["state"][plane]  # one state dict per plane
+            if not isinstance(state, dict):
+                raise CheckpointError(f"{directory}: the {plane} entry is not one network's state dict (ensembles "
+                                      "of several networks per plane are not supported)")
+            nets[plane] = PlaneNet(**payload["arch"])
+            nets[plane].load_state_dict(state)
         return cls(nets, card, device if isinstance(device, torch.device) else pick_device(device),
                    float(payload.get("box_margin_mm", BOX_MARGIN_MM)))
 
     @torch.inference_mode()
     def probabilities(self, canvas: np.ndarray) -> np.ndarray:
-        """(3, 128) heart-presence probabilities of the axial, coronal and sagittal canvas slices (each plane's
-        the mean over its networks)."""
+        """(3, 128) heart-presence probabilities of the axial, coronal and sagittal canvas slices."""
         return np.stack([self._plane_probabilities(plane_slices(canvas, plane), plane) for plane in PLANES])
 
     @torch.inference_mode()
     def slice_probabilities(self, slices_hu: np.ndarray, plane: str) -> np.ndarray:
         """Heart-presence probabilities of a stack (n, 128, 128) of canvas slices (HU, 3 mm voxels, canonical
-        orientation) of one plane, read by that plane's networks."""
+        orientation) of one plane, read by that plane's network."""
         return self._plane_probabilities(normalise_hu(torch.from_numpy(np.asarray(slices_hu, np.float32)))[:, None],
                                          plane)
 
@@ -126,7 +121,7 @@ class HeartLocalizer:
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(self.device):
-            p = torch.stack([torch.sigmoid(net(x).float()) for net in self.nets[plane]]).mean(dim=0)
+            p = torch.sigmoid(self.nets[plane](x).float())
         return p.cpu().numpy()
 
     def locate(self, hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float], origin_lps_mm,
@@ -172,7 +167,7 @@ class SliceRegressor:
         self.id = model_id(card)
 
     @classmethod
-    def load(cls, directory: Path, device: str | torch.device = "auto", batch_size: int = 64) -> "SliceRegressor":
+    def load(cls, directory: Path, device: str | torch.device = "auto", batch_size: int = 64) -> SliceRegressor:
         payload, card = load_checkpoint(directory, "regressor")
         net = RegressionNet(**payload["arch"])
         net.load_state_dict(payload["state"])
@@ -186,7 +181,7 @@ class SliceRegressor:
         out = []
         voxel = torch.tensor([list(spacing_zyx_mm)], dtype=torch.float32)
         for i in range(0, len(slices_hu), self.batch_size):
-            x = slices_to_input(slices_hu[i:i + self.batch_size], self.net.calcium_window).to(self.device)
+            x = slices_to_input(slices_hu[i:i + self.batch_size]).to(self.device)
             if self.device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(self.device):
@@ -196,7 +191,7 @@ class SliceRegressor:
         return decode_outputs(raw, self.transform)
 
     def score(self, hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float],
-              box_zyx: tuple[int, int, int, int, int, int], convention: AgatstonConvention) -> "RegressionScore":
+              box_zyx: tuple[int, int, int, int, int, int], convention: AgatstonConvention) -> RegressionScore:
         """The scan's regression scores: per-slice predictions inside the box, slices below the convention's minimum
         or the model's floor zeroed, summed."""
         raw, crop_zyx, truncated = self.predict_box(hu, spacing_zyx_mm, box_zyx)

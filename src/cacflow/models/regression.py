@@ -36,12 +36,13 @@ def normalise_hu(hu: torch.Tensor) -> torch.Tensor:
     return (hu.clamp(-1000.0, 2000.0) + 1000.0) / 1000.0
 
 
-#: HU mapped to 0 and 1 by the calcium-window input channel (clipped outside).
+#: HU mapped to 0 and 1 by the calcium-window input channel of the level model (clipped outside).
 CALCIUM_WINDOW_HU: tuple[float, float] = (100.0, 500.0)
 
 
 def calcium_window_channel(hu: torch.Tensor) -> torch.Tensor:
-    """HU -> the calcium-window channel: (HU - 100) / 400 clipped to 0..1 (:data:`CALCIUM_WINDOW_HU`).
+    """HU -> the calcium-window channel (the level model's second input, :mod:`cacflow.models.calcium_levels`):
+    (HU - 100) / 400 clipped to 0..1 (:data:`CALCIUM_WINDOW_HU`).
 
     The Agatston density bounds 130 / 200 / 300 / 400 HU fall at 0.075 / 0.25 / 0.5 / 0.75, and everything from
     500 HU up looks alike, as the density weight (4 from 400 HU) does. Air (zero padding) and soft tissue are 0.
@@ -70,17 +71,16 @@ def decode_outputs(out: np.ndarray, transform: str) -> np.ndarray:
 class RegressionNet(nn.Module):
     """Six conv (3 x 3) - BN - ELU - maxpool (2 x 2) blocks on a 256 x 256 slice, then FC - FC - 2 outputs.
 
-    ``forward(x, voxel)``: x (n, c, 256, 256) from :func:`slices_to_input` (c = 1: normalised HU; c = 2 with
-    ``calcium_window``: and the calcium window); voxel (n, 3) voxel size in mm (z, y, x).
+    ``forward(x, voxel)``: x (n, 1, 256, 256) normalised HU from :func:`slices_to_input`; voxel (n, 3) voxel size
+    in mm (z, y, x).
     """
 
-    def __init__(self, widths: tuple[int, ...] = (8, 16, 32, 32, 64, 64), hidden: tuple[int, int] = (128, 64),
-                 calcium_window: bool = False) -> None:
+    def __init__(self, widths: tuple[int, ...] = (8, 16, 32, 32, 64, 64), hidden: tuple[int, int] = (128, 64)
+                 ) -> None:
         super().__init__()
         if len(widths) != 6:
             raise ValueError("the regression ConvNet has six convolution layers")
-        self.calcium_window = bool(calcium_window)
-        self.features = conv_pool_stack(widths, in_channels=2 if calcium_window else 1)
+        self.features = conv_pool_stack(widths, in_channels=1)
         c_in = widths[-1]
         side = INPUT_SIZE // 2**6
         self.fc1 = nn.Linear(c_in * side * side + 3, hidden[0])
@@ -122,16 +122,13 @@ def fit_box(box_zyx: tuple[int, ...], shape_zyx: tuple[int, int, int]) -> Crop:
     return Crop(tuple(out), truncated)  # type: ignore[arg-type]
 
 
-def slices_to_input(hu: np.ndarray, calcium_window: bool = False) -> torch.Tensor:
-    """HU slices (n, h, w), h, w <= 256 -> (n, c, 256, 256) network input, the crop centred, zero (air) padded:
-    channel 0 :func:`normalise_hu`, with ``calcium_window`` channel 1 :func:`calcium_window_channel` (c = 2)."""
+def slices_to_input(hu: np.ndarray) -> torch.Tensor:
+    """HU slices (n, h, w), h, w <= 256 -> (n, 1, 256, 256) network input (:func:`normalise_hu`), the crop centred,
+    zero (air) padded."""
     n, h, w = hu.shape
     if h > INPUT_SIZE or w > INPUT_SIZE:
         raise ValueError(f"slices {h} x {w} exceed the {INPUT_SIZE}-pixel input; crop them with fit_box first")
-    x = torch.zeros((n, 2 if calcium_window else 1, INPUT_SIZE, INPUT_SIZE))
+    x = torch.zeros((n, 1, INPUT_SIZE, INPUT_SIZE))
     top, left = (INPUT_SIZE - h) // 2, (INPUT_SIZE - w) // 2
-    t = torch.from_numpy(np.ascontiguousarray(hu)).float()
-    x[:, 0, top:top + h, left:left + w] = normalise_hu(t)
-    if calcium_window:
-        x[:, 1, top:top + h, left:left + w] = calcium_window_channel(t)
+    x[:, 0, top:top + h, left:left + w] = normalise_hu(torch.from_numpy(np.ascontiguousarray(hu)).float())
     return x

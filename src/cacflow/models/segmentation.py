@@ -7,13 +7,14 @@ coronary labels of :data:`cacflow.scoring.scan.VESSELS` (1 LM, 2 LAD, 3 CX, 4 RC
 gated at the threshold (a pixel below 130 HU is never calcium) and scored by the one scoring library, whose
 convention drops 2-D components under 1 mm² (``min_area_mm2``).
 
-Box position (``SegmentationArch.position``): three more input channels give each pixel its place in the heart
-box, along z, y and x, from -1 at the box's first voxel edge to +1 at its last (:func:`~cacflow.models.box_position.position_channels`). The
-seed's network reads whole 512 x 512 slices and so sees where in the chest a calcification lies; ours reads the
-heart box (and is trained on windows of it), where an axial slice of the near-round heart does not by itself say
-whether a lesion on its border sits in the left or right atrioventricular groove, nor whether a slice lies at the
-level of the left main. The box position restores that anatomical context: the five-channel variant is a
-documented departure from the seed's two channels, and checkpoints without it still load as two-channel nets.
+Box position (``SegmentationArch.position``): three more input channels give each pixel its place in the heart box,
+along z, y and x, from -1 at the box's first voxel edge to +1 at its last
+(:func:`~cacflow.models.box_position.position_channels`). The seed's network reads whole 512 x 512 slices and so sees
+where in the chest a calcification lies; ours reads the heart box (and is trained on windows of it), where an axial
+slice of the near-round heart does not by itself say whether a lesion on its border sits in the left or right
+atrioventricular groove, nor whether a slice lies at the level of the left main. The box position restores that
+anatomical context: the five-channel variant is a documented departure from the seed's two channels, and checkpoints
+without it still load as two-channel nets.
 
 Architectures (MONAI): ``unetpp`` is :class:`monai.networks.nets.BasicUNetPlusPlus` (nested dense skip paths),
 ``unet`` the plain :class:`monai.networks.nets.BasicUNet` of the same depth (four down-samplings) and widths, the
@@ -79,7 +80,8 @@ def logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def slices_to_input(hu: np.ndarray, position: torch.Tensor | None = None) -> torch.Tensor:
     """HU slices (n, h, w) -> network input (n, 2, h, w): normalised HU and the >= 130 HU binary image, followed by
-    the box-position channels (n, 3, h, w) of :func:`~cacflow.models.box_position.position_channels` when given (n, 5, h, w)."""
+    the box-position channels (n, 3, h, w) of :func:`~cacflow.models.box_position.position_channels` when given
+    (n, 5, h, w)."""
     t = torch.from_numpy(np.ascontiguousarray(hu, dtype=np.float32))
     x = torch.stack([normalise_hu(t), (t >= CALCIUM_HU).float()], dim=1)
     return x if position is None else torch.cat([x, position], dim=1)
@@ -132,14 +134,14 @@ class BoxLabeller(ABC):
         self.id = model_id(card)
 
     @classmethod
-    def load(cls, directory: Path, device: torch.device, batch_size: int | None = None) -> "BoxLabeller":
+    def load(cls, directory: Path, device: torch.device, batch_size: int | None = None) -> BoxLabeller:
         """The checkpoint in ``directory`` (refused unless its card is of this class's kind)."""
         payload, card = load_checkpoint(directory, cls.kind)
         return cls.load_payload(payload, card, device, batch_size)
 
     @classmethod
     def load_payload(cls, payload: dict, card: dict, device: torch.device, batch_size: int | None = None
-                     ) -> "BoxLabeller":
+                     ) -> BoxLabeller:
         """The scorer of a checkpoint payload (architecture, weights, options) and its card."""
         arch = cls.read_arch(payload["arch"])
         net = cls.build(arch)
@@ -345,8 +347,8 @@ class VesselSegmenter(SliceLabeller):
         """Vessel labels (uint8 (z, y, x)) of the network's calcium (:meth:`calcium_outputs`).
 
         The lesion filter, when the checkpoint has one, first removes the lesions it rejects (at ``threshold``
-        instead of its own when given; ``math.inf`` keeps every lesion); each remaining lesion takes its vessel from the prior when there is one,
-        otherwise each voxel keeps its argmax vessel."""
+        instead of its own when given; ``math.inf`` keeps every lesion); each remaining lesion takes its vessel from
+        the prior when there is one, otherwise each voxel keeps its argmax vessel."""
         if self.lesion_filter is not None:
             kept = self.lesion_filter.kept_calcium(calcium, 1.0 - np.exp(log_probs[:, 0]), threshold)
             log_probs = log_probs[kept[np.nonzero(calcium)]]

@@ -1,7 +1,7 @@
 """Where in the heart box each coronary vessel's calcium lies: a smoothed 3-D histogram, P(vessel | box position).
 
 Why: the vessel networks read 96-pixel windows of near-round axial heart slices; even with the box-position input
-channels they confuse LM, CX and RCA calcium (session 7's test confusion: most CX and LM voxels labelled RCA),
+channels they confuse LM, CX and RCA calcium (an early test confusion: most CX and LM voxels labelled RCA),
 while a nearest-neighbour rule on the box position alone names the right vessel for about 90 % of them. The prior
 turns that observation into a model fitted on the training labels, and :func:`assign_vessels` uses it to give each
 predicted calcium lesion one vessel.
@@ -15,8 +15,8 @@ uninformative, never impossible).
 
 Vessel choice (:func:`assign_vessels`): calcium voxels of one 3-D 26-connected component (one lesion) are given the
 vessel ``v`` that maximises ``Σ_voxels [log P_net(v | voxel) + weight · log P(v | position)]`` over the four vessels:
-the network's log-probabilities of the vessel classes plus the weighted prior. A lesion therefore carries one vessel, as a reader labels it. The network alone still
-decides which voxels are calcium.
+the network's log-probabilities of the vessel classes plus the weighted prior. A lesion therefore carries one vessel,
+as a reader labels it. The network alone still decides which voxels are calcium.
 """
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ from cacflow.imaging.heart_region import HEURISTIC_VERSION
 from cacflow.io.tables import write_parquet
 from cacflow.models.checkpoint import CheckpointError, model_id, read_card
 from cacflow.pipeline.layout import CohortLayout
-from cacflow.pipeline.score import SCORER_VERSION, TYPES, coerce_types
+from cacflow.pipeline.schemas import TYPES, coerce_types
+from cacflow.pipeline.score import SCORER_VERSION
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.scoring.strata import SCHEMES
 from cacflow.scoring.tube_voltage import kvp_note
@@ -70,7 +71,7 @@ def provenance(config: dict, cohort: str, table: str, models: dict | None = None
                               "gate_hu": 130, "scorer_version": SCORER_VERSION}
                        for name in config.get("models", {}).get("segmentation", {})}},
         "models": models or {},
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
 
 

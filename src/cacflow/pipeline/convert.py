@@ -49,7 +49,8 @@ def convert_series(root: Path, rel_paths: list[str], metadata: dict | None = Non
         raise DicomReadError(spacing.reason, spacing.message)
     hu = np.stack([slices[i].hu for i in stack.order])
     ps = slices[0].pixel_spacing
-    increment = float(stack.increment_mm) if len(slices) > 1 else float((metadata or {}).get("slice_thickness_mm") or 1.0)
+    single = float((metadata or {}).get("slice_thickness_mm") or 1.0)  # one slice: its thickness stands in
+    increment = float(stack.increment_mm) if len(slices) > 1 else single
     origin = tuple(float(v) for v in slices[stack.order[0]].ipp)
     return Volume(
         hu=hu,

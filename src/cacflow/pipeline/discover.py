@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from cacflow import __version__, config as cfg
+from cacflow import __version__
+from cacflow import config as cfg
 from cacflow.discovery.inventory import inventory
 from cacflow.discovery.selection import normalise_inventory, select_series, series_key
 from cacflow.io.heart_regions import read_heart_regions

@@ -29,14 +29,15 @@ import pandas as pd
 
 from cacflow import __version__
 from cacflow.config import grids
-from cacflow.io.sparse_mask import encode_box_mask
-from cacflow.io.tables import read_json, write_json, write_parquet
 from cacflow.imaging.resample import ZGrid
 from cacflow.io.heart_regions import UserRegion
+from cacflow.io.sparse_mask import encode_box_mask
+from cacflow.io.tables import read_json, write_json, write_parquet
 from cacflow.io.zarr_store import read_geometry, read_volume
 from cacflow.models.heart_box import HeartChoice, choose_heart_box
-from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
 from cacflow.models.mask_scorers import MaskScorer, load_mask_scorer
+from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
+from cacflow.pipeline.box_columns import BOX_LPS_COLUMNS, BOX_VOXEL_COLUMNS, box_fields
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.shard import grid_volume
 from cacflow.pipeline.user_region import USER, GridRegion, UserRegionError, region_fingerprint, region_on_grid
@@ -50,8 +51,7 @@ INFER_VERSION = 5  # 5: user-supplied heart regions
 
 INFER_COLUMNS: tuple[str, ...] = (
     "series_key", "status", "reason", "message", "heart_box_method", "localizer_status", "localizer_reason",
-    "localizer_confidence", "box_z0", "box_z1", "box_y0", "box_y1", "box_x0", "box_x1",
-    "box_min_x_mm", "box_min_y_mm", "box_min_z_mm", "box_max_x_mm", "box_max_y_mm", "box_max_z_mm",
+    "localizer_confidence", *BOX_VOXEL_COLUMNS, *BOX_LPS_COLUMNS,
     "regression_raw", "regression_spacing_z_mm", "regression_slices", "regression_slice_floor", "crop_truncated",
     "localizer_model", "regressor_model", "segmentation",
 )
@@ -59,8 +59,8 @@ TYPES: dict[str, str] = {
     **{c: "string" for c in ("series_key", "status", "reason", "message", "heart_box_method", "localizer_status",
                              "localizer_reason", "localizer_model", "regressor_model", "segmentation")},
     "localizer_confidence": "Float64",
-    **{f"box_{a}{e}": "Int64" for a in "zyx" for e in "01"},
-    **{f"box_{m}_{a}_mm": "Float64" for m in ("min", "max") for a in "xyz"},
+    **{c: "Int64" for c in BOX_VOXEL_COLUMNS},
+    **{c: "Float64" for c in BOX_LPS_COLUMNS},
     "regression_raw": "string", "regression_spacing_z_mm": "Float64", "regression_slices": "Int64",
     "regression_slice_floor": "Float64", "crop_truncated": "boolean",
 }
@@ -127,10 +127,8 @@ def infer_scan(localizer: HeartLocalizer, regressor: SliceRegressor, key: str, v
                    message=f"series {key}: no heart box ({choice.message})")
         return row
     raw, _, truncated = regressor.predict_box(volume.hu, volume.spacing_zyx, choice.box_zyx)
-    (lo, hi) = choice.box_lps_mm
-    row.update({f"box_{a}{e}": int(v) for (a, e), v in zip([(a, e) for a in "zyx" for e in "01"], choice.box_zyx)})
-    row.update(box_min_x_mm=lo[0], box_min_y_mm=lo[1], box_min_z_mm=lo[2], box_max_x_mm=hi[0], box_max_y_mm=hi[1],
-               box_max_z_mm=hi[2], regression_raw=json.dumps(np.asarray(raw, dtype=np.float64).tolist()),
+    row.update(box_fields(choice.box_zyx, choice.box_lps_mm))
+    row.update(regression_raw=json.dumps(np.asarray(raw, dtype=np.float64).tolist()),
                regression_spacing_z_mm=float(volume.spacing_zyx[0]), regression_slices=int(raw.shape[0]),
                regression_slice_floor=float(regressor.slice_floor), crop_truncated=bool(truncated))
     if segmenters:

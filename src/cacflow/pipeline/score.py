@@ -47,7 +47,9 @@ from cacflow.io.labels import LabelMapError, find_label_map, read_label_map
 from cacflow.io.sparse_mask import decode_mask
 from cacflow.io.tables import read_json, write_json, write_parquet
 from cacflow.io.zarr_store import read_geometry, read_volume
+from cacflow.pipeline.box_columns import box_from_row, has_box, lps_fields, lps_from_row
 from cacflow.pipeline.layout import CohortLayout
+from cacflow.pipeline.schemas import LESION_COLUMNS, REGION_COLUMNS, SCORE_COLUMNS, VESSEL_COLUMNS, coerce_types
 from cacflow.pipeline.shard import grid_volume
 from cacflow.pipeline.user_region import USER, UserRegionError, region_fingerprint, region_on_grid
 from cacflow.progress import Progress
@@ -55,8 +57,8 @@ from cacflow.reports.qc import render_qc, write_qc_png
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.scoring.masks import LEVEL_KINDS, hu_region
 from cacflow.scoring.regression_rule import regression_totals
-from cacflow.scoring.scan import VESSELS, ScanScore, score_scan
 from cacflow.scoring.robust_agatston import robust_score
+from cacflow.scoring.scan import VESSELS, ScanScore, score_scan
 from cacflow.scoring.second_reader import second_reader
 from cacflow.scoring.strata import SCHEMES
 
@@ -67,25 +69,6 @@ SCORER_VERSION = 4  # 4: QC pictures of every method and of scans excluded at sc
 CLASSIC = "classic_heart_region"
 REFERENCE = "reference"
 REGRESSION = "regression"
-
-SCORE_COLUMNS: tuple[str, ...] = (
-    "series_key", "method", "status", "reason", "message", "agatston", "volume_mm3", "mass_mg", "n_lesions",
-    *SCHEMES, *(f"{s}_index" for s in SCHEMES), "region", "convention_id", "convention", "grid", "model",
-    "second_reader", "second_reader_note",
-)
-VESSEL_COLUMNS: tuple[str, ...] = ("series_key", "method", "vessel", "agatston", "volume_mm3", "mass_mg",
-                                   "n_lesions", "convention_id")
-LESION_COLUMNS: tuple[str, ...] = (
-    "series_key", "method", "lesion_index", "vessel", "z_first", "z_last", "n_slices", "n_voxels", "volume_mm3",
-    "peak_hu", "mean_hu", "agatston", "mass_mg", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "convention_id",
-)
-REGION_COLUMNS: tuple[str, ...] = (
-    "series_key", "heart_region_method", "heart_region_status", "heart_region_reason", "heart_box_min_x_mm",
-    "heart_box_min_y_mm", "heart_box_min_z_mm", "heart_box_max_x_mm", "heart_box_max_y_mm", "heart_box_max_z_mm",
-    "heart_region_volume_ml", "heart_region_confidence", "scoring_slices", "reference_labels", "qc_picture",
-    "heart_box_method", "heart_box_flag", "localizer_status", "localizer_confidence", "localizer_model",
-    "regressor_model",
-)
 
 
 @dataclass
@@ -185,9 +168,7 @@ def _region_row(task: ScoreTask, region: HeartRegion | None, status: str, reason
                heart_region_reason=reason, scoring_slices=n_slices, reference_labels=task.label_path is not None,
                qc_picture=qc)
     if region is not None:
-        lo, hi = region.box_lps_mm
-        row.update(heart_box_min_x_mm=lo[0], heart_box_min_y_mm=lo[1], heart_box_min_z_mm=lo[2],
-                   heart_box_max_x_mm=hi[0], heart_box_max_y_mm=hi[1], heart_box_max_z_mm=hi[2],
+        row.update(lps_fields(region.box_lps_mm, "heart_box"),
                    heart_region_volume_ml=float(region.qc.get("region_volume_ml", np.nan)),
                    heart_region_confidence=float(region.qc.get("confidence", np.nan)))
     inf = task.inference
@@ -196,17 +177,14 @@ def _region_row(task: ScoreTask, region: HeartRegion | None, status: str, reason
                    if inf.get("heart_box_method") != "localizer" else None,
                    localizer_status=inf.get("localizer_status"), localizer_confidence=inf.get("localizer_confidence"),
                    localizer_model=inf.get("localizer_model"), regressor_model=inf.get("regressor_model"))
-        if inf.get("box_z0") is not None:  # the box every scorer used
-            row.update({f"heart_box_{m}_{a}_mm": inf[f"box_{m}_{a}_mm"] for m in ("min", "max") for a in "xyz"})
+        if has_box(inf):  # the box every scorer used
+            row.update(lps_fields(lps_from_row(inf), "heart_box"))
     return row
 
 
 def inference_box(task: ScoreTask) -> tuple[int, int, int, int, int, int] | None:
     """The heart box the inference stage chose for the scan (localizer or heuristic fallback), or None."""
-    inf = task.inference
-    if not inf or inf.get("box_z0") is None:
-        return None
-    return tuple(int(inf[f"box_{a}{e}"]) for a in "zyx" for e in "01")  # type: ignore[return-value]
+    return box_from_row(task.inference)
 
 
 def _regression_scores(task: ScoreTask) -> tuple[float, float]:
@@ -543,34 +521,3 @@ def run_score_shard(layout: CohortLayout, shard: str, root: Path, config: dict, 
     for name, frame in frames.items():
         write_parquet(frame, layout.shard_scores(shard, name), meta)
     return frames
-
-
-#: Column types of the score tables (nullable where a value can be missing).
-TYPES: dict[str, dict[str, str]] = {
-    "scores": {"series_key": "string", "method": "string", "status": "string", "reason": "string",
-               "message": "string", "agatston": "Float64", "volume_mm3": "Float64", "mass_mg": "Float64",
-               "n_lesions": "Int64", **{s: "string" for s in SCHEMES}, **{f"{s}_index": "Int8" for s in SCHEMES},
-               "region": "string", "convention_id": "string", "convention": "string", "grid": "string",
-               "model": "string", "second_reader": "boolean", "second_reader_note": "string"},
-    "vessels": {"series_key": "string", "method": "string", "vessel": "string", "agatston": "float64",
-                "volume_mm3": "float64", "mass_mg": "float64", "n_lesions": "int64", "convention_id": "string"},
-    "lesions": {"series_key": "string", "method": "string", "lesion_index": "int64", "vessel": "string",
-                "z_first": "int64", "z_last": "int64", "n_slices": "int64", "n_voxels": "int64",
-                "volume_mm3": "float64", "peak_hu": "float64", "mean_hu": "float64", "agatston": "float64",
-                "mass_mg": "float64", "centroid_x_mm": "float64", "centroid_y_mm": "float64",
-                "centroid_z_mm": "float64", "convention_id": "string"},
-    "regions": {"series_key": "string", "heart_region_method": "string", "heart_region_status": "string",
-                "heart_region_reason": "string", **{c: "Float64" for c in REGION_COLUMNS if c.startswith("heart_box")},
-                "heart_region_volume_ml": "Float64", "heart_region_confidence": "Float64",
-                "scoring_slices": "Int64", "reference_labels": "boolean", "qc_picture": "string",
-                "heart_box_method": "string", "heart_box_flag": "string", "localizer_status": "string",
-                "localizer_confidence": "Float64", "localizer_model": "string", "regressor_model": "string"},
-    "exclusions": {"series_key": "string", "level": "string", "stage": "string", "method": "string",
-                   "reason": "string", "message": "string"},
-}
-
-
-def coerce_types(name: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """Give a score table its documented column types (empty tables keep them too)."""
-    types = TYPES[name]
-    return frame.astype({c: t for c, t in types.items() if c in frame.columns})

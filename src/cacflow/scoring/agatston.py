@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from cacflow.scoring.components import bounding_slices, connect_3d, sparse_label_stats
+
 #: 8-connectivity within an axial slice, no connection across slices (3-D structuring element, z first).
 _IN_PLANE_8 = np.zeros((3, 3, 3), dtype=bool)
 _IN_PLANE_8[1] = True
@@ -83,7 +85,7 @@ class AgatstonConvention:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "AgatstonConvention":
+    def from_dict(cls, d: dict) -> AgatstonConvention:
         """The convention from a config section (unknown keys are an error)."""
         kw = dict(d)
         if "weight_bounds_hu" in kw:
@@ -144,17 +146,6 @@ class AgatstonResult:
     def counted(self) -> np.ndarray:
         """bool (z, y, x): the voxels that count."""
         return self.lesion_labels > 0
-
-
-def bounding_slices(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """Index slices of the bounding box of a boolean array's True voxels (None when there are none)."""
-    out = []
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if hit.size == 0:
-            return None
-        out.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(out)
 
 
 def _label_regions(candidates: np.ndarray, regions: np.ndarray | None, structure: np.ndarray
@@ -266,49 +257,8 @@ def agatston_score(
     )
 
 
-@dataclass
-class LabelStats:
-    """Per-label statistics (index ``label - 1``) computed over labelled voxels only.
-
-    Attributes:
-        counts: voxels; sums, peaks: of HU; z_first, z_last: slice range; zyx_sums: sum of (z, y, x) indices;
-        first_flat: flat index of each label's first voxel (C order).
-    """
-
-    counts: np.ndarray
-    sums: np.ndarray
-    peaks: np.ndarray
-    z_first: np.ndarray
-    z_last: np.ndarray
-    zyx_sums: np.ndarray
-    first_flat: np.ndarray
-
-
-def sparse_label_stats(labels: np.ndarray, hu: np.ndarray, n: int) -> LabelStats:
-    """Statistics of labels 1..n touching only the labelled voxels (calcium is sparse: a whole-volume
-    ``ndimage.maximum`` sorts every voxel and costs seconds on a 512 x 512 x 200 scan)."""
-    flat = np.flatnonzero(labels)
-    lab = labels.ravel()[flat].astype(np.int64) - 1
-    vals = hu.ravel()[flat].astype(np.float64)
-    counts = np.bincount(lab, minlength=n)
-    sums = np.bincount(lab, weights=vals, minlength=n)
-    peaks = np.full(n, -np.inf)
-    np.maximum.at(peaks, lab, vals)
-    z, y, x = np.unravel_index(flat, labels.shape)
-    z_first = np.full(n, np.iinfo(np.int64).max)
-    np.minimum.at(z_first, lab, z)
-    z_last = np.full(n, -1, dtype=np.int64)
-    np.maximum.at(z_last, lab, z)
-    zyx_sums = np.stack([np.bincount(lab, weights=c.astype(np.float64), minlength=n) for c in (z, y, x)], axis=1)
-    first_flat = np.full(n, np.iinfo(np.int64).max)
-    np.minimum.at(first_flat, lab, flat)
-    return LabelStats(counts, sums, peaks, z_first.astype(np.int64), z_last, zyx_sums, first_flat)
-
-
 def _lesion_peaks(hu: np.ndarray, slice_labels: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Peak HU of the 3-D lesion (26-connected, same region label) each 2-D lesion belongs to."""
-    from cacflow.scoring.lesions import connect_3d
-
     lesion3d = connect_3d(slice_labels, values)
     n3 = int(lesion3d.max())
     peak3 = sparse_label_stats(lesion3d, hu, n3).peaks

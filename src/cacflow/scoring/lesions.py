@@ -10,12 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from cacflow.imaging.volume import voxel_to_lps
-from cacflow.scoring.agatston import AgatstonResult, bounding_slices, sparse_label_stats
-
-_CONN_26 = np.ones((3, 3, 3), dtype=bool)
+from cacflow.scoring.agatston import AgatstonResult
+from cacflow.scoring.components import connect_3d, sparse_label_stats
 
 
 @dataclass(frozen=True)
@@ -44,28 +42,6 @@ class Lesion:
     agatston: float
     mass_mg: float
     centroid_lps_mm: tuple[float, float, float]
-
-
-def connect_3d(slice_labels: np.ndarray, label_values: np.ndarray) -> np.ndarray:
-    """int32 (z, y, x) 3-D lesion labels (1..n) of counted voxels, never joining different region labels.
-
-    Args:
-        slice_labels: 2-D lesion labels (0 = not counted), as in :attr:`AgatstonResult.lesion_labels`.
-        label_values: region label of each 2-D lesion (index ``label - 1``).
-    """
-    out = np.zeros(slice_labels.shape, dtype=np.int32)
-    box = bounding_slices(slice_labels > 0)
-    if box is None:
-        return out
-    lut = np.concatenate([[0], np.asarray(label_values, dtype=np.int64)])
-    region = lut[slice_labels[box]]
-    inner = out[box]
-    n = 0
-    for value in np.unique(region[region > 0]):
-        sub, m = ndimage.label(region == value, structure=_CONN_26)
-        inner[sub > 0] = sub[sub > 0] + n
-        n += m
-    return out
 
 
 def lesions_3d(result: AgatstonResult, hu: np.ndarray, origin_lps_mm: np.ndarray, direction: np.ndarray

@@ -1,12 +1,12 @@
 """What a segmentation scorer's label map means, by the kind of model that wrote it, and the region the scoring
 library scores in it. Torch-free: the score stage reads the maps from the inference table.
 
-| kind                  | labels on the grid (z, y, x)                                | scored as                        |
-|-----------------------|-------------------------------------------------------------|----------------------------------|
-| ``vessel_segmentation`` | 0, 1 LM, 2 LAD, 3 CX, 4 RCA (gated at 130 HU)             | vessel label map (vessel scores) |
-| ``conv_lstm``         | 0, 1 coronary calcium, 2 non-coronary calcium (gated)       | coronary mask = label 1          |
-| ``patch_unet3d``      | 0, 1 coronary calcium (probability > 0.95, gated)           | coronary mask = label 1          |
-| ``calcium_levels``    | calcification level 0..4 (no HU)                            | :func:`~cacflow.scoring.robust_agatston.robust_score` |
+| kind                    | labels on the grid (z, y, x)                      | scored as                           |
+|-------------------------|---------------------------------------------------|-------------------------------------|
+| ``vessel_segmentation`` | 0, 1 LM, 2 LAD, 3 CX, 4 RCA (gated at 130 HU)     | vessel label map (vessel scores)    |
+| ``conv_lstm``           | 0, 1 coronary, 2 non-coronary calcium (gated)     | coronary mask = label 1             |
+| ``patch_unet3d``        | 0, 1 coronary calcium (probability > 0.95, gated) | coronary mask = label 1             |
+| ``calcium_levels``      | calcification level 0..4 (no HU)                  | :func:`~.robust_agatston.robust_score` |
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ TRANSFER_SYNTAX_CYCLE: tuple[str, ...] = (
 
 #: Manufacturer -> (models, soft kernels, sharp kernels).
 VENDORS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
-    "GE MEDICAL SYSTEMS": (("LightSpeed Plus", "LightSpeed QX/i", "LightSpeed16"), ("STANDARD", "SOFT"), ("BONE", "LUNG")),
+    "GE MEDICAL SYSTEMS": (("LightSpeed Plus", "LightSpeed QX/i", "LightSpeed16"), ("STANDARD", "SOFT"),
+                           ("BONE", "LUNG")),
     "SIEMENS": (("Sensation 16", "Volume Zoom", "Emotion 6"), ("B30f", "B31f"), ("B50f", "B60f")),
     "TOSHIBA": (("Aquilion", "Asteion"), ("FC10", "FC02"), ("FC51", "FC53")),
     "Philips": (("MX8000", "Brilliance 16"), ("B", "C"), ("D", "YD")),

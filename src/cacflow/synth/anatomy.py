@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cacflow.synth.shapes import (
-    EllipticCylinder,
     Ellipsoid,
+    EllipticCylinder,
     Shape,
     Tube,
     frame_from_axis,
@@ -165,7 +165,8 @@ def build_phantom(rng: np.random.Generator, anatomy: int = 1) -> Phantom:
                             -850.0, texture=texture))
     dome = hz - float(rng.uniform(55, 75))
     layers.append(Layer("liver", Ellipsoid((bx - 35.0, cy, dome - 100.0), np.eye(3), (0.95 * Ac, Bc, 110.0)), 55.0))
-    layers.append(Layer("spleen_stomach", Ellipsoid((bx + 50.0, cy + 10, dome - 120.0), np.eye(3), (0.7 * Ac, 0.8 * Bc, 105.0)), 35.0))
+    spleen = Ellipsoid((bx + 50.0, cy + 10, dome - 120.0), np.eye(3), (0.7 * Ac, 0.8 * Bc, 105.0))
+    layers.append(Layer("spleen_stomach", spleen, 35.0))
     # ---- spine, ribs, cartilage, sternum -----------------------------------------
     sy = cy + Bc - 20.0
     layers.append(Layer("discs", EllipticCylinder(bx, sy, 19, 16, z_lo, z_hi), 80.0))
@@ -174,8 +175,10 @@ def build_phantom(rng: np.random.Generator, anatomy: int = 1) -> Phantom:
     while z < z_hi:
         z0, z1 = z + 5.0, z + period
         layers.append(Layer("vertebra_cortex", EllipticCylinder(bx, sy, 19, 16, z0, z1), 850.0, "distractor", BONE))
-        layers.append(Layer("vertebra_cancellous", EllipticCylinder(bx, sy, 16.5, 13.5, z0 + 1.5, z1 - 1.5), 240.0, "distractor", BONE))
-        layers.append(Layer("posterior_arch", EllipticCylinder(bx, sy + 30.0, 26, 9, z0, z1 - 6), 650.0, "distractor", BONE))
+        layers.append(Layer("vertebra_cancellous", EllipticCylinder(bx, sy, 16.5, 13.5, z0 + 1.5, z1 - 1.5), 240.0,
+                            "distractor", BONE))
+        layers.append(Layer("posterior_arch", EllipticCylinder(bx, sy + 30.0, 26, 9, z0, z1 - 6), 650.0,
+                            "distractor", BONE))
         z += period
     layers.append(Layer("spinal_canal", EllipticCylinder(bx, sy + 24.0, 8, 7, z_lo, z_hi), 20.0, "distractor", 0))
     rib_z = hz + 150.0
@@ -194,14 +197,16 @@ def build_phantom(rng: np.random.Generator, anatomy: int = 1) -> Phantom:
             if rng.random() < 0.45:
                 i0 = int(rng.integers(0, len(cart) - 3))
                 seg = cart[i0:i0 + 3]
-                layers.append(Layer("cartilage_calcification", Tube(seg, np.full(len(seg), float(rng.uniform(1.8, 3.0)))),
+                radius = float(rng.uniform(1.8, 3.0))
+                layers.append(Layer("cartilage_calcification", Tube(seg, np.full(len(seg), radius)),
                                     float(rng.uniform(300, 700)), "distractor", CARTILAGE, slab=True))
                 calcified.append(seg.mean(axis=0))
         rib_z -= float(rng.uniform(24, 30))
     stz0, stz1 = hz - 60.0, hz + 120.0
     sty = cy - Bc - 6.0
     layers.append(Layer("sternum_cortex", EllipticCylinder(bx, sty, 16, 7, stz0, stz1), 700.0, "distractor", BONE))
-    layers.append(Layer("sternum_cancellous", EllipticCylinder(bx, sty, 13.5, 4.5, stz0 + 2, stz1 - 2), 220.0, "distractor", BONE))
+    layers.append(Layer("sternum_cancellous", EllipticCylinder(bx, sty, 13.5, 4.5, stz0 + 2, stz1 - 2), 220.0,
+                        "distractor", BONE))
     # ---- heart frame -------------------------------------------------------------------
     hc = np.array([bx + float(rng.uniform(15, 30)), cy - 0.25 * Bc + float(rng.uniform(-8, 8)), hz])
     base_axis = rotation(*rng.normal(0.0, 0.1, size=3)) @ np.array([0.55, -0.45, -0.70])
@@ -217,11 +222,13 @@ def build_phantom(rng: np.random.Generator, anatomy: int = 1) -> Phantom:
     mid = 0.5 * (top + desc)
     half = 0.5 * np.linalg.norm((desc - top)[:2])
     arch_t = np.linspace(0, np.pi, 24)
-    arch = mid[None, :] + np.cos(arch_t)[:, None] * (top - mid)[None, :] + (half * np.sin(arch_t))[:, None] * np.array([0, 0, 1.0])[None, :]
+    arch = (mid[None, :] + np.cos(arch_t)[:, None] * (top - mid)[None, :]
+            + (half * np.sin(arch_t))[:, None] * np.array([0, 0, 1.0])[None, :])
     asc = np.linspace(root - np.array([0, 0, 5.0]), top, 12)
     dsc = np.linspace(desc, np.array([desc[0], desc[1], z_lo]), 30)
     aorta_pts = np.concatenate([asc, arch[1:], dsc[1:]])
-    aorta_r = np.concatenate([np.full(len(asc), r_asc), np.linspace(r_asc, r_desc, len(arch) - 1), np.full(len(dsc) - 1, r_desc)])
+    aorta_r = np.concatenate([np.full(len(asc), r_asc), np.linspace(r_asc, r_desc, len(arch) - 1),
+                              np.full(len(dsc) - 1, r_desc)])
     layers.append(Layer("aorta", Tube(aorta_pts, aorta_r), 42.0))
     # aortic wall calcifications on arch and descending aorta
     n_wall = int(rng.integers(2, 7))
@@ -237,7 +244,8 @@ def build_phantom(rng: np.random.Generator, anatomy: int = 1) -> Phantom:
                             float(rng.uniform(350, 900)), "distractor", AORTIC_WALL, slab=True))
         calcified.append(c)
     # ---- heart -------------------------------------------------------------------------
-    layers.append(Layer("pericardial_fat", Ellipsoid(tuple(hc), frame, (ha + shell, hb + shell, hb + shell)), -95.0, "heart", 1))
+    layers.append(Layer("pericardial_fat", Ellipsoid(tuple(hc), frame, (ha + shell, hb + shell, hb + shell)), -95.0,
+                        "heart", 1))
     layers.append(Layer("myocardium_blood", Ellipsoid(tuple(hc), frame, (ha, hb, hb)), 40.0, "heart", 1))
     # aortic valve calcification (at the root, inside the heart)
     for _ in range(int(rng.integers(0, 3))):

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -125,7 +125,8 @@ def _phantom(rng: np.random.Generator, n: int, rows: int = ROWS, cols: int = COL
         body = ((x - cx) / (0.44 * cols * f)) ** 2 + ((y - cy) / (0.33 * rows * f)) ** 2 <= 1
         hu[body] = 40.0
         for side in (-1, 1):
-            lung = ((x - cx - side * 0.18 * cols) / (0.13 * cols)) ** 2 + ((y - cy + 0.03 * rows) / (0.2 * rows)) ** 2 <= 1
+            lung = (((x - cx - side * 0.18 * cols) / (0.13 * cols)) ** 2
+                    + ((y - cy + 0.03 * rows) / (0.2 * rows)) ** 2 <= 1)
             hu[lung & body] = -850.0
         spine = (x - cx) ** 2 + (y - cy - 0.24 * rows) ** 2 <= (0.05 * cols) ** 2
         hu[spine & body] = 450.0
@@ -244,7 +245,8 @@ def generate_broken_corpus(out: Path, seed: int = 0) -> list[BrokenCase]:
         cases.append(BrokenCase(name, s.folder, ("excluded", reason), "series", s.series_uid, note=note))
 
     # Intact series (one per patient so that "prefer one reconstruction per study" never interferes).
-    converted("good_unsigned_implicit", series("BRK0001", "study1", "series2", transfer_syntax=str(ImplicitVRLittleEndian)),
+    converted("good_unsigned_implicit", series("BRK0001", "study1", "series2",
+                                               transfer_syntax=str(ImplicitVRLittleEndian)),
               "intact: 12-bit unsigned, intercept -1024, implicit VR little endian")
     converted("good_signed_explicit", series("BRK0002", "study1", "series3", signed=True, n=36, z0_mm=-80.0),
               "intact: 16-bit signed, intercept 0, explicit VR little endian")

@@ -20,6 +20,10 @@ import numpy as np
 from pydicom.uid import generate_uid
 
 from cacflow import __version__
+from cacflow.imaging.resample import superior_sign
+from cacflow.io.labels import write_label_map
+from cacflow.progress import Progress
+from cacflow.scoring.scan import ScanScore
 from cacflow.synth.acquisition import Acquisition, Reconstruction, draw_acquisition, draw_reconstructions
 from cacflow.synth.anatomy import Lesion, Phantom, build_phantom, check_anatomy, place_lesions
 from cacflow.synth.dicom_writer import SeriesInfo, StudyInfo, fake_study, write_axial_series, write_scout
@@ -39,18 +43,14 @@ from cacflow.synth.truth import (
     STRATA,
     ReferenceScore,
     converter_view,
-    reference_score,
     reference_columns,
+    reference_score,
     save_npz,
     scan_reference,
     vessel_rows,
     write_cohort_json,
     write_tables,
 )
-from cacflow.imaging.resample import superior_sign
-from cacflow.io.labels import write_label_map
-from cacflow.progress import Progress
-from cacflow.scoring.scan import ScanScore
 
 GENERATOR_VERSION = f"cacflow-synth/{__version__}/3"
 
@@ -283,7 +283,8 @@ def generate_participant(out: Path, seed: int, index: int, small: bool, anatomy:
             if les.lesion_id in present:
                 lesion_rows.append({"series_uid": info.series_uid, "lesion_id": les.lesion_id, "vessel": les.vessel,
                                     "center_lps_mm": list(les.center), "diameter_mm": les.diameter_mm,
-                                    "peak_hu": les.peak_hu, "ref_agatston": float(ref_per_lesion.get(les.lesion_id, 0.0))})
+                                    "peak_hu": les.peak_hu,
+                                    "ref_agatston": float(ref_per_lesion.get(les.lesion_id, 0.0))})
         entry["series"].append({"series_uid": info.series_uid, "kind": "axial", "series_dir": folder.as_posix(),
                                 "ref_stratum": ref.strata["five_class"], "ref_agatston": ref.total.agatston})
         number += 1

@@ -12,7 +12,8 @@ SAGITTAL_IOP = [0.0, 1.0, 0.0, 0.0, 0.0, -1.0]
 
 
 def scout_images(phantom: Phantom, z_center: float, n_views: int,
-                 step_mm: float = 4.0, size: int = 128) -> list[tuple[np.ndarray, list[float], list[float], tuple[float, float]]]:
+                 step_mm: float = 4.0, size: int = 128
+                 ) -> list[tuple[np.ndarray, list[float], list[float], tuple[float, float]]]:
     """Projection images (uint16, 12-bit) with their IPP, IOP and pixel spacing (mm).
 
     The phantom is sampled on a coarse (size x size x size) grid of ``step_mm``

@@ -23,7 +23,7 @@ class Box:
     lo: tuple[float, float, float]
     hi: tuple[float, float, float]
 
-    def grow(self, margin: float) -> "Box":
+    def grow(self, margin: float) -> Box:
         return Box(tuple(v - margin for v in self.lo), tuple(v + margin for v in self.hi))  # type: ignore[arg-type]
 
 

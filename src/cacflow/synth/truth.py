@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from cacflow.imaging.geometry import order_slices
+from cacflow.imaging.hu import hu_to_int16
 from cacflow.imaging.resample import ZGrid, resample_labels, resample_volume, resample_z
 from cacflow.imaging.volume import Volume
 from cacflow.scoring.agatston import agatston_score
@@ -106,7 +107,7 @@ def reference_score(hu: np.ndarray, lesion_ids: np.ndarray, z_positions_mm: np.n
                          normal_sign=normal_sign)
     ids_r, _ = resample_z(lesion_ids[:, rs, cs], z_positions_mm, SCORING_GRID, reduce="max", normal_sign=normal_sign)
     if as_pipeline:
-        hu_r = np.rint(hu_r).astype(np.int16)  # as resample_volume stores the scoring grid (int16 HU)
+        hu_r = hu_to_int16(hu_r)  # as resample_volume stores the scoring grid (int16 HU)
     spacing = (SCORING_GRID.increment_mm, float(pixel_spacing[0]), float(pixel_spacing[1]))
     res = agatston_score(hu_r, spacing, mask=ids_r > 0)
     per: dict[int, float] = {int(i): 0.0 for i in np.unique(lesion_ids) if i > 0}

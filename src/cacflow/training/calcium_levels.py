@@ -15,11 +15,11 @@ prediction).
 
 Loss: cross-entropy + Dice (MONAI, levels 1..4, over the whole batch) + information-gain loss
 ``-1/V Σ_i Σ_D M(D*_i, D) log P(D | z_i)`` with ``M = exp(-α (D* - D)²)`` (:func:`information_gain_loss`).
-α is the seed's free constant. Its default, 4, was chosen on the validation pairs (session 14): the loss acts as
+α is the seed's free constant. Its default, 4, was chosen on the validation pairs (docs/decisions): the loss acts as
 a cross-entropy against the soft targets ``M / Σ M``, and with α = 1 every background pixel (the great majority)
 is pulled towards 27 % level 1, which kept the level-1 rims from ever winning the argmax (level-1 Dice 0.04); at
 α = 4 a neighbour level gets 2 %.
-The Dice term is taken over the whole batch per level (``dice_batch``, session 15). Taken per window and averaged
+The Dice term is taken over the whole batch per level (``dice_batch``, docs/decisions). Taken per window and averaged
 (MONAI's default), most windows lack most levels, and a level absent from a window scores Dice 0 unless the
 network puts almost exactly zero probability on it there: the loss is then mostly about absent levels (the runs
 that showed it: ``docs/training.md``, level model).
@@ -62,11 +62,10 @@ log = logging.getLogger(__name__)
 class LevelHyper:
     """Hyper-parameters of a calcification level run (recorded in the model card)."""
 
-    backbone: str = "segresnet"  # full-resolution first and last blocks (models.calcium_levels)
+    backbone: str = "segresnet"  # the one backbone (models.calcium_levels); recorded in cards and checkpoints
     channels: tuple[int, ...] = (16, 32, 64, 128, 256)  # SegResNet: the first is its initial filters
     norm: str | None = "batch"  # keeps absolute HU (models.calcium_levels); None: the backbone's default
     calcium_window: bool = True  # second input channel 100..500 HU -> 0..1 (models.calcium_levels)
-    full_resolution: bool = False  # unet: first stage at stride 1 (models.calcium_levels)
     patch: int = 96
     batch_size: int = 16
     learning_rate: float = 1e-3  # AdamW, as the seed
@@ -158,7 +157,7 @@ def dense_pixels(rec: PairRecord, z: int, convention: AgatstonConvention = DEFAU
 
 def level_arch(hp: LevelHyper) -> LevelArch:
     """The architecture record of a run's hyper-parameters."""
-    return LevelArch(hp.backbone, tuple(hp.channels), hp.norm, hp.calcium_window, hp.full_resolution)
+    return LevelArch(hp.backbone, tuple(hp.channels), hp.norm, hp.calcium_window)
 
 
 def _sample(rec: PairRecord, rng: np.random.Generator, hp: LevelHyper) -> tuple[np.ndarray, np.ndarray]:
@@ -289,7 +288,7 @@ def choose_lesion_threshold(model: LevelPredictor, val: list[PairRecord], conven
 def initial_state(hp: LevelHyper) -> tuple[LevelHyper, dict | None, dict | None]:
     """The run's hyper-parameters and starting weights when ``hp.init_from`` names a level checkpoint.
 
-    The checkpoint's architecture (backbone, channels, norm, calcium window, full resolution) replaces the run's,
+    The checkpoint's architecture (backbone, channels, norm, calcium window) replaces the run's,
     since its weights only fit that; returns (hyper-parameters, state dict, provenance for the model card), or
     (hp, None, None) when training from scratch. The lesion filter is not carried over: the run fits its own."""
     if not hp.init_from:
@@ -297,7 +296,7 @@ def initial_state(hp: LevelHyper) -> tuple[LevelHyper, dict | None, dict | None]
     payload, origin = starting_checkpoint(hp.init_from, KIND, "training.calcium_levels.init_from")
     arch = LevelPredictor.read_arch(payload["arch"])
     hp = replace(hp, backbone=arch.backbone, channels=tuple(arch.channels), norm=arch.norm,
-                 calcium_window=arch.calcium_window, full_resolution=arch.full_resolution)
+                 calcium_window=arch.calcium_window)
     return hp, payload["state"], origin
 
 

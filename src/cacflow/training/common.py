@@ -89,53 +89,6 @@ def epoch_seconds(history: list[dict]) -> list[float]:
     return spans if not timed or timed[0]["epoch"] < 0 else [clock[0], *spans]
 
 
-class WeightAverage:
-    """Running mean of a network's parameters over the snapshots added (tail weight averaging: the weights after
-    each of a run's last epochs, as stochastic weight averaging averages them, Izmailov et al. 2018). Buffers
-    (batch-normalisation statistics) are not averaged: recompute them with :func:`recalibrate_batch_norm`."""
-
-    def __init__(self) -> None:
-        self.mean: dict[str, torch.Tensor] | None = None
-        self.count = 0
-
-    def add(self, model: torch.nn.Module) -> None:
-        """Add the network's current parameters as one more snapshot."""
-        params = {k: v.detach().float().clone() for k, v in model.named_parameters()}
-        if self.mean is None:
-            self.mean = params
-        else:
-            for k, v in params.items():
-                self.mean[k] += (v - self.mean[k]) / (self.count + 1)
-        self.count += 1
-
-    @torch.no_grad()
-    def load_into(self, model: torch.nn.Module) -> None:
-        """Set the network's parameters to the mean of the snapshots."""
-        if self.mean is None:
-            raise ValueError("no snapshot was added to the weight average")
-        for k, p in model.named_parameters():
-            p.copy_(self.mean[k].to(p.dtype))
-
-
-@torch.no_grad()
-def recalibrate_batch_norm(model: torch.nn.Module, forward_batch: Callable[[], None], batches: int) -> None:
-    """Recompute every batch-normalisation layer's running mean and variance as the plain average over
-    ``batches`` calls of ``forward_batch()`` (which runs one training batch through ``model``); for weights that
-    no optimiser step produced, such as a :class:`WeightAverage`."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the calls
-    was_training = model.training
-    model.train()
-    for _ in range(batches):
-        forward_batch()
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-    model.train(was_training)
-
-
 def starting_checkpoint(init_from: str, kind: str, setting: str) -> tuple[dict, dict]:
     """The payload of the ``kind`` checkpoint a run starts from (``init_from``, its directory) and its provenance
     for the model card's ``initialised_from``: directory, weights and data SHA-256, and the checkpoint's own start
@@ -163,6 +116,16 @@ class Timer:
 def hyper_dict(hp) -> dict:
     """A hyper-parameter dataclass as a JSON-ready dict (tuples as lists), for model cards."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(hp).items()}
+
+
+#: Settings of removed options that older model cards record, with the value that is now the only behaviour
+#: (``docs/decisions/unadopted-options.md``); the shipped level model's card records ``full_resolution: false``.
+RETIRED_HYPER: dict[str, object] = {"full_resolution": False}
+
+
+def recorded_hyper(card: dict) -> dict:
+    """A model card's hyper-parameters without the retired settings that hold their one remaining value."""
+    return {k: v for k, v in card["hyper_parameters"].items() if not (k in RETIRED_HYPER and RETIRED_HYPER[k] == v)}
 
 
 def train_steps(net: torch.nn.Module, forward, next_batch, loss_fn, opt: torch.optim.Optimizer, sched,

@@ -24,8 +24,7 @@ import numpy as np
 import torch
 
 from cacflow.models.conv_lstm import CalciumLSTM, ConvLSTMSegNet, LSTMArch, stacks_to_input
-from cacflow.models.segmentation import CALCIUM_HU, SliceLabeller, VesselSegmenter, build_vessel_net
-from cacflow.models.segmentation import SegmentationArch
+from cacflow.models.segmentation import CALCIUM_HU, SegmentationArch, SliceLabeller, VesselSegmenter, build_vessel_net
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.training.regressor import CropRecord
 from cacflow.training.segmentation import (
@@ -35,7 +34,6 @@ from cacflow.training.segmentation import (
     slice_weights,
     window,
 )
-
 
 #: Widths of the 2-D U-Net the conv-LSTM's CPU time is compared with: those of the shipped comparison model
 #: ``models/unet`` (MONAI BasicUNet, four down-samplings).

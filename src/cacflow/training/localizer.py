@@ -2,18 +2,15 @@
 
 Targets come from the true heart mask (:func:`~cacflow.models.localizer.presence_targets`). Augmentation shifts a
 slice in its plane by a few canvas voxels and, with ``appearance_probability``, changes its appearance
-(:mod:`cacflow.training.appearance`: breasts, zoom, lung vessels, a table, a tissue HU remap); optional settings, off
-by default, add lung nodules, read slices from the canvas continued by an upper abdomen or given a mediastinum, or
-replace axial slices by abdomen slices. The answer "is the heart in this slice" does not change, except for a replaced axial slice (no
-heart). The localizer is the one model whose intensities may be altered: it never reads a score off the HU.
-Each plane's network keeps the state of its best validation loss (binary cross-entropy) and stops after ``patience``
-epochs without improvement.
+(:mod:`cacflow.training.appearance`: breasts, zoom, lung vessels, a table, a tissue HU remap); the answer "is the
+heart in this slice" does not change. The localizer is the one model whose intensities may be altered: it never
+reads a score off the HU. Each plane's network keeps the state of its best validation loss (binary cross-entropy)
+and stops after ``patience`` epochs without improvement.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,15 +31,7 @@ from cacflow.models.localizer import (
 )
 from cacflow.models.predict import HeartLocalizer
 from cacflow.scoring.agatston import AgatstonConvention
-from cacflow.training.appearance import (
-    NODULE_DIAMETER_MM,
-    SliceContext,
-    abdomen_canvas,
-    abdomen_slice,
-    augment_slice,
-    body_box,
-    mediastinum_canvas,
-)
+from cacflow.training.appearance import SliceContext, augment_slice, body_box
 from cacflow.training.batches import batch_rng, batch_stream, resolve_workers
 from cacflow.training.common import EarlyStopping, Timer, to_device, train_autocast
 from cacflow.training.data import LabelledSeries, SeriesArrays, load_many
@@ -58,33 +47,12 @@ class LocalizerHyper:
     hidden: int = 64
     learning_rate: float = 1e-3
     batch_size: int = 64
-    max_epochs: int = 20  # the appearance changes make validation noisier: longer runs, more patience (session 12)
+    max_epochs: int = 20  # the appearance changes make validation noisier: longer runs, more patience
     patience: int = 6
     samples_per_epoch: int = 4096
     shift_voxels: int = 8
     #: probability of each appearance change of :func:`cacflow.training.appearance.augment_slice` (0: none)
     appearance_probability: float = 0.5
-    #: share of training axial slices replaced by an upper-abdomen slice without a heart
-    #: (:func:`cacflow.training.appearance.abdomen_slice`; 0: none). Off by default: at 0.15 it removed the axial
-    #: network's stray run on the real CT's upper abdomen, but that run's sagittal network did worse there
-    #: (``docs/training.md``, Known limits), so the shipped localizer is trained without it.
-    abdomen_probability: float = 0.0
-    #: share of training slices (every plane) read from the series' canvas continued below the chest by an upper
-    #: abdomen, with the liver's dome under the right lung (:func:`cacflow.training.appearance.abdomen_canvas`,
-    #: drawn once per series; 0: none)
-    abdomen_canvas_probability: float = 0.0
-    #: share of training slices (every plane) read from the series' canvas given a mediastinum of fat and great
-    #: vessels joining the heart to the spine and the thoracic inlet
-    #: (:func:`cacflow.training.appearance.mediastinum_canvas`, drawn once per series; 0: none). Off by default:
-    #: at 0.5 it did not mend the real CT's split sagittal run (``docs/training.md``, Known limits, session 23)
-    mediastinum_probability: float = 0.0
-    #: share of training slices (every plane) given lung nodules (:func:`cacflow.training.appearance.add_nodules`;
-    #: 0: none), and the range of their diameters (mm)
-    nodule_probability: float = 0.0
-    nodule_diameter_mm: tuple[float, float] = NODULE_DIAMETER_MM
-    #: networks per plane, trained one after another from the same random stream (so with different
-    #: initialisations and batches); the localizer averages their probabilities. 1: a single network per plane.
-    members: int = 1
     seed: int = 0
     #: processes that build the training batches while the network trains (:mod:`cacflow.training.batches`);
     #: -1: auto (on CUDA the allocated CPUs but one, at most 8; on the CPU none). The batches, and so the run's
@@ -98,33 +66,6 @@ class CanvasRecord:
     canvas: np.ndarray  # float16 HU (128, 128, 128)
     targets: np.ndarray  # (3, 128)
     body: tuple | None = None  # the body's canvas bounding box (lo, hi), computed when first needed
-    # float16 canvases derived from this one, made when first needed (or the canvas itself where none can be made)
-    abdomen: np.ndarray | None = None  # with an upper abdomen below the chest
-    mediastinum: np.ndarray | None = None  # with a mediastinum
-
-    @property
-    def abdomen_tried(self) -> bool:
-        return self.abdomen is not None
-
-    def with_abdomen(self, rng: np.random.Generator) -> np.ndarray:
-        """The canvas continued by an upper abdomen (:func:`abdomen_canvas`), or the canvas itself where none can
-        be built."""
-        return self._derived("abdomen", lambda: abdomen_canvas(self.canvas, rng))
-
-    def with_mediastinum(self, rng: np.random.Generator) -> np.ndarray:
-        """The canvas given a mediastinum (:func:`mediastinum_canvas`), or the canvas itself where it has no
-        heart."""
-        return self._derived("mediastinum", lambda: mediastinum_canvas(self.canvas, self.targets, rng))
-
-    def _derived(self, name: str, make: Callable[[], np.ndarray | None]) -> np.ndarray:
-        """The derived canvas ``name``: drawn by ``make()`` (a float32 copy, or None) on first use, kept for the
-        run as float16."""
-        made = getattr(self, name)
-        if made is None:
-            built = make()
-            made = self.canvas if built is None else built.astype(np.float16)
-            setattr(self, name, made)
-        return made
 
     def context(self, index: int) -> SliceContext:
         """Where slice ``index`` (of any plane) lies in this canvas, for :func:`augment_slice`."""
@@ -147,38 +88,6 @@ def _canvas_record(series: LabelledSeries, arr: SeriesArrays) -> CanvasRecord:
     return CanvasRecord(series, canvas.astype(np.float16), presence_targets(heart))
 
 
-def _abdomen(record: CanvasRecord, rng: np.random.Generator) -> np.ndarray | None:
-    """An upper-abdomen axial slice built from one of the record's heart slices (a chest slice with body, lungs
-    and bones), or None."""
-    heart = np.nonzero(record.targets[0] > 0.5)[0]
-    if len(heart) == 0:
-        return None
-    return abdomen_slice(record.canvas[int(rng.choice(heart))].astype(np.float32), rng)
-
-
-#: which derived canvas a generator of :func:`derived_canvas` draws
-_DERIVED = {"abdomen": 1, "mediastinum": 2}
-
-
-def derived_canvas(records: list[CanvasRecord], index: int, kind: str, seed: int) -> np.ndarray:
-    """The ``kind`` canvas (``abdomen`` or ``mediastinum``) derived from training record ``index``, drawn on first
-    use from a generator of (run ``seed``, ``index``, kind) and kept: the same canvas whichever batch, or worker
-    process, first needs it."""
-    rng = np.random.default_rng([int(seed), int(index), _DERIVED[kind]])
-    record = records[index]
-    return record.with_mediastinum(rng) if kind == "mediastinum" else record.with_abdomen(rng)
-
-
-def prepare_derived(records: list[CanvasRecord], hp: LocalizerHyper) -> None:
-    """Draw every derived canvas the run's settings can ask for, now, in this process: worker processes forked
-    afterwards share them instead of each drawing its own."""
-    for kind, probability in (("mediastinum", hp.mediastinum_probability),
-                              ("abdomen", hp.abdomen_canvas_probability)):
-        if probability > 0.0:
-            for i in range(len(records)):
-                derived_canvas(records, i, kind, hp.seed)
-
-
 def training_batch(records: list[CanvasRecord], plane: int, hp: LocalizerHyper, stream: int, index: int
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Training batch ``index`` of a plane's ``stream``: ``batch_size`` (record, slice) picks drawn uniformly,
@@ -195,34 +104,16 @@ def _batch(records: list[CanvasRecord], plane: int, picks: np.ndarray, shifts: n
            rng: np.random.Generator | None = None, hp: LocalizerHyper | None = None
            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Slices ``picks`` ((record, index) pairs) of ``plane`` and their presence targets. With ``rng`` and ``hp``
-    (training), augmented by the run's settings: a slice is read with probability ``mediastinum_probability``
-    from the record's canvas given a mediastinum, otherwise with probability ``abdomen_canvas_probability`` from
-    its canvas continued by an upper abdomen (same target); an axial slice is replaced by an upper-abdomen slice
-    (target 0) with probability ``abdomen_probability``; lung nodules are drawn with probability
-    ``nodule_probability`` and each appearance change applies with probability ``appearance_probability``.
-    Derived canvases come from :func:`derived_canvas`."""
+    (training), each appearance change applies with probability ``appearance_probability``."""
     xs, ys = [], []
     for k, (i, j) in enumerate(picks):
-        source = records[i].canvas
-        if hp is not None and rng is not None:
-            if hp.mediastinum_probability > 0.0 and rng.random() < hp.mediastinum_probability:
-                source = derived_canvas(records, int(i), "mediastinum", hp.seed)
-            elif hp.abdomen_canvas_probability > 0.0 and rng.random() < hp.abdomen_canvas_probability:
-                source = derived_canvas(records, int(i), "abdomen", hp.seed)
-        img = np.take(source, j, axis=plane).astype(np.float32)
-        target = float(records[i].targets[plane, j])
+        img = np.take(records[i].canvas, j, axis=plane).astype(np.float32)
         if hp is not None and rng is not None:  # training: augmented (validation slices are read as they are)
-            where: SliceContext | None = records[i].context(j)
-            if plane == 0 and hp.abdomen_probability > 0.0 and rng.random() < hp.abdomen_probability:
-                made = _abdomen(records[i], rng)
-                if made is not None:
-                    img, target, where = made, 0.0, None  # no breasts: they sit at heart level
-            img = augment_slice(img, PLANES[plane], rng, hp.appearance_probability, where, hp.nodule_probability,
-                                hp.nodule_diameter_mm)
+            img = augment_slice(img, PLANES[plane], rng, hp.appearance_probability, records[i].context(j))
         if shifts is not None:
             img = np.roll(img, tuple(shifts[k]), axis=(0, 1))
         xs.append(img)
-        ys.append(target)
+        ys.append(float(records[i].targets[plane, j]))
     x = normalise_hu(torch.from_numpy(np.stack(xs)))[:, None]
     return x, torch.tensor(ys, dtype=torch.float32)
 
@@ -251,10 +142,8 @@ def train_plane(plane: str, train: list[CanvasRecord], val: list[CanvasRecord], 
     stop = EarlyStopping(hp.patience)
     timer = Timer()
     steps = max(1, hp.samples_per_epoch // hp.batch_size)
-    stream = int(rng.integers(2**63))  # this network's batches; the next member or plane draws its own
+    stream = int(rng.integers(2**63))  # this network's batches; the next plane draws its own
     workers = resolve_workers(hp.workers, device)
-    if workers:
-        prepare_derived(train, hp)
 
     def make(index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return training_batch(train, axis, hp, stream, index)
@@ -306,8 +195,8 @@ def nodule_probe(localizer: HeartLocalizer, records: list[CanvasRecord],
                  radii: tuple[float, ...] = PROBE_RADII_VOXELS) -> dict[str, dict[str, float]]:
     """Per plane and blob radius, the share of heart-free canvas slices with lung that the localizer calls heart
     (p > 0.5) once a round soft-tissue nodule is drawn in their lung
-    (:func:`cacflow.evaluation.localizer.nodule_probe_slices`); radius 0 is the slices as they are. The shipped
-    localizer of session 12 called 68 % of sagittal slices with a 30 mm nodule heart (``docs/training.md``)."""
+    (:func:`cacflow.evaluation.localizer.nodule_probe_slices`); radius 0 is the slices as they are. A localizer
+    trained without nodules called 68 % of sagittal slices with a 30 mm nodule heart (``docs/training.md``)."""
     out: dict[str, dict[str, float]] = {}
     for axis, plane in enumerate(PLANES):
         out[plane] = {}
@@ -332,7 +221,7 @@ def choose_margin(localizer: HeartLocalizer, series: list[LabelledSeries], grid:
     """The box margin with the best median IoU among those that cover the heart (>= 98 % of its voxels) in >= 98 %
     of validation scans (the largest margin if none does), and the table it was chosen from."""
     per_series = []
-    for s, arr in load_many([s for s in series if s.heart_path is not None], grid, convention, targets=False):
+    for _, arr in load_many([s for s in series if s.heart_path is not None], grid, convention, targets=False):
         canvas, cmap, _ = build_canvas(arr.hu, arr.spacing_zyx, arr.direction)
         per_series.append((localizer.probabilities(canvas), cmap, arr.heart))
     table = []

@@ -9,10 +9,9 @@ the samples are slices with reference calcium (balanced sampling).
 
 Loss: mean absolute error on the encoded targets (the paper's error measure) for both outputs. Model selection per
 epoch on the validation scans' mean |ln(1 + predicted) - ln(1 + reference)| of the Agatston total, and between the
-raw and the log target by the same figure. A slice counts 0 below a per-slice floor chosen on the same validation
-scans (:func:`choose_slice_floor`) for the chosen model and stored with its weights; optionally also per epoch for
-the selection figure (``select_with_floor``), so that an epoch is judged as it would be used. Optionally
-the mean of the last epochs' weights is one more candidate (``average_last``).
+raw and the log target by the same figure (a slice counting from the convention's minimum). A slice counts 0 below
+a per-slice floor chosen on the same validation scans (:func:`choose_slice_floor`) for the chosen model and stored
+with its weights.
 """
 
 from __future__ import annotations
@@ -23,19 +22,17 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from cacflow.evaluation.agreement import agreement
 from cacflow.imaging.resample import ZGrid
 from cacflow.models.heart_box import choose_heart_box
 from cacflow.models.predict import HeartLocalizer, SliceRegressor
 from cacflow.models.regression import INPUT_SIZE, RegressionNet, encode_targets, slices_to_input
-from cacflow.evaluation.agreement import agreement
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.scoring.regression_rule import regression_totals
 from cacflow.training.common import (
     EarlyStopping,
     Timer,
-    WeightAverage,
     best_by_strata,
-    recalibrate_batch_norm,
     starting_checkpoint,
     to_device,
     train_autocast,
@@ -60,22 +57,9 @@ class RegressorHyper:
     positive_fraction: float = 0.5
     jitter_mm: float = 8.0
     transforms: tuple[str, ...] = ("log", "raw")
-    #: A second input channel, the calcium window (100..500 HU -> 0..1,
-    #: :func:`cacflow.models.regression.calcium_window_channel`), beside the normalised HU.
-    calcium_window: bool = False
-    #: Tail weight averaging: the mean of the weights after each of the last ``average_last`` epochs, batch-norm
-    #: statistics recomputed on ``average_bn_batches`` training batches, is scored on validation as one more
-    #: candidate, recorded as epoch ``max_epochs`` (:class:`cacflow.training.common.WeightAverage`); 0: off.
-    average_last: int = 0
-    average_bn_batches: int = 32
-    #: The epoch's validation figure counts a slice only above the per-slice floor chosen for that epoch's outputs
-    #: (:func:`choose_slice_floor`), as the saved model will be used; False (the shipped model's recipe): the
-    #: convention's minimum only.
-    select_with_floor: bool = False
     seed: int = 0
     #: A regressor checkpoint directory to start from (fine-tuning, or continuing a run with a new schedule);
-    #: "" trains from scratch. Its architecture and target transform are kept, and a one-channel checkpoint can
-    #: gain the calcium window (see :func:`initial_state`).
+    #: "" trains from scratch. Its architecture and target transform are kept (see :func:`initial_state`).
     init_from: str = ""
 
 
@@ -148,7 +132,7 @@ def _batch(records: list[CropRecord], rng: np.random.Generator, hp: RegressorHyp
         else:
             z = int(rng.integers(0, rec.hu.shape[0]))
         hu, target = _sample(rec, z, rng, hp.jitter_mm, convention)
-        xs.append(slices_to_input(hu[None], hp.calcium_window)[0])
+        xs.append(slices_to_input(hu[None])[0])
         ys.append(target)
         vox.append(rec.spacing_zyx)
     y = encode_targets(np.stack(ys), transform)
@@ -210,12 +194,10 @@ def log_mae(pred: np.ndarray, ref: np.ndarray) -> float:
 
 
 def selection_figure(raw: list[np.ndarray], spacing_z_mm: list[float], reference: np.ndarray,
-                     convention: AgatstonConvention, with_floor: bool) -> float:
+                     convention: AgatstonConvention) -> float:
     """An epoch's validation figure: :func:`log_mae` of the scan totals of its raw per-slice outputs, a slice
-    counting from the convention's minimum, or with ``with_floor`` from the per-slice floor
-    :func:`choose_slice_floor` picks for these outputs."""
-    floor = choose_slice_floor(raw, spacing_z_mm, reference, convention)[0] if with_floor else 0.0
-    totals = np.array([regression_totals(r, dz, convention, floor)[0] for r, dz in zip(raw, spacing_z_mm)])
+    counting from the convention's minimum."""
+    totals = np.array([regression_totals(r, dz, convention, 0.0)[0] for r, dz in zip(raw, spacing_z_mm)])
     return log_mae(totals, np.asarray(reference, dtype=np.float64))
 
 
@@ -223,42 +205,23 @@ def initial_state(hp: RegressorHyper) -> tuple[RegressorHyper, dict | None, dict
     """The run's hyper-parameters and starting weights when ``hp.init_from`` names a regressor checkpoint.
 
     The checkpoint's architecture (widths, hidden) and target transform replace the run's, since its weights only
-    fit those. Its input channels are kept too, except that a one-channel checkpoint started with
-    ``calcium_window`` gains the second channel with zero weights (:func:`widen_input`), so the run starts from
-    exactly the checkpoint's predictions. Returns (hyper-parameters, state dict, provenance for the model card), or
-    (hp, None, None) when training from scratch.
+    fit those. Returns (hyper-parameters, state dict, provenance for the model card), or (hp, None, None) when
+    training from scratch.
     """
     if not hp.init_from:
         return hp, None, None
     payload, origin = starting_checkpoint(hp.init_from, "regressor", "training.regressor.init_from")
-    arch, state = payload["arch"], payload["state"]
-    had_window = bool(arch.get("calcium_window", False))
-    origin = {**origin, "transform": payload["transform"]}
-    if hp.calcium_window and not had_window:
-        state = widen_input(state)
-        origin["calcium_window_added"] = True
-    hp = replace(hp, widths=tuple(arch["widths"]), hidden=tuple(arch["hidden"]), transforms=(payload["transform"],),
-                 calcium_window=hp.calcium_window or had_window)
-    return hp, state, origin
-
-
-def widen_input(state: dict) -> dict:
-    """A one-channel regressor state dict with a second input channel whose first-layer weights are zero: the
-    network's outputs are unchanged until training moves them."""
-    key = "features.0.weight"  # the first convolution, (out, in, 3, 3)
-    w = state[key]
-    if w.shape[1] != 1:
-        raise ValueError(f"widen_input expects a one-channel regressor, got {w.shape[1]} input channels")
-    return {**state, key: torch.cat([w, torch.zeros_like(w)], dim=1)}
+    arch = payload["arch"]
+    hp = replace(hp, widths=tuple(arch["widths"]), hidden=tuple(arch["hidden"]), transforms=(payload["transform"],))
+    return hp, payload["state"], {**origin, "transform": payload["transform"]}
 
 
 def train_one(train: list[CropRecord], val: list[CropRecord], hp: RegressorHyper, transform: str,
               device: torch.device, rng: np.random.Generator, convention: AgatstonConvention,
               init_state: dict | None = None) -> tuple[RegressionNet, dict]:
     """Train one regressor with one target transform (from ``init_state`` when given, else from scratch); the
-    state of the best validation epoch is kept, the starting weights counting as epoch -1 and the tail weight
-    average (``hp.average_last``) as epoch ``hp.max_epochs``."""
-    net = RegressionNet(hp.widths, hp.hidden, hp.calcium_window)
+    state of the best validation epoch is kept, the starting weights counting as epoch -1."""
+    net = RegressionNet(hp.widths, hp.hidden)
     if init_state is not None:
         net.load_state_dict(init_state)
     net = net.to(device)
@@ -282,13 +245,12 @@ def train_one(train: list[CropRecord], val: list[CropRecord], hp: RegressorHyper
         raw = raw_predictions(SliceRegressor(net, {"kind": "regressor", "weights_sha256": "training"}, transform,
                                              device), val)
         net.train()
-        return selection_figure(raw, val_dz, val_ref, convention, hp.select_with_floor)
+        return selection_figure(raw, val_dz, val_ref, convention)
 
     if init_state is not None:  # the starting weights are epoch -1: a continued run never ends worse on validation
         score = val_score()
         log.info("regressor %s start: val log-MAE %.4f", transform, score)
         stop.update(-1, score, net)
-    average = WeightAverage()
     for epoch in range(hp.max_epochs):
         net.train()
         running = 0.0
@@ -306,23 +268,8 @@ def train_one(train: list[CropRecord], val: list[CropRecord], hp: RegressorHyper
         score = val_score()
         log.info("regressor %s epoch %d: train L1 %.4f, val log-MAE %.4f (%.0f s)", transform, epoch,
                  running / steps, score, timer())
-        if hp.average_last and epoch >= hp.max_epochs - hp.average_last:
-            average.add(net)
         if stop.update(epoch, score, net, train=running / steps):
             break
-    if average.count:
-        average.load_into(net)
-
-        def forward_batch() -> None:
-            x, _, vox = _batch(train, rng, hp, convention, transform, weights)
-            with train_autocast(device):
-                net(to_device(x, device), vox.to(device))
-
-        recalibrate_batch_norm(net, forward_batch, hp.average_bn_batches)
-        score = val_score()
-        log.info("regressor %s mean of the last %d epochs: val log-MAE %.4f (%.0f s)", transform, average.count,
-                 score, timer())
-        stop.update(hp.max_epochs, score, net, averaged_epochs=average.count)
     net.load_state_dict(stop.best_state)
     return net.eval(), {"best_epoch": stop.best_epoch, "best_val_log_mae": stop.best, "history": stop.history}
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -21,20 +21,21 @@ from cacflow.models.checkpoint import (
     software_versions,
     update_card,
 )
-from cacflow.models.localizer import CANVAS_MM, CANVAS_SIZE, PLANES, PlaneNet
-from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
-from cacflow.models.lesion_filter import FEATURES as LESION_FEATURES, LesionFilter
+from cacflow.models.lesion_filter import FEATURES as LESION_FEATURES
+from cacflow.models.lesion_filter import LesionFilter
+from cacflow.models.localizer import CANVAS_MM, CANVAS_SIZE, PLANES
 from cacflow.models.mask_scorers import load_mask_scorer, mask_scorer_from_payload
+from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.scoring.strata import SCHEMES
-from cacflow.training import localizer as tl
-from cacflow.training import regressor as tr
 from cacflow.training import calcium_levels as tcl
 from cacflow.training import conv_lstm as tlstm
+from cacflow.training import localizer as tl
 from cacflow.training import patch_unet3d as tp3
+from cacflow.training import regressor as tr
 from cacflow.training import segmentation as ts
-from cacflow.training.common import Timer, best_by_strata, hyper_dict, seed_everything
+from cacflow.training.common import Timer, best_by_strata, hyper_dict, recorded_hyper, seed_everything
 from cacflow.training.data import SPLITS, LabelledSeries, data_hash, labelled_series
 
 log = logging.getLogger(__name__)
@@ -88,18 +89,9 @@ def train_localizer_run(layout: CohortLayout, root: Path, labels_dir: Path, conf
              timer())
     nets, histories = {}, {}
     for plane in PLANES:
-        trained = [tl.train_plane(plane, records["train"], records["val"], hp, device, rng)
-                   for _ in range(max(1, hp.members))]
-        nets[plane] = [net for net, _ in trained]
-        histories[plane] = trained[0][1] if len(trained) == 1 else {"members": [h for _, h in trained]}
-
-    def state(net: PlaneNet) -> dict:
-        return {k: v.cpu() for k, v in net.state_dict().items()}
-
-    # one state dict per plane for a single network (the format of earlier checkpoints), a list for an ensemble
+        nets[plane], histories[plane] = tl.train_plane(plane, records["train"], records["val"], hp, device, rng)
     payload = {"arch": {"widths": list(hp.widths), "hidden": hp.hidden},
-               "state": {p: state(nets[p][0]) if len(nets[p]) == 1 else [state(n) for n in nets[p]]
-                         for p in PLANES}}
+               "state": {p: {k: v.cpu() for k, v in nets[p].state_dict().items()} for p in PLANES}}
     # weights first (card marked unevaluated), so an evaluation failure never loses a finished training
     save_checkpoint(out_dir, payload, {"kind": "localizer", "evaluated": False, **info})
     localizer = HeartLocalizer(nets, {"kind": "localizer", "weights_sha256": "unsaved"}, device)
@@ -168,8 +160,7 @@ def train_regressor_run(layout: CohortLayout, root: Path, labels_dir: Path, conf
         raws["val"], [r.spacing_zyx[0] for r in crops["val"]],
         np.array([r.reference_agatston for r in crops["val"]]), convention)
     log.info("regressor: per-slice floor %.2f AU chosen on the validation scans", floor)
-    payload = {"arch": {"widths": list(hp.widths), "hidden": list(hp.hidden), "calcium_window": hp.calcium_window},
-               "transform": chosen,
+    payload = {"arch": {"widths": list(hp.widths), "hidden": list(hp.hidden)}, "transform": chosen,
                "slice_floor_agatston": floor, "state": {k: v.cpu() for k, v in net.state_dict().items()}}
     save_checkpoint(out_dir, payload, {"kind": "regressor", "evaluated": False, "target_transform": chosen, **info})
     metrics = {k: regression_metrics(tr.scan_totals(raws[k], crops[k], convention, floor), crops[k])
@@ -378,7 +369,7 @@ def _refit_setup(layout: CohortLayout, root: Path, labels_dir: Path, config: dic
     if info["data_sha256"] != card.get("data_sha256") or info["split_seed"] != card.get("split_seed"):
         raise ValueError(f"{model_dir}: its card was trained on other data (data_sha256 or split seed differ from "
                          f"cohort {layout.cohort}); fit on the cohort and split the network was trained on")
-    hp = _hyper(hyper_cls, {**card["hyper_parameters"], **config["training"][kind]})
+    hp = _hyper(hyper_cls, {**recorded_hyper(card), **config["training"][kind]})
     return payload, card, series, grid, convention, hp, pick_device(config["training"]["device"])
 
 

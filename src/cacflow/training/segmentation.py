@@ -7,8 +7,8 @@ reference calcium pixel, the rest fall anywhere in a random slice (balanced samp
 calcium). With ``position`` the input also carries each window pixel's place in the nominal heart box
 (:func:`cacflow.models.box_position.position_channels`; the crop's slices are the box's slices, its in-plane
 margin lies outside -1..1). The target is the reference vessel label map gated at 130 HU (what the network can
-see in its second input channel); pixels outside the crop are air and background. No flips or rotations: which side a vessel lies on
-is what tells LAD from RCA.
+see in its second input channel); pixels outside the crop are air and background. No flips or rotations: which side a
+vessel lies on is what tells LAD from RCA.
 
 Loss: focal loss (alpha 0.5, gamma 3, MONAI's :class:`~monai.losses.FocalLoss` over the softmax of the five
 classes). Model selection per epoch by the validation scans' vessel Dice (calcium Dice counting a voxel only when
@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 class VesselSegHyper:
     """Hyper-parameters of a vessel segmentation run (recorded in the model card)."""
 
-    features: tuple[int, ...] = (8, 8, 16, 32, 64, 8)  # the shipped U-Net++ (session 5's 16-128 reached Dice 0.55)
+    features: tuple[int, ...] = (8, 8, 16, 32, 64, 8)  # the shipped U-Net++ (widths 16-128 reached Dice 0.55)
     patch: int = 96
     batch_size: int = 16
     learning_rate: float = 2e-3
