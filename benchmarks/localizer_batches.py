@@ -33,7 +33,7 @@ from cacflow.pipeline.layout import CohortLayout
 from cacflow.training import localizer as tl
 from cacflow.training.batches import available_cpus, batch_stream
 from cacflow.training.common import epoch_seconds, seed_everything
-from cacflow.training.run import _hyper, _setup
+from cacflow.training.inputs import cohort_setup, hyper_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,13 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     root, labels = cfg.cohort_root(config, cohort), cfg.cohort_labels(config, cohort)
     if labels is None:
         raise SystemExit(f"cohort {cohort!r} has no reference labels: nothing to build batches from")
-    series, grid, convention, _ = _setup(layout, root, labels, config)
+    series, grid, convention, _ = cohort_setup(layout, root, labels, config)
     device = pick_device(args.device)
     t0 = time.perf_counter()
     train = tl.load_canvases([s for s in series if s.split == "train"][:args.series], grid, convention)
     val = tl.load_canvases([s for s in series if s.split == "val"][:2], grid, convention)
     load_s = time.perf_counter() - t0
-    hp = replace(_hyper(tl.LocalizerHyper, config["training"]["localizer"]), max_epochs=args.epochs,
+    hp = replace(hyper_from_config(tl.LocalizerHyper, config["training"]["localizer"]), max_epochs=args.epochs,
                  patience=args.epochs)
     steps = max(1, hp.samples_per_epoch // hp.batch_size)
     report = {"device": str(device), "cpus": available_cpus(), "torch_threads": torch.get_num_threads(),

@@ -34,7 +34,7 @@ from cacflow.training import calcium_levels as tcl
 from cacflow.training import localizer as tl
 from cacflow.training import regressor as tr
 from cacflow.training import segmentation as ts
-from cacflow.training.run import regression_metrics
+from cacflow.training.cards import regression_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "models"

@@ -39,17 +39,10 @@ from cacflow.synth.cohort import _participant_id
 from cacflow.training.calcium_levels import LevelHyper
 from cacflow.training.data import split_of
 from cacflow.training.lesion_filter import LESION_FILTER_THRESHOLDS
+from cacflow.training.maintenance import reevaluate_run, refit_level_filter_run, refit_vessel_postprocessing_run
 from cacflow.training.regressor import RegressorHyper
 from cacflow.training.regressor import initial_state as tr_initial_state
-from cacflow.training.run import (
-    reevaluate_run,
-    refit_level_filter_run,
-    refit_vessel_postprocessing_run,
-    train_levels_run,
-    train_localizer_run,
-    train_regressor_run,
-    train_segmenter_run,
-)
+from cacflow.training.run import train_levels_run, train_localizer_run, train_regressor_run, train_segmenter_run
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models"
 pytestmark = pytest.mark.slow  # trains every model kind: minutes; make test-fast leaves it out

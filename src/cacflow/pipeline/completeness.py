@@ -48,9 +48,10 @@ def missing_outputs(layout: CohortLayout, shards: list[str], grid_names: list[st
     only for shards with something missing.
 
     A shard that never ran (none of its series has a status record and none of its tables exists) is not listed:
-    Snakemake schedules it anyway. For the others: the shard's preprocess, infer and score tables; each series'
-    status record; the native and grid volumes of each series the preprocess table says was converted; each QC
-    picture the score stage's ``regions`` table names.
+    Snakemake schedules it anyway. For the others: the shard's preprocess, infer and score tables; the status record
+    of each series its preprocess table lists; the native and grid volumes of each series that table says was
+    converted; each QC picture the score stage's ``regions`` table names. A series new to the shard is not missing
+    anything: its task table changed, which reruns the shard.
     """
     status_names = _names(layout.base / "status")
     volume_names = {grid: _names(layout.base / "volumes" / grid) for grid in ["native", *grid_names]}
@@ -62,13 +63,12 @@ def missing_outputs(layout: CohortLayout, shards: list[str], grid_names: list[st
         tables = [layout.shard_status(shard), layout.shard_infer(shard),
                   *(layout.shard_scores(shard, t) for t in SCORE_TABLES)]
         present = [p.exists() for p in tables]
-        has_status = [f"{k}.json" in status_names for k in keys]
-        if not any(present) and not any(has_status):
+        if not any(present) and not any(f"{k}.json" in status_names for k in keys):
             continue  # never ran
         gone = [p for p, ok in zip(tables, present) if not ok]
-        gone += [layout.scan_status(k) for k, ok in zip(keys, has_status) if not ok]
         status = pd.read_parquet(layout.shard_status(shard), columns=["series_key", "status"]) if present[0] else None
-        if status is not None:
+        if status is not None:  # the scans the shard's last run processed (a series new to it has no record yet)
+            gone += [layout.scan_status(k) for k in status["series_key"] if f"{k}.json" not in status_names]
             for key in status.loc[status["status"].isin(CONVERTED), "series_key"]:
                 gone += [layout.volume(key, grid) for grid, names in volume_names.items()
                          if f"{key}.zarr" not in names]
