@@ -7,7 +7,6 @@ from snakemake.utils import min_version
 
 import cacflow.config
 from cacflow.discovery.root_state import root_state
-from cacflow.pipeline.completeness import ensure_repair_record, missing_outputs, request_repair
 from cacflow.pipeline.layout import CohortLayout
 
 min_version("9.0")
@@ -94,7 +93,9 @@ def shard_inputs(wildcards):
     """Inputs of a shard's first job: its task table, which discovery rewrites only when the shard's series or their
     files change, and its repair record, which is rewritten here when outputs of the shard's last run have gone
     missing (a deleted volume, QC picture or shard table), so the plain command rebuilds them. Cluster jobs skip the
-    check (the head process did it)."""
+    check (the head process did it), and so skip importing it (pandas, pyarrow) while they parse the workflow."""
+    from cacflow.pipeline.completeness import ensure_repair_record, missing_outputs, request_repair
+
     layout = CohortLayout(Path(RESULTS), wildcards.cohort)
     if not workflow.remote_exec:
         key = (wildcards.cohort, layout.shard_index.stat().st_mtime_ns)

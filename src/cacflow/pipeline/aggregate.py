@@ -149,8 +149,7 @@ def ordered_strata(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame
     for name, scheme in SCHEMES.items():
         if name in out.columns:
-            out = out.assign(**{name: pd.Categorical(out[name].astype(object).where(out[name].notna(), None),
-                                                     categories=list(scheme.labels), ordered=True)})
+            out = out.assign(**{name: pd.Categorical(out[name], categories=list(scheme.labels), ordered=True)})
     return out
 
 

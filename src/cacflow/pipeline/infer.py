@@ -34,13 +34,13 @@ from cacflow.io.heart_regions import UserRegion
 from cacflow.io.sparse_mask import encode_box_mask
 from cacflow.io.tables import read_json, write_json, write_parquet
 from cacflow.io.zarr_store import read_geometry, read_volume
-from cacflow.models.heart_box import HeartChoice, choose_heart_box
+from cacflow.models.heart_box import USER, choose_heart_box
 from cacflow.models.mask_scorers import MaskScorer, load_mask_scorer
 from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
 from cacflow.pipeline.box_columns import BOX_LPS_COLUMNS, BOX_VOXEL_COLUMNS, box_fields
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.shard import grid_volume
-from cacflow.pipeline.user_region import USER, GridRegion, UserRegionError, region_fingerprint, region_on_grid
+from cacflow.pipeline.user_region import GridRegion, UserRegionError, region_fingerprint, region_on_grid, task_regions
 from cacflow.prefetch import read_ahead
 from cacflow.progress import Progress
 
@@ -82,12 +82,11 @@ def infer_tasks(layout: CohortLayout, shard: str, grid_name: str) -> list[InferT
     """The shard's scans, from the discover task table and each scan's status record."""
     tasks = []
     frame = pd.read_parquet(layout.shard_tasks(shard))
-    regions = frame["heart_region"] if "heart_region" in frame.columns else pd.Series([None] * len(frame))
-    for r, region in zip(frame.itertuples(index=False), regions):
+    for r, region in zip(frame.itertuples(index=False), task_regions(frame)):
         fingerprint, record = grid_volume(layout, r.series_key, grid_name)
         tasks.append(InferTask(r.series_key, str(layout.volume(r.series_key, grid_name)), fingerprint,
                                None if fingerprint else (record.get("reason") or "not_preprocessed"),
-                               None if pd.isna(region) else str(region),
+                               region,
                                str(layout.volume(r.series_key, "native"))))
     return tasks
 
@@ -112,16 +111,13 @@ def infer_scan(localizer: HeartLocalizer, regressor: SliceRegressor, key: str, v
     ``user_region``: a user-supplied heart region on the grid; the localizer does not run and every scorer works
     in that region's box (``heart_box_method`` 'user')."""
     origin, direction = np.asarray(volume.origin), np.asarray(volume.direction)
+    choice = choose_heart_box(localizer, volume.hu, volume.spacing_zyx, origin, direction,
+                              None if user_region is None else (user_region.box_zyx, user_region.box_lps_mm))
     row = _empty_row(key, "done", None, None)
-    if user_region is not None:
-        choice = HeartChoice(user_region.box_zyx, user_region.box_lps_mm, USER, None, None)
-        row.update(localizer_status="not_run", regressor_model=regressor.id, heart_box_method=USER)
-    else:
-        choice = choose_heart_box(localizer, volume.hu, volume.spacing_zyx, origin, direction)
-        hb = choice.localizer
+    row.update(regressor_model=regressor.id, heart_box_method=choice.method, localizer_status="not_run")
+    if (hb := choice.localizer) is not None:
         row.update(localizer_status=hb.status, localizer_reason=hb.reason,
-                   localizer_confidence=float(hb.confidence), localizer_model=localizer.id,
-                   regressor_model=regressor.id, heart_box_method=choice.method)
+                   localizer_confidence=float(hb.confidence), localizer_model=localizer.id)
     if choice.box_zyx is None:
         row.update(status="excluded", reason=choice.reason or "heart_not_found",
                    message=f"series {key}: no heart box ({choice.message})")

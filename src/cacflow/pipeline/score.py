@@ -47,11 +47,12 @@ from cacflow.io.labels import LabelMapError, find_label_map, read_label_map
 from cacflow.io.sparse_mask import decode_mask
 from cacflow.io.tables import read_json, write_json, write_parquet
 from cacflow.io.zarr_store import read_geometry, read_volume
+from cacflow.models.heart_box import USER
 from cacflow.pipeline.box_columns import box_from_row, has_box, lps_fields, lps_from_row
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.schemas import LESION_COLUMNS, REGION_COLUMNS, SCORE_COLUMNS, VESSEL_COLUMNS, coerce_types
 from cacflow.pipeline.shard import grid_volume
-from cacflow.pipeline.user_region import USER, UserRegionError, region_fingerprint, region_on_grid
+from cacflow.pipeline.user_region import UserRegionError, region_fingerprint, region_on_grid, task_regions
 from cacflow.progress import Progress
 from cacflow.reports.qc import render_qc, write_qc_png
 from cacflow.scoring.agatston import AgatstonConvention
@@ -460,8 +461,7 @@ def load_score_tasks(layout: CohortLayout, shard: str, root: Path, config: dict,
     if layout.shard_infer(shard).exists():
         inferred = {r["series_key"]: r for r in _plain_rows(pd.read_parquet(layout.shard_infer(shard)))}
     frame = pd.read_parquet(layout.shard_tasks(shard))
-    regions = frame["heart_region"] if "heart_region" in frame.columns else pd.Series([None] * len(frame))
-    for r, region in zip(frame.itertuples(index=False), regions):
+    for r, region in zip(frame.itertuples(index=False), task_regions(frame)):
         fingerprint, _ = grid_volume(layout, r.series_key, grid_name)
         has_volume = fingerprint is not None
         upstream = status.loc[r.series_key] if r.series_key in status.index else None
@@ -481,7 +481,7 @@ def load_score_tasks(layout: CohortLayout, shard: str, root: Path, config: dict,
             label_path=label_path, label_stat=label_stat, qc_pictures=bool(scoring["qc_pictures"]),
             inference=inferred.get(r.series_key),
             segmentation_methods=tuple(sorted(config.get("models", {}).get("segmentation", {}))),
-            heart_region=None if pd.isna(region) else str(region)))
+            heart_region=region))
     return tasks
 
 

@@ -6,14 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from cacflow.imaging.resample import ZGrid, resample_labels
 from cacflow.imaging.volume import Geometry, Volume, box_lps_corners, lps_box_to_voxels
 from cacflow.io.heart_regions import UserRegion
 from cacflow.io.labels import LabelMapError, read_label_map
-
-#: heart_box_method of a series scored inside a user-supplied region.
-USER = "user"
 
 
 class UserRegionError(Exception):
@@ -64,6 +62,14 @@ def region_on_grid(region: UserRegion, volume: Volume, native: Geometry, grid: Z
         zs, ys, xs = (np.flatnonzero(mask.any(axis=a)) for a in ((1, 2), (0, 2), (0, 1)))
         box = (int(zs[0]), int(zs[-1]) + 1, int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1)
     return GridRegion(box, mask, box_lps_corners(box, volume.spacing_zyx, origin, direction))
+
+
+def task_regions(tasks: pd.DataFrame) -> list[str | None]:
+    """Each row's user region (UserRegion JSON, or None) of a shard task table; None throughout for a table
+    written before the column existed."""
+    if "heart_region" not in tasks.columns:
+        return [None] * len(tasks)
+    return [None if pd.isna(r) else str(r) for r in tasks["heart_region"]]
 
 
 def region_fingerprint(region_json: str | None) -> list:
