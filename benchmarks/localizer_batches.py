@@ -32,7 +32,8 @@ from cacflow.models.predict import pick_device
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.training import localizer as tl
 from cacflow.training.batches import available_cpus, batch_stream
-from cacflow.training.common import epoch_seconds, seed_everything
+from cacflow.training.common import seed_everything
+from cacflow.training.engine import epoch_seconds
 from cacflow.training.inputs import cohort_setup, hyper_from_config
 
 ROOT = Path(__file__).resolve().parents[1]

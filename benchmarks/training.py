@@ -22,6 +22,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -30,18 +31,19 @@ import torch
 from cacflow import config as cfg
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.training import run
-from cacflow.training.common import epoch_seconds
+from cacflow.training.engine import epoch_seconds
+from cacflow.training.regressor import RegressorHyper
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the config section of each model's hyper-parameters
 SECTIONS = {"localizer": "localizer", "regressor": "regressor", "levels": "calcium_levels",
-            "unetpp": "vessel_segmentation", "unet": "vessel_segmentation", "lstm": "conv_lstm",
+            "unetpp": "vessel_segmentation", "unet": "unet_comparison", "lstm": "conv_lstm",
             "patch3d": "patch_unet3d"}
 
 
 def histories(card: dict) -> list[list[dict]]:
-    """Every training history in a card (the localizer: one per plane; the regressor: one per target
-    transform; a scorer: one)."""
+    """Every training history in a card (the localizer: one per plane; the regressor: one per stage; a scorer:
+    one)."""
     found = []
 
     def walk(node):
@@ -103,7 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     for model in [m for m in args.models.split(",") if m]:
         run_config = copy.deepcopy(config)
         if args.max_epochs:
-            run_config["training"][SECTIONS[model]]["max_epochs"] = args.max_epochs
+            section = run_config["training"][SECTIONS[model]]
+            if model == "regressor":  # a cap on each stage of the recipe
+                stages = section.get("stages") or [asdict(s) for s in RegressorHyper().stages]
+                section["stages"] = [{**s, "max_epochs": min(s["max_epochs"], args.max_epochs)} for s in stages]
+            else:
+                section["max_epochs"] = args.max_epochs
         t0 = time.perf_counter()
         card = train_one(model, layout, root, labels, run_config, args.models_out / model)
         report["models"][model] = summarise(card, time.perf_counter() - t0)

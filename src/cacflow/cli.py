@@ -78,7 +78,8 @@ MAINTENANCE_COMMANDS = {
         "refit_vessel_postprocessing_run",
         "fit a trained vessel segmenter's prior, lesion filter and calcium probability, re-evaluate it",
         "Fit the vessel prior, the lesion filter and the calcium probability of a trained vessel segmenter "
-        "(unetpp, unet; settings: the config's training.vessel_segmentation over the card's) on its training split, "
+        "(unetpp, unet; settings: the config's training.vessel_segmentation, or training.unet_comparison for a "
+        "plain U-Net, over the card's) on its training split, "
         "the filter's threshold and the probability chosen on its validation split; store them in the checkpoint "
         "and re-evaluate its validation and test scans. The network's weights and training record are kept; the "
         "card's metrics, method, vessel_prior, lesion_filter and calcium_probability are replaced and marked "

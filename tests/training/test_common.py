@@ -1,4 +1,4 @@
-"""Shared training pieces: early stopping, the CPU's precision and retired settings of old model cards
+"""Shared training pieces: the CPU's precision and retired settings of old model cards
 (cacflow.training.common)."""
 
 from __future__ import annotations
@@ -6,23 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cacflow.training.common import RETIRED_HYPER, EarlyStopping, recorded_hyper
-
-
-def test_early_stopping_keeps_the_best_state_and_times_each_epoch():
-    net = nn.Linear(1, 1, bias=False)
-    stop = EarlyStopping(patience=2)
-    said = []
-    for epoch, (score, value) in enumerate([(3.0, 1.0), (1.0, 2.0), (2.0, 3.0), (1.5, 4.0)]):
-        with torch.no_grad():
-            net.weight.fill_(value)
-        said.append(stop.update(epoch, score, net, train=score * 2))
-    assert said == [False, False, False, True]  # two epochs without beating epoch 1
-    assert (stop.best, stop.best_epoch) == (1.0, 1)
-    assert float(stop.best_state["weight"]) == 2.0  # a copy, not the live weights (now 4.0)
-    assert [h["train"] for h in stop.history] == [6.0, 2.0, 4.0, 3.0]
-    seconds = [h["seconds"] for h in stop.history]
-    assert all(s >= 0.0 for s in seconds) and seconds == sorted(seconds)
+from cacflow.training.common import RETIRED_HYPER, recorded_hyper
 
 
 def test_a_card_is_read_without_retired_settings_that_hold_their_one_remaining_value():

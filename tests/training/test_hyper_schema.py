@@ -19,7 +19,8 @@ from cacflow.training.segmentation import VesselSegHyper
 
 #: config section under ``training`` -> the dataclass its keys override (cacflow.training.run)
 SECTIONS = {"localizer": LocalizerHyper, "regressor": RegressorHyper, "vessel_segmentation": VesselSegHyper,
-            "calcium_levels": LevelHyper, "conv_lstm": LSTMHyper, "patch_unet3d": PatchHyper}
+            "unet_comparison": VesselSegHyper, "calcium_levels": LevelHyper, "conv_lstm": LSTMHyper,
+            "patch_unet3d": PatchHyper}
 
 
 def _section(name: str) -> dict:

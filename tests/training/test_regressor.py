@@ -8,9 +8,20 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from cacflow.models.checkpoint import CheckpointError
+from cacflow.models.predict import SliceRegressor
 from cacflow.models.regression import RegressionNet
 from cacflow.scoring.agatston import AgatstonConvention
-from cacflow.training.regressor import RegressorHyper, choose_slice_floor, initial_state, log_mae, selection_figure
+from cacflow.training.common import hyper_dict
+from cacflow.training.inputs import hyper_from_config
+from cacflow.training.regressor import (
+    RegressorHyper,
+    RegressorStage,
+    choose_slice_floor,
+    initial_state,
+    log_mae,
+    selection_figure,
+)
 
 # five validation scans on the 1.5 mm scoring grid (convention minimum 0.5 AU per slice); raw [Agatston, volume]
 RAW = [
@@ -52,7 +63,7 @@ def test_the_selection_figure_counts_slices_from_the_convention_minimum():
     assert selection_figure(RAW, [1.5] * 5, REFERENCE, AgatstonConvention()) == pytest.approx(without)
 
 
-def test_a_run_started_from_a_checkpoint_takes_its_architecture_and_transform(tmp_path):
+def test_a_run_started_from_a_checkpoint_takes_its_architecture(tmp_path):
     from cacflow.models.checkpoint import save_checkpoint
 
     net = RegressionNet(widths=(4, 4, 4, 4, 4, 4), hidden=(8, 8))
@@ -60,7 +71,25 @@ def test_a_run_started_from_a_checkpoint_takes_its_architecture_and_transform(tm
                "state": {k: v.clone() for k, v in net.state_dict().items()}}
     save_checkpoint(tmp_path / "one", payload, {"kind": "regressor", "evaluated": False})
     hp, state, origin = initial_state(replace(RegressorHyper(), init_from=str(tmp_path / "one")))
-    assert (hp.widths, hp.hidden, hp.transforms) == ((4,) * 6, (8, 8), ("log",))
-    assert origin["transform"] == "log" and origin["directory"] == str(tmp_path / "one")
+    assert (hp.widths, hp.hidden) == ((4,) * 6, (8, 8))
+    assert origin["directory"] == str(tmp_path / "one")
     assert state.keys() == net.state_dict().keys()
     assert initial_state(RegressorHyper()) == (RegressorHyper(), None, None)  # from scratch by default
+    # a checkpoint of the retired raw target is refused, naming the setting
+    save_checkpoint(tmp_path / "raw", {**payload, "transform": "raw"}, {"kind": "regressor", "evaluated": False})
+    with pytest.raises(CheckpointError, match="init_from.*'raw'"):
+        initial_state(replace(RegressorHyper(), init_from=str(tmp_path / "raw")))
+    with pytest.raises(CheckpointError, match="'raw' targets"):
+        SliceRegressor.load(tmp_path / "raw", "cpu")
+
+
+def test_stages_come_from_the_config_typed_and_checked():
+    hp = hyper_from_config(RegressorHyper, {"stages": [{"learning_rate": 0.01, "max_epochs": 2, "patience": 1}]})
+    assert hp.stages == (RegressorStage(0.01, 2, 1),)
+    assert hyper_dict(hp)["stages"] == [{"learning_rate": 0.01, "max_epochs": 2, "patience": 1}]
+    with pytest.raises(ValueError, match="at least one stage"):
+        RegressorHyper(stages=())
+    with pytest.raises(ValueError, match="schedule 'step'"):
+        RegressorHyper(schedule="step")
+    with pytest.raises(TypeError):
+        RegressorHyper(stages=({"learning_rate": 0.01, "max_epoch": 2, "patience": 1},))

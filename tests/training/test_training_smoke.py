@@ -70,9 +70,14 @@ def trained(small_cohort, tmp_path_factory):
                      "device": DEVICE,
                      # the shipped recipe (appearance changes at 0.5), scaled down
                      "localizer": {"max_epochs": 2, "patience": 2, "samples_per_epoch": 32, "batch_size": 16},
-                     "regressor": {"max_epochs": 2, "patience": 2, "samples_per_epoch": 16, "batch_size": 8},
+                     # the shipped two-stage recipe, the second stage continuing the first
+                     "regressor": {"stages": [{"learning_rate": 2e-3, "max_epochs": 2, "patience": 2},
+                                              {"learning_rate": 1e-3, "max_epochs": 1, "patience": 1}],
+                                   "samples_per_epoch": 16, "batch_size": 8},
                      "vessel_segmentation": {"max_epochs": 2, "patience": 2, "samples_per_epoch": 8, "batch_size": 4,
                                              "patch": 32, "features": [4, 4, 8, 8, 16, 4], "val_series": 1},
+                     "unet_comparison": {"max_epochs": 2, "patience": 2, "samples_per_epoch": 8, "batch_size": 4,
+                                         "patch": 32, "features": [4, 4, 8, 8, 16, 4], "val_series": 1},
                      "calcium_levels": {"max_epochs": 2, "patience": 2, "samples_per_epoch": 8, "batch_size": 4,
                                         "patch": 32, "channels": [4, 8, 8, 16, 16], "val_pairs": 1},
                      "conv_lstm": {"max_epochs": 2, "patience": 2, "samples_per_epoch": 8, "batch_size": 4,
@@ -112,7 +117,13 @@ def test_training_writes_weights_and_model_cards(trained):
         assert card["anatomy"] is None and card["cohort_participants"] is None
         assert card["software"]["torch"]
         assert card["device"].startswith(DEVICE)  # the device it trained on (cuda: "cuda" or "cuda:0")
-    assert reg["target_transform"] in ("log", "raw") and set(reg["selection"]) == {"log", "raw"}
+    assert reg["target_transform"] == "log"
+    first, second = reg["training"]["stages"]
+    assert [h["epoch"] for h in first["history"]] == [0, 1]
+    # the second stage starts from the first one's best weights, scored as its epoch -1
+    assert second["history"][0]["epoch"] == -1
+    assert second["history"][0]["val_log_mae"] == pytest.approx(first["best_val_log_mae"], rel=1e-5)
+    assert second["learning_rate"] == 1e-3 and reg["hyper_parameters"]["stages"][1]["learning_rate"] == 1e-3
     # the per-slice floor was chosen on the validation scans among the candidates, and stored with the weights
     floors = [row["floor_agatston"] for row in reg["slice_floor"]["candidates"]]
     assert reg["slice_floor"]["chosen_on"] == "val" and reg["slice_floor"]["agatston"] in floors
@@ -138,14 +149,14 @@ def test_training_writes_weights_and_model_cards(trained):
 
 
 def test_regressor_training_can_start_from_a_checkpoint(trained, small_cohort, tmp_path):
-    """init_from: the run starts from the checkpoint's weights, keeps its architecture and target transform
-    (whatever the run's own settings say), and the card names the weights it started from."""
+    """init_from: the run starts from the checkpoint's weights, keeps its architecture (whatever the run's own
+    settings say), and the card names the weights it started from."""
     models = trained["base"] / "models"
     start_payload, start_card = load_checkpoint(models / "regressor", "regressor")
     config = trained["config"]
     config = {**config, "training": {**config["training"], "regressor": {
-        **config["training"]["regressor"], "max_epochs": 1, "widths": [4, 4, 4, 4, 4, 4], "transforms": ["log", "raw"],
-        "init_from": str(models / "regressor")}}}
+        **config["training"]["regressor"], "stages": [{"learning_rate": 1e-3, "max_epochs": 1, "patience": 1}],
+        "widths": [4, 4, 4, 4, 4, 4], "init_from": str(models / "regressor")}}}
     card = train_regressor_run(trained["layout"], small_cohort / "dicom", small_cohort / "truth" / "labels", config,
                                models / "localizer", tmp_path / "warm")
     payload, _ = load_checkpoint(tmp_path / "warm", "regressor")
@@ -153,11 +164,10 @@ def test_regressor_training_can_start_from_a_checkpoint(trained, small_cohort, t
     assert card["initialised_from"]["initialised_from"] is None  # the start was trained from scratch
     assert payload["arch"] == start_payload["arch"]
     assert card["hyper_parameters"]["widths"] == start_payload["arch"]["widths"]
-    assert set(card["selection"]) == {start_payload["transform"]} == {card["target_transform"]}
     # the start is scored on validation as epoch -1 and kept when no trained epoch beats it
-    run = card["training"][start_payload["transform"]]
+    (run,) = card["training"]["stages"]
     assert [h["epoch"] for h in run["history"]] == [-1, 0]
-    assert run["best_val_log_mae"] == min(h["val"] for h in run["history"])
+    assert run["best_val_log_mae"] == min(h["val_log_mae"] for h in run["history"])
     unchanged = all(torch.equal(payload["state"][k], v) for k, v in start_payload["state"].items())
     assert unchanged == (run["best_epoch"] == -1)
     assert trained["cards"][1]["initialised_from"] is None  # from scratch by default
@@ -257,8 +267,9 @@ def test_vessel_prior_is_shipped_with_the_weights_and_can_be_refitted(trained, s
     copy = tmp_path / "unet"
     shutil.copytree(models / "unet", copy)
     config = trained["config"]
-    config = {**config, "training": {**config["training"], "vessel_segmentation": {
-        **config["training"]["vessel_segmentation"], "prior_bins": 4, "prior_weight": 2.0, "lesion_filter_k": 3}}}
+    # a plain U-Net's settings are those of training.unet_comparison
+    config = {**config, "training": {**config["training"], "unet_comparison": {
+        **config["training"]["unet_comparison"], "prior_bins": 4, "prior_weight": 2.0, "lesion_filter_k": 3}}}
     refit = refit_vessel_postprocessing_run(trained["layout"], small_cohort / "dicom",
                                             small_cohort / "truth" / "labels", config, models / "localizer", copy)
     after, on_disk = load_checkpoint(copy, "vessel_segmentation")

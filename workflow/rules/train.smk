@@ -32,7 +32,7 @@ rule train_localizer:
 
 
 rule train_regressor:
-    """Regression ConvNet (raw and ln(y+1) targets, the better by validation) on the training cohort."""
+    """Regression ConvNet (ln(y+1) targets, trained in the stages of training.regressor.stages) on the training cohort."""
     input:
         training_inputs,
         regressor_start,

@@ -3,7 +3,7 @@ stage), whatever their kind: the model card says which class reads the checkpoin
 
 Every class has ``kind``, ``id``, ``card``, ``predict_box(hu, box_zyx)`` -> labels (z, y, x) on the whole grid, and
 ``predict_in_box(hu, box_zyx)`` -> the same labels inside the box only, with the box clipped to the grid.
-What the labels mean, and so how the score stage scores them, depends on the kind (:data:`LABEL_MEANING`).
+What the labels mean, and so how the score stage scores them, depends on the kind (:mod:`cacflow.scoring.masks`).
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from cacflow.models.localizer import (
     plane_slices,
 )
 from cacflow.models.regression import (
+    TARGET_TRANSFORM,
     RegressionNet,
     decode_outputs,
     fit_box,
@@ -157,10 +158,10 @@ class HeartLocalizer:
 class SliceRegressor:
     """The regression ConvNet of a regressor checkpoint, loaded once; scores the slices inside a heart box."""
 
-    def __init__(self, net: RegressionNet, card: dict, transform: str, device: torch.device,
-                 batch_size: int = 64, slice_floor: float = 0.0) -> None:
+    def __init__(self, net: RegressionNet, card: dict, device: torch.device, batch_size: int = 64,
+                 slice_floor: float = 0.0) -> None:
         self.net = _prepare(net, device)
-        self.card, self.transform, self.device, self.batch_size = card, transform, device, batch_size
+        self.card, self.device, self.batch_size = card, device, batch_size
         #: Agatston units below which a slice counts 0 when larger than the convention's minimum (chosen on the
         #: validation scans by the training run; 0 for checkpoints without one)
         self.slice_floor = float(slice_floor)
@@ -169,10 +170,12 @@ class SliceRegressor:
     @classmethod
     def load(cls, directory: Path, device: str | torch.device = "auto", batch_size: int = 64) -> SliceRegressor:
         payload, card = load_checkpoint(directory, "regressor")
+        if payload["transform"] != TARGET_TRANSFORM:
+            raise CheckpointError(f"{directory}: a regressor trained on {payload['transform']!r} targets; cacflow "
+                                  f"reads {TARGET_TRANSFORM!r} targets only (retrain: snakemake train_regressor)")
         net = RegressionNet(**payload["arch"])
         net.load_state_dict(payload["state"])
-        return cls(net, card, payload["transform"],
-                   device if isinstance(device, torch.device) else pick_device(device), batch_size,
+        return cls(net, card, device if isinstance(device, torch.device) else pick_device(device), batch_size,
                    float(payload.get("slice_floor_agatston", 0.0)))
 
     @torch.inference_mode()
@@ -188,7 +191,7 @@ class SliceRegressor:
                 y = self.net(x, voxel.expand(len(x), 3).to(self.device)).float()
             out.append(y.cpu().numpy())
         raw = np.concatenate(out) if out else np.zeros((0, 2), np.float32)
-        return decode_outputs(raw, self.transform)
+        return decode_outputs(raw)
 
     def score(self, hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float],
               box_zyx: tuple[int, int, int, int, int, int], convention: AgatstonConvention) -> RegressionScore:

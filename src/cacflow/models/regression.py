@@ -6,7 +6,8 @@ to 256 x 256 pixels; a ConvNet of six 3 x 3 convolution layers, each followed by
 (mm³, a second output node). The voxel size (z increment, row and column spacing, mm) is appended to the first
 fully connected layer so that areas and volumes can be computed. The scan's score is the sum over its slices.
 
-Targets are either raw or log-transformed, ``ln(y + 1)`` (the paper's third experiment), chosen by validation.
+The network regresses log-transformed targets, ``ln(y + 1)`` (the paper's third experiment): raw targets lost
+every comparison on validation (``docs/decisions/regressor-options-not-adopted.md``).
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ from cacflow.models.layers import conv_pool_stack
 INPUT_SIZE = 256
 #: Outputs, in order.
 TARGETS: tuple[str, ...] = ("agatston", "volume_mm3")
-#: Raw targets are divided by these so that the network works near unit scale.
-RAW_SCALE = np.array([100.0, 100.0], dtype=np.float32)
-TRANSFORMS: tuple[str, ...] = ("log", "raw")
+#: The target transform, recorded in every regressor checkpoint ("transform") and card ("target_transform").
+TARGET_TRANSFORM = "log"
 
 
 def normalise_hu(hu: torch.Tensor) -> torch.Tensor:
@@ -51,21 +51,14 @@ def calcium_window_channel(hu: torch.Tensor) -> torch.Tensor:
     return ((hu - lo) / (hi - lo)).clamp(0.0, 1.0)
 
 
-def encode_targets(y: np.ndarray, transform: str) -> np.ndarray:
-    """Per-slice targets (n, 2) [Agatston, volume mm³] -> what the network regresses."""
-    y = np.asarray(y, dtype=np.float32)
-    if transform == "log":
-        return np.log1p(np.clip(y, 0.0, None))
-    if transform == "raw":
-        return y / RAW_SCALE
-    raise ValueError(f"unknown target transform {transform!r}; use one of {TRANSFORMS}")
+def encode_targets(y: np.ndarray) -> np.ndarray:
+    """Per-slice targets (n, 2) [Agatston, volume mm³] -> what the network regresses: ``ln(1 + y)``."""
+    return np.log1p(np.clip(np.asarray(y, dtype=np.float32), 0.0, None))
 
 
-def decode_outputs(out: np.ndarray, transform: str) -> np.ndarray:
-    """Network outputs (n, 2) -> per-slice [Agatston, volume mm³], clipped at 0."""
-    out = np.asarray(out, dtype=np.float64)
-    y = np.expm1(out) if transform == "log" else out * RAW_SCALE
-    return np.clip(y, 0.0, None)
+def decode_outputs(out: np.ndarray) -> np.ndarray:
+    """Network outputs (n, 2) -> per-slice [Agatston, volume mm³]: ``exp(out) - 1``, clipped at 0."""
+    return np.clip(np.expm1(np.asarray(out, dtype=np.float64)), 0.0, None)
 
 
 class RegressionNet(nn.Module):

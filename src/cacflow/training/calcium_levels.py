@@ -45,8 +45,9 @@ from cacflow.models.segmentation import label_box, logits
 from cacflow.scoring.agatston import DEFAULT_CONVENTION, AgatstonConvention
 from cacflow.scoring.robust_agatston import N_LEVELS, hu_to_levels, robust_score
 from cacflow.scoring.scan import score_scan
-from cacflow.training.common import fit_by_validation, starting_checkpoint
+from cacflow.training.common import starting_checkpoint
 from cacflow.training.data import LabelledSeries, load_series, widened_crop
+from cacflow.training.engine import Engine, Validation, batches_from
 from cacflow.training.lesion_filter import box_lesions, choose_threshold, stack_lesions
 from cacflow.training.segmentation import (
     check_shares,
@@ -315,7 +316,6 @@ def train_level_net(train: list[PairRecord], val: list[PairRecord], hp: LevelHyp
     net = net.to(device)
     if device.type == "cpu":
         net = net.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(net.parameters(), lr=hp.learning_rate)
     dice_loss = DiceLoss(to_onehot_y=True, softmax=True, include_background=False, batch=hp.dice_batch)
     sizes = np.array([r.sharp_hu.shape[0] for r in train], dtype=np.float64)
     weights = sizes / sizes.sum()
@@ -328,6 +328,8 @@ def train_level_net(train: list[PairRecord], val: list[PairRecord], hp: LevelHyp
         model = LevelPredictor(net, arch, {"kind": "calcium_levels", "weights_sha256": "training"}, device)
         return evaluate_pairs(model, val[:hp.val_pairs], convention)[0].dice()["mean_level"]
 
-    return fit_by_validation(net, logits, lambda: _batch(train, weights, rng, hp), loss_fn, opt, device,
-                             max(1, hp.samples_per_epoch // hp.batch_size), hp.max_epochs, hp.patience, val_dice,
-                             f"levels {hp.backbone}", "val_mean_level_dice", score_start=init_state is not None)
+    engine = Engine(net, torch.optim.AdamW(net.parameters(), lr=hp.learning_rate), loss_fn, device, forward=logits)
+    return engine.fit(batches_from(lambda: _batch(train, weights, rng, hp)),
+                      max(1, hp.samples_per_epoch // hp.batch_size), hp.max_epochs, hp.patience,
+                      Validation(val_dice, "val_mean_level_dice", higher_is_better=True), f"levels {hp.backbone}",
+                      score_start=init_state is not None)

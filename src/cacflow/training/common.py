@@ -1,4 +1,5 @@
-"""What every training run shares: seeding, the device and its precision, early stopping, progress lines."""
+"""What every training run shares: seeding, the device and its precision, starting checkpoints, card fields.
+The training loop itself is :mod:`cacflow.training.engine`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -57,38 +58,6 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x
 
 
-@dataclass
-class EarlyStopping:
-    """Keeps the state dict of the best validation score (lower is better); says stop after ``patience`` epochs
-    without improvement. Each history entry records the wall-clock seconds since the stopper was made
-    (``seconds``), so a model card shows the time an epoch took on its device."""
-
-    patience: int
-    best: float = float("inf")
-    best_epoch: int = -1
-    best_state: dict = field(default_factory=dict)
-    history: list[dict] = field(default_factory=list)
-    started: float = field(default_factory=time.perf_counter, repr=False)
-
-    def update(self, epoch: int, score: float, model: torch.nn.Module, **extra: float) -> bool:
-        """Record an epoch; True when training should stop."""
-        self.history.append({"epoch": epoch, "val": float(score), **{k: float(v) for k, v in extra.items()},
-                             "seconds": round(time.perf_counter() - self.started, 2)})
-        if score < self.best:
-            self.best, self.best_epoch = float(score), epoch
-            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        return epoch - self.best_epoch >= self.patience
-
-
-def epoch_seconds(history: list[dict]) -> list[float]:
-    """Seconds each epoch took, from an :class:`EarlyStopping` history's cumulative clock (``seconds``); epoch -1,
-    the scored start of a continued run, is not an epoch of training."""
-    timed = [h for h in history if "seconds" in h]
-    clock = [h["seconds"] for h in timed]
-    spans = [b - a for a, b in zip(clock, clock[1:])]
-    return spans if not timed or timed[0]["epoch"] < 0 else [clock[0], *spans]
-
-
 def starting_checkpoint(init_from: str, kind: str, setting: str) -> tuple[dict, dict]:
     """The payload of the ``kind`` checkpoint a run starts from (``init_from``, its directory) and its provenance
     for the model card's ``initialised_from``: directory, weights and data SHA-256, and the checkpoint's own start
@@ -126,55 +95,6 @@ RETIRED_HYPER: dict[str, object] = {"full_resolution": False}
 def recorded_hyper(card: dict) -> dict:
     """A model card's hyper-parameters without the retired settings that hold their one remaining value."""
     return {k: v for k, v in card["hyper_parameters"].items() if not (k in RETIRED_HYPER and RETIRED_HYPER[k] == v)}
-
-
-def train_steps(net: torch.nn.Module, forward, next_batch, loss_fn, opt: torch.optim.Optimizer, sched,
-                device: torch.device, steps: int) -> float:
-    """``steps`` optimisation steps of a segmentation network; returns the mean training loss.
-
-    ``next_batch()`` gives (input, target) on the CPU; ``forward(net, x)`` the class scores; ``loss_fn(scores,
-    target)`` the loss on float32 scores. Forward runs under :func:`train_autocast`; the scheduler steps per step.
-    """
-    net.train()
-    running = 0.0
-    for _ in range(steps):
-        x, y = next_batch()
-        with train_autocast(device):
-            out = forward(net, to_device(x, device))
-        loss = loss_fn(out.float(), y.to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        running += loss.item()
-    return running / steps
-
-
-def fit_by_validation(net: torch.nn.Module, forward, next_batch, loss_fn, opt: torch.optim.Optimizer,
-                      device: torch.device, steps: int, max_epochs: int, patience: int, validate, label: str,
-                      metric: str = "val_dice", score_start: bool = False) -> tuple[torch.nn.Module, dict]:
-    """Epochs of :func:`train_steps` under cosine learning-rate annealing, each followed by ``validate()`` (a score
-    where higher is better, e.g. a validation Dice); early stopping after ``patience`` epochs without improvement.
-    ``score_start``: the starting weights (a continued run) are validated first and count as epoch -1, so a
-    continued run never ends worse on validation than it began.
-
-    Returns the network with the best epoch's state and the history (``best_epoch``, ``best_<metric>``,
-    ``history``) for the model card."""
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_epochs * steps)
-    stop = EarlyStopping(patience)
-    timer = Timer()
-    if score_start:
-        value = float(validate())
-        log.info("%s start: %s %.4f", label, metric, value)
-        stop.update(-1, -value, net, **{metric: value})
-    for epoch in range(max_epochs):
-        running = train_steps(net, forward, next_batch, loss_fn, opt, sched, device, steps)
-        value = float(validate())
-        log.info("%s epoch %d: train loss %.5f, %s %.4f (%.0f s)", label, epoch, running, metric, value, timer())
-        if stop.update(epoch, -value, net, train=running, **{metric: value}):
-            break
-    net.load_state_dict(stop.best_state)
-    return net.eval(), {"best_epoch": stop.best_epoch, f"best_{metric}": -stop.best, "history": stop.history}
 
 
 def best_by_strata(rows: list[dict], tie_break: Callable[[dict], float]) -> dict:

@@ -28,16 +28,13 @@ from cacflow.models.segmentation import CALCIUM_HU, SegmentationArch, SliceLabel
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.training.regressor import CropRecord
 from cacflow.training.segmentation import (
+    UNET_COMPARISON,
     fit_segmenter,
     patch_corner,
     predict_record,
     slice_weights,
     window,
 )
-
-#: Widths of the 2-D U-Net the conv-LSTM's CPU time is compared with: those of the shipped comparison model
-#: ``models/unet`` (MONAI BasicUNet, four down-samplings).
-UNET_TIMING_FEATURES = (16, 16, 32, 64, 128, 16)
 
 
 @dataclass(frozen=True)
@@ -110,13 +107,13 @@ def cpu_seconds_per_scan(model: SliceLabeller, records: list[CropRecord], repeat
 
 def cpu_time_against_unet(net: torch.nn.Module, hp: LSTMHyper, records: list[CropRecord], scans: int = 10) -> dict:
     """The seed's speed comparison: CPU seconds per scan of this conv-LSTM and of the 2-D U-Net comparison model
-    (the vessel U-Net's architecture at the shipped ``models/unet`` widths; timing does not depend on its weights)
-    on the same heart boxes (the first ``scans`` records), in this process, one after the other."""
+    (its architecture and widths, :data:`~cacflow.training.segmentation.UNET_COMPARISON`; timing does not depend
+    on its weights) on the same heart boxes (the first ``scans`` records), in this process, one after the other."""
     records = records[:scans]
     cpu = torch.device("cpu")
     lstm = CalciumLSTM(net.to(cpu), LSTMArch(tuple(hp.widths)), {"kind": "conv_lstm", "weights_sha256": "timing"},
                        cpu)
-    features = UNET_TIMING_FEATURES
+    features = UNET_COMPARISON.features
     unet = VesselSegmenter(build_vessel_net("unet", features), SegmentationArch("unet", features),
                            {"kind": "vessel_segmentation", "weights_sha256": "timing"}, cpu)
     t_lstm, t_unet = cpu_seconds_per_scan(lstm, records), cpu_seconds_per_scan(unet, records)

@@ -50,9 +50,10 @@ def cohort_setup(layout: CohortLayout, root: Path, labels_dir: Path, config: dic
     return series, grids(config)[grid_name], AgatstonConvention.from_dict(config["scoring"]["convention"]), info
 
 
-def hyper_from_config(cls: type[Hyper], overrides: dict) -> Hyper:
-    """The dataclass ``cls``'s defaults overridden by a config section's ``overrides`` (lists become tuples)."""
-    hp = cls()
+def hyper_from_config(cls: type[Hyper], overrides: dict, defaults: Hyper | None = None) -> Hyper:
+    """``defaults`` (the dataclass ``cls``'s own when None) overridden by a config section's ``overrides`` (lists
+    become tuples)."""
+    hp = cls() if defaults is None else defaults
     kw = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     return replace(hp, **kw)
 

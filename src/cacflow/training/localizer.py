@@ -33,8 +33,9 @@ from cacflow.models.predict import HeartLocalizer
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.training.appearance import SliceContext, augment_slice, body_box
 from cacflow.training.batches import batch_rng, batch_stream, resolve_workers
-from cacflow.training.common import EarlyStopping, Timer, to_device, train_autocast
+from cacflow.training.common import to_device
 from cacflow.training.data import LabelledSeries, SeriesArrays, load_many
+from cacflow.training.engine import Engine, Validation
 
 log = logging.getLogger(__name__)
 
@@ -133,14 +134,12 @@ def _val_loss(net: PlaneNet, records: list[CanvasRecord], plane: int, device: to
 
 def train_plane(plane: str, train: list[CanvasRecord], val: list[CanvasRecord], hp: LocalizerHyper,
                 device: torch.device, rng: np.random.Generator) -> tuple[PlaneNet, dict]:
-    """Train one plane's network; returns it with the best validation state loaded, and its history."""
+    """Train one plane's network (Adam at a constant learning rate, binary cross-entropy on slice presence; the
+    epoch with the lowest validation BCE is kept); returns it in eval mode, and its history."""
     axis = PLANES.index(plane)
     net = PlaneNet(hp.widths, hp.hidden).to(device)
     if device.type == "cpu":
         net = net.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(net.parameters(), lr=hp.learning_rate)
-    stop = EarlyStopping(hp.patience)
-    timer = Timer()
     steps = max(1, hp.samples_per_epoch // hp.batch_size)
     stream = int(rng.integers(2**63))  # this network's batches; the next plane draws its own
     workers = resolve_workers(hp.workers, device)
@@ -148,27 +147,13 @@ def train_plane(plane: str, train: list[CanvasRecord], val: list[CanvasRecord], 
     def make(index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return training_batch(train, axis, hp, stream, index)
 
+    engine = Engine(net, torch.optim.Adam(net.parameters(), lr=hp.learning_rate),
+                    F.binary_cross_entropy_with_logits, device, schedule="constant")
+    validation = Validation(lambda: _val_loss(net, val, axis, device), "val_bce", higher_is_better=False)
     with batch_stream(make, steps * hp.max_epochs, workers, pin_memory=device.type == "cuda") as batches:
-        for epoch in range(hp.max_epochs):
-            net.train()
-            running = 0.0
-            for _ in range(steps):
-                x, y = next(batches)
-                with train_autocast(device):
-                    logits = net(to_device(x, device)).float()
-                loss = F.binary_cross_entropy_with_logits(logits, y.to(device, non_blocking=True))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                running += loss.item()
-            val_bce = _val_loss(net, val, axis, device)
-            log.info("localizer %s epoch %d: train BCE %.4f, val BCE %.4f (%.0f s; batches from %d worker "
-                     "processes)", plane, epoch, running / steps, val_bce, timer(), workers)
-            if stop.update(epoch, val_bce, net, train=running / steps):
-                break
-    net.load_state_dict(stop.best_state)
-    return net.eval(), {"best_epoch": stop.best_epoch, "best_val_bce": stop.best, "history": stop.history,
-                        "batch_workers": workers}
+        net, history = engine.fit(batches, steps, hp.max_epochs, hp.patience, validation,
+                                  f"localizer {plane} ({workers} batch worker processes)")
+    return net, {**history, "batch_workers": workers}
 
 
 def evaluate_localizer(localizer: HeartLocalizer, series: list[LabelledSeries], grid: ZGrid,

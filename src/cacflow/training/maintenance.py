@@ -35,23 +35,26 @@ log = logging.getLogger(__name__)
 def _refit_setup(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, model_dir: Path, kind: str,
                  hyper_cls: type) -> tuple:
     """What fitting post-processing to a trained checkpoint of ``kind`` needs: its payload and card, the labelled
-    series, grid and convention, the hyper-parameters (the card's, overridden by the config section
-    ``training.<kind>``) and the device. Refused when the cohort or split is not the one the network was trained
+    series, grid and convention, the hyper-parameters (the card's, overridden by the model's config section under
+    ``training``) and the device. Refused when the cohort or split is not the one the network was trained
     on."""
     payload, card = load_checkpoint(model_dir, kind)
     series, grid, convention, info = cohort_setup(layout, root, labels_dir, config)
     if info["data_sha256"] != card.get("data_sha256") or info["split_seed"] != card.get("split_seed"):
         raise ValueError(f"{model_dir}: its card was trained on other data (data_sha256 or split seed differ from "
                          f"cohort {layout.cohort}); fit on the cohort and split the network was trained on")
-    hp = hyper_from_config(hyper_cls, {**recorded_hyper(card), **config["training"][kind]})
+    # a vessel segmenter's settings are those of its architecture's section (the U-Net comparison has its own)
+    section = ts.VESSEL_SECTIONS[payload["arch"]["arch"]][0] if kind == "vessel_segmentation" else kind
+    hp = hyper_from_config(hyper_cls, {**recorded_hyper(card), **config["training"][section]})
     return payload, card, series, grid, convention, hp, pick_device(config["training"]["device"])
 
 
 def refit_vessel_postprocessing_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict,
                                     localizer_dir: Path, model_dir: Path) -> dict:
-    """Fit the vessel prior and the lesion filter (``training.vessel_segmentation`` settings) of a trained vessel
-    segmenter on its training split (the filter's threshold on its validation split), store them in the checkpoint
-    and re-evaluate the validation and test scans; the network's weights and its training record are kept, the
+    """Fit the vessel prior and the lesion filter of a trained vessel segmenter (settings: the card's, overridden by
+    ``training.vessel_segmentation``, or ``training.unet_comparison`` for a plain U-Net) on its training split (the
+    filter's threshold on its validation split), store them in the checkpoint and re-evaluate the validation and
+    test scans; the network's weights and its training record are kept, the
     card's metrics, method, prior and filter entries are replaced.
 
     For a checkpoint trained before the prior or the filter existed: the network is not retrained (the prior only

@@ -18,6 +18,7 @@ from cacflow.models.checkpoint import save_checkpoint, software_versions
 from cacflow.models.localizer import CANVAS_MM, CANVAS_SIZE, PLANES
 from cacflow.models.mask_scorers import mask_scorer_from_payload
 from cacflow.models.predict import HeartLocalizer, SliceRegressor, pick_device
+from cacflow.models.regression import TARGET_TRANSFORM
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.training import calcium_levels as tcl
 from cacflow.training import conv_lstm as tlstm
@@ -89,33 +90,33 @@ def train_localizer_run(layout: CohortLayout, root: Path, labels_dir: Path, conf
 
 def train_regressor_run(layout: CohortLayout, root: Path, labels_dir: Path, config: dict, localizer_dir: Path,
                         out_dir: Path) -> dict:
-    """Train the regression ConvNet with each target transform, keep the better one by validation, write it."""
+    """Train the regression ConvNet through its stages (each continuing from the one before), choose the
+    per-slice floor on the validation scans, evaluate, write weights + card."""
     timer = Timer()
     series, grid, convention, info = cohort_setup(layout, root, labels_dir, config)
-    hp, init_state, init_origin = tr.initial_state(
-        hyper_from_config(tr.RegressorHyper, config["training"]["regressor"]))
+    hp, state, init_origin = tr.initial_state(hyper_from_config(tr.RegressorHyper, config["training"]["regressor"]))
     device = pick_device(config["training"]["device"])
     localizer = HeartLocalizer.load(localizer_dir, device)
     crops = split_crops(series, localizer, grid, convention, hp.jitter_mm)
     log.info("regressor: crops loaded in %.0f s (%s)", timer(), {k: len(v) for k, v in crops.items()})
-    candidates = {}
-    for transform in hp.transforms:
+    stages = []
+    for stage in hp.stages:
         rng = seed_everything(hp.seed)
-        net, hist = tr.train_one(crops["train"], crops["val"], hp, transform, device, rng, convention, init_state)
-        candidates[transform] = (net, hist)
-    chosen = min(candidates, key=lambda t: candidates[t][1]["best_val_log_mae"])
-    net = candidates[chosen][0]
+        net, history = tr.train_stage(crops["train"], crops["val"], hp, stage, device, rng, convention, state)
+        state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        stages.append({**asdict(stage), **history})
     # the validation and test scans are predicted once: the floor is chosen on, and the metrics computed from,
     # these raw outputs
-    regressor = SliceRegressor(net, {"kind": "regressor", "weights_sha256": "unsaved"}, chosen, device)
+    regressor = SliceRegressor(net, {"kind": "regressor", "weights_sha256": "unsaved"}, device)
     raws = {k: tr.raw_predictions(regressor, crops[k]) for k in ("val", "test")}
     floor, floor_table = tr.choose_slice_floor(
         raws["val"], [r.spacing_zyx[0] for r in crops["val"]],
         np.array([r.reference_agatston for r in crops["val"]]), convention)
     log.info("regressor: per-slice floor %.2f AU chosen on the validation scans", floor)
-    payload = {"arch": {"widths": list(hp.widths), "hidden": list(hp.hidden)}, "transform": chosen,
+    payload = {"arch": {"widths": list(hp.widths), "hidden": list(hp.hidden)}, "transform": TARGET_TRANSFORM,
                "slice_floor_agatston": floor, "state": {k: v.cpu() for k, v in net.state_dict().items()}}
-    save_checkpoint(out_dir, payload, {"kind": "regressor", "evaluated": False, "target_transform": chosen, **info})
+    save_checkpoint(out_dir, payload, {"kind": "regressor", "evaluated": False, "target_transform": TARGET_TRANSFORM,
+                                       **info})
     metrics = {k: regression_metrics(tr.scan_totals(raws[k], crops[k], convention, floor), crops[k])
                for k in ("val", "test")}
     card = {
@@ -125,17 +126,16 @@ def train_regressor_run(layout: CohortLayout, root: Path, labels_dir: Path, conf
                   "to 256 x 256; six conv-BN-ELU-maxpool layers, two FC layers (voxel size appended), outputs "
                   "Agatston and volume per slice; scan score = sum over slices, a slice counting 0 below the "
                   "larger of the convention's minimum and a per-slice floor chosen on the validation scans",
-        "target_transform": chosen, **info, "localizer": localizer.id,
+        "target_transform": TARGET_TRANSFORM, **info, "localizer": localizer.id,
         "hyper_parameters": hyper_dict(hp), "device": str(device), "training_seconds": round(timer(), 1),
         "initialised_from": init_origin,
-        "training": {t: h for t, (_, h) in candidates.items()},
-        "selection": {t: h["best_val_log_mae"] for t, (_, h) in candidates.items()},
+        "training": {"stages": stages},
         "slice_floor": {"agatston": floor, "chosen_on": "val", "candidates": floor_table},
         "metrics": metrics, "convention": convention.as_dict(), "software": software_versions(),
         "test_series": regressor_test_rows(crops["test"]),
     }
     card = save_checkpoint(out_dir, {**payload}, {**card, "evaluated": True})
-    log.info("regressor (%s target) written to %s: test ICC %.3f", chosen, out_dir,
+    log.info("regressor written to %s: test ICC %.3f", out_dir,
              card["metrics"]["test"]["agatston"]["icc"])
     return card
 
@@ -201,7 +201,8 @@ def train_vessel_run(layout: CohortLayout, root: Path, labels_dir: Path, config:
                      arch: str, out_dir: Path) -> dict:
     """Train a vessel-specific calcium segmentation ConvNet (``arch`` 'unetpp' or 'unet'), evaluate on the
     validation and test scans, write weights + card."""
-    hp = hyper_from_config(ts.VesselSegHyper, config["training"]["vessel_segmentation"])
+    section, defaults = ts.VESSEL_SECTIONS[arch]
+    hp = hyper_from_config(ts.VesselSegHyper, config["training"][section], defaults)
     names = {"unetpp": "U-Net++", "unet": "U-Net"}
     spec = MaskModelSpec(
         kind="vessel_segmentation", name=f"cacflow vessel-specific calcium {names[arch]} (LM, LAD, CX, RCA)",

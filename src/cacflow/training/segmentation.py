@@ -45,7 +45,7 @@ from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.scoring.masks import hu_region
 from cacflow.scoring.scan import VESSELS, score_scan
 from cacflow.scoring.strata import SCHEMES
-from cacflow.training.common import fit_by_validation
+from cacflow.training.engine import Engine, Validation, batches_from
 from cacflow.training.lesion_filter import box_lesions, choose_threshold, stack_lesions
 from cacflow.training.regressor import CropRecord
 
@@ -54,7 +54,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class VesselSegHyper:
-    """Hyper-parameters of a vessel segmentation run (recorded in the model card)."""
+    """Hyper-parameters of a vessel segmentation run (recorded in the model card); the defaults are the shipped
+    U-Net++'s, :data:`UNET_COMPARISON` the plain U-Net's."""
 
     features: tuple[int, ...] = (8, 8, 16, 32, 64, 8)  # the shipped U-Net++ (widths 16-128 reached Dice 0.55)
     patch: int = 96
@@ -78,6 +79,15 @@ class VesselSegHyper:
     # together with the lesion filter's threshold
     calcium_probabilities: tuple[float | None, ...] = (None, 0.4, 0.3, 0.2)
     seed: int = 0
+
+
+#: The plain U-Net comparison model's recipe (``models/unet``): wider, shorter, on fewer validation scans.
+UNET_COMPARISON = VesselSegHyper(features=(16, 16, 32, 64, 128, 16), max_epochs=16, patience=16,
+                                 samples_per_epoch=1024, val_series=6)
+
+#: Config section under ``training`` of each vessel architecture's hyper-parameters, and their defaults.
+VESSEL_SECTIONS: dict[str, tuple[str, VesselSegHyper]] = {
+    "unetpp": ("vessel_segmentation", VesselSegHyper()), "unet": ("unet_comparison", UNET_COMPARISON)}
 
 
 def window(a: np.ndarray, cy: int, cx: int, size: int, fill: float) -> np.ndarray:
@@ -236,18 +246,16 @@ def segmentation_metrics(counts: SegmentationCounts, rows: list[dict]) -> dict:
 def fit_segmenter(net: torch.nn.Module, loss_fn, next_batch, wrap, val: list[CropRecord], hp, device: torch.device,
                   convention: AgatstonConvention, label: str, forward=logits, criterion: str = "dice"
                   ) -> tuple[torch.nn.Module, dict]:
-    """Train a HU-scored segmentation scorer with Adam at ``hp.learning_rate``; after each epoch ``wrap(net)`` (the
-    scorer the pipeline runs) predicts the first ``hp.val_series`` validation scans, and the epoch with the best
-    ``criterion`` of their pooled counts (``"dice"``, calcium Dice, or ``"vessel_dice"`` for the vessel-aware
-    models) is kept (:func:`~cacflow.training.common.fit_by_validation`)."""
-    opt = torch.optim.Adam(net.parameters(), lr=hp.learning_rate)
-
+    """Train a HU-scored segmentation scorer with Adam at ``hp.learning_rate`` under cosine annealing
+    (:class:`~cacflow.training.engine.Engine`); after each epoch ``wrap(net)`` (the scorer the pipeline runs)
+    predicts the first ``hp.val_series`` validation scans, and the epoch with the best ``criterion`` of their pooled
+    counts (``"dice"``, calcium Dice, or ``"vessel_dice"`` for the vessel-aware models) is kept."""
     def val_dice() -> float:
         return getattr(evaluate_records(wrap(net), val[:hp.val_series], convention)[0], criterion)
 
-    return fit_by_validation(net, forward, next_batch, loss_fn, opt, device,
-                             max(1, hp.samples_per_epoch // hp.batch_size), hp.max_epochs, hp.patience, val_dice,
-                             label)
+    engine = Engine(net, torch.optim.Adam(net.parameters(), lr=hp.learning_rate), loss_fn, device, forward=forward)
+    return engine.fit(batches_from(next_batch), max(1, hp.samples_per_epoch // hp.batch_size), hp.max_epochs,
+                      hp.patience, Validation(val_dice, "val_dice", higher_is_better=True), label)
 
 
 def box_labels(rec: CropRecord) -> np.ndarray:
