@@ -209,7 +209,8 @@ def _volume_series_row(files: pd.DataFrame, rules: SelectionRules) -> dict:
     can answer, in the DICOM rules' order. Sizes and spacings are those of the grid reoriented to (x -> L,
     y -> P, z -> S), as :func:`cacflow.io.volume_file.read_volume_file` stores it. A rule that needs a field
     nobody gave (slice thickness) excludes the series and says so, instead of guessing."""
-    f = files.iloc[0]
+    f = {k: (None if not isinstance(v, (list, np.ndarray)) and pd.isna(v) else v)
+         for k, v in files.iloc[0].items()}  # missing values as None
     kernel = f["convolution_kernel"]
     row: dict = {
         "series_uid": f["series_uid"], "series_key": series_key(f["series_uid"]), "patient_id": f["patient_id"],

@@ -180,9 +180,12 @@ def acquisition_fields(values: dict, source: str) -> dict:
         value = values[key]
         try:
             if kind is float:
-                if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                    raise ValueError(f"{key} must be a number, got {value!r}")
-                value = float(value)
+                try:
+                    value = float(value) if not isinstance(value, bool) else None
+                except (TypeError, ValueError):
+                    value = None
+                if value is None:
+                    raise ValueError(f"{key} must be a number, got {values[key]!r}")
                 if not np.isfinite(value):
                     raise ValueError(f"{key} must be finite, got {value!r}")
             elif kind is date:
@@ -277,11 +280,120 @@ def read_volume_headers(paths: list[Path], root: Path, defaults: dict | None = N
     return [read_volume_header(Path(p), root, defaults).as_row() for p in paths]
 
 
+def _header_text(path: Path) -> tuple[dict[str, str], int]:
+    """Fields of an NRRD (``key: value``) or MetaImage (``key = value``) header and the byte offset where inline
+    pixel data start (after the NRRD header's blank line, after MetaImage's ``ElementDataFile`` line)."""
+    fields: dict[str, str] = {}
+    offset = 0
+    nrrd = path.suffix.lower() in (".nrrd", ".nhdr")
+    with open(path, "rb") as fh:
+        for raw in fh:
+            offset += len(raw)
+            line = raw.decode("latin-1").strip()
+            if nrrd and not line:
+                break
+            if line.startswith("#"):
+                continue
+            key, sep, value = line.partition(":=" if nrrd and ":=" in line else (":" if nrrd else "="))
+            if sep:
+                fields[key.strip().lower()] = value.strip()
+            if not nrrd and key.strip().lower() == "elementdatafile":
+                break
+            if offset > 1 << 20:  # no header is this long: binary data without the expected end of header
+                break
+    return fields, offset
+
+
+def _stored_data(path: Path, image_bytes: int) -> tuple[Path, int, int, str] | None:
+    """Where a volume file's stored pixels are: (data file, byte offset of the pixels, their length in bytes, encoding
+    'raw' or 'deflate'); None for layouts not checked (NRRD ascii/hex/bzip2, data file lists, byte skips).
+    ``image_bytes``: voxels x components x bytes per component as SimpleITK reports them (NRRD, MetaImage)."""
+    fmt = volume_format(path)
+    if fmt == "nifti":
+        import nibabel as nib
+
+        header = nib.load(str(path)).header
+        nbytes = int(np.prod(header.get_data_shape(), dtype=np.int64)) * header.get_data_dtype().itemsize
+        compressed = path.name.lower().endswith(".gz")
+        return path, int(header.get_data_offset()), nbytes, "deflate" if compressed else "raw"
+    fields, offset = _header_text(path)
+    detached = data_files(path)
+    target = detached[0] if detached else path
+    start = 0 if detached else offset
+    if fmt == "nrrd":
+        encoding = fields.get("encoding", "raw").lower()
+        if ("byte skip" in fields and fields["byte skip"] != "0") or ("line skip" in fields
+                                                                      and fields["line skip"] != "0"):
+            return None
+        if encoding == "raw":
+            return target, start, image_bytes, "raw"
+        if encoding in ("gzip", "gz"):
+            return target, start, image_bytes, "deflate"
+        return None
+    if fields.get("headersize", "0") not in ("0", "-1"):
+        return None
+    compressed = fields.get("compresseddata", "false").lower() == "true"
+    return target, start, image_bytes, "deflate" if compressed else "raw"
+
+
+def _inflated_length(path: Path, start: int, limit: int) -> tuple[int, bool]:
+    """(bytes a gzip or zlib stream from ``start`` inflates to, up to ``limit``; whether it ended properly)."""
+    import zlib
+
+    total, ended = 0, False
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        d = zlib.decompressobj(wbits=47)  # gzip or zlib header, detected
+        while total < limit:
+            chunk = d.unconsumed_tail or fh.read(1 << 20)
+            if not chunk:
+                break
+            total += len(d.decompress(chunk, 1 << 24))
+            if d.eof:
+                ended = True
+                if not d.unused_data:
+                    break
+                rest = d.unused_data  # a further gzip member
+                d = zlib.decompressobj(wbits=47)
+                total += len(d.decompress(rest, 1 << 24))
+                ended = d.eof
+    return total, ended or total >= limit
+
+
+def check_complete(path: Path, image_bytes: int) -> str | None:
+    """None when the file holds all its pixel data, else what is missing. ITK fills the missing part of a truncated
+    file with zeros without an error, so this is checked here, from the stored layout, before reading."""
+    import zlib
+
+    try:
+        where = _stored_data(path, image_bytes)
+    except Exception as exc:  # nibabel raises several types on damaged headers
+        return f"its header cannot be parsed ({type(exc).__name__}: {str(exc)[:100]})"
+    if where is None:
+        return None
+    target, start, nbytes, encoding = where
+    if encoding == "raw":
+        have = target.stat().st_size - start
+        return None if have >= nbytes else (f"{target.name} holds {max(0, have)} bytes of pixel data, the header "
+                                            f"needs {nbytes}")
+    try:
+        have, ended = _inflated_length(target, 0 if volume_format(path) == "nifti" else start,
+                                       nbytes + (start if volume_format(path) == "nifti" else 0))
+    except zlib.error as exc:
+        return f"its compressed data are corrupt ({exc})"
+    if volume_format(path) == "nifti":
+        have -= start
+    if have < nbytes or not ended:
+        return f"its compressed data end after {max(0, have)} of {nbytes} bytes of pixel data"
+    return None
+
+
 def _first_line(exc: Exception) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     # ITK messages start with the source location; the description is the last informative line
-    text = next((ln for ln in reversed(lines) if not ln.startswith(("/", "sitk::", "itk::"))), lines[-1] if lines
-                else type(exc).__name__)
+    text = lines[-1] if lines else type(exc).__name__
+    for prefix in ("sitk::ERROR:", "itk::ERROR:"):
+        text = text.split(prefix, 1)[-1].strip()
     return text[:200]
 
 
@@ -326,8 +438,18 @@ def read_volume_file(path: Path, label: str | None = None, metadata: dict | None
     if missing:
         raise VolumeReadError("volume_data_missing", f"{name}: its header names the pixel data file {missing[0]}, "
                               "which is missing; copy it beside the header")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     try:
-        image = sitk.ReadImage(str(path))
+        reader.ReadImageInformation()
+        bits = re.search(r"(\d+)-bit", sitk.GetPixelIDValueAsString(reader.GetPixelID()))
+        image_bytes = (int(np.prod(reader.GetSize(), dtype=np.int64)) * int(reader.GetNumberOfComponents())
+                       * (int(bits.group(1)) // 8 if bits else 1))
+        problem = check_complete(path, image_bytes)
+        if problem is not None:
+            raise VolumeReadError("volume_file_unreadable", f"{name}: truncated: {problem}; copy or export the "
+                                  "file again")
+        image = reader.Execute()
     except RuntimeError as exc:
         raise VolumeReadError("volume_file_unreadable", f"{name}: SimpleITK cannot read its pixels "
                               f"({_first_line(exc)}); the file is truncated or corrupt: copy or export it again"
