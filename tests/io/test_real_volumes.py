@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import SimpleITK as sitk
 
 from cacflow import config as cfg
 from cacflow.discovery.inventory import inventory
@@ -22,8 +23,6 @@ from cacflow.io.zarr_store import read_volume
 from cacflow.pipeline.discover import run_discover
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.shard import run_shard, shard_options
-
-sitk = pytest.importorskip("SimpleITK")
 
 #: cohort path -> (shared file, sidecar)
 FILES = {

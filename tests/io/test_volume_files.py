@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import SimpleITK as sitk
 
 from cacflow import config as cfg
 from cacflow.discovery.inventory import inventory
@@ -29,8 +30,6 @@ from cacflow.pipeline.discover import run_discover
 from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.shard import run_shard, shard_options
 from cacflow.privacy import file_key
-
-sitk = pytest.importorskip("SimpleITK")
 
 SHAPE = (32, 192, 192)  # (z, y, x): 32 slices of 192 x 192 voxels of 0.8 mm: a 154 mm field of view
 SPACING_XYZ = (0.8, 0.8, 2.0)
@@ -56,9 +55,9 @@ def _image(arr: np.ndarray, spacing=SPACING_XYZ, origin=(-76.8, -76.8, -300.0), 
     return img
 
 
-def _write(img, path: Path, thickness: float | None = 2.0, **sidecar) -> Path:
+def _write(img, path: Path, thickness: float | None = 2.0, compress: bool = False, **sidecar) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(img, str(path))
+    sitk.WriteImage(img, str(path), compress)
     if thickness is not None:
         sidecar = {"SliceThickness": thickness, **sidecar}
     if sidecar:
@@ -88,6 +87,12 @@ EXPECTED: dict[str, tuple[str, str, str]] = {
     "p13/no_thickness.nrrd": ("discover", "series", "slice_thickness_unknown"),
     "p14/sheared.mha": ("discover", "series", "gantry_tilt"),
     "p15/not_ct.nii.gz": ("discover", "series", "not_ct"),
+    "p16/truncated_gzip.nrrd": ("preprocess", "series", "volume_file_unreadable"),
+    "p17/truncated_zlib.mha": ("preprocess", "series", "volume_file_unreadable"),
+    "p18/short_raw.mhd": ("preprocess", "series", "volume_file_unreadable"),
+    "p19/good_zlib.mha": ("preprocess", "series", "done"),
+    "p20/good_gzip.nrrd": ("preprocess", "series", "done"),
+    "p21/good_raw.mhd": ("preprocess", "series", "done"),
 }
 
 
@@ -121,6 +126,16 @@ def write_bad_corpus(root: Path) -> None:
     shear[:, 2] = [0.0, np.sin(np.radians(10)), np.cos(np.radians(10))]  # slice axis 10 deg off the plane normal
     _write(_image(ct, direction=shear), root / "p14/sheared.mha")
     _write(_image(ct), root / "p15/not_ct.nii.gz", Modality="MR")
+    for name in ("p16/truncated_gzip.nrrd", "p17/truncated_zlib.mha"):
+        p = _write(_image(ct), root / name, compress=True)
+        blob = p.read_bytes()
+        p.write_bytes(blob[: len(blob) - 2000])
+    p = _write(_image(ct), root / "p18/short_raw.mhd")
+    raw = p.with_suffix(".raw")
+    raw.write_bytes(raw.read_bytes()[:-1])  # one byte short
+    _write(_image(ct), root / "p19/good_zlib.mha", compress=True)
+    _write(_image(ct), root / "p20/good_gzip.nrrd", compress=True)
+    _write(_image(ct), root / "p21/good_raw.mhd")
 
 
 @pytest.fixture(scope="module")
@@ -165,16 +180,21 @@ def test_each_bad_volume_ends_as_its_reasoned_exclusion(corpus):
     assert (excl["message"].str.len() > 20).all()
 
 
-def test_the_good_volume_is_converted_beside_the_bad_ones(corpus):
-    rel = "p01/good.nii.gz"
+@pytest.mark.parametrize("rel", [r for r, e in EXPECTED.items() if e[2] == "done"])
+def test_the_good_volumes_are_converted_beside_the_bad_ones(corpus, rel):
     vol = read_volume(corpus["layout"].volume(volume_series_uid(rel), "native"))
     img = sitk.ReadImage(str(corpus["root"] / rel))
     assert np.array_equal(vol.hu, sitk.GetArrayFromImage(img))
+    assert np.array_equal(vol.hu, _ct())
     assert vol.spacing_zyx == pytest.approx(tuple(reversed(img.GetSpacing())))
     assert vol.origin == pytest.approx(img.GetOrigin())
     assert vol.z_positions_mm == pytest.approx(-300.0 + 2.0 * np.arange(SHAPE[0]))
+
+
+def test_companion_files_are_not_inventoried(corpus):
     # the sidecars, beside their files, are not inventoried as files of their own
     assert corpus["summary"]["files"] == len(EXPECTED)  # one row per volume file (missing_raw.mhd included)
+    assert not set(corpus["exclusions"]["reason"]) & {"not_dicom"}
 
 
 def test_sidecar_values_win_over_cohort_defaults_and_the_rest_stays_unknown(tmp_path):

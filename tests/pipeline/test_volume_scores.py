@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
+import SimpleITK as sitk
 
 from cacflow import config as cfg
 from cacflow.io.zarr_store import read_volume
@@ -21,8 +22,6 @@ from cacflow.pipeline.layout import CohortLayout
 from cacflow.pipeline.score import run_score_shard
 from cacflow.pipeline.shard import run_shard, shard_options
 from cacflow.synth.cohort import generate_participant
-
-sitk = pytest.importorskip("SimpleITK")
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 SEGMENTATION = ("unetpp", "unet", "levels", "lstm", "patch3d")
