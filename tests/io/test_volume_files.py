@@ -291,3 +291,12 @@ def test_volume_suffixes():
     for name in ("a.dcm", "a.raw", "a.json", "IM0001", "a.gz"):
         assert not is_volume_file(name), name
     assert sidecar_path(Path("x/scan.nii.gz")) == Path("x/scan.json")
+
+
+def test_volumes_config_is_validated():
+    ok = cfg.validate({"cohorts": {"v": {"root": "/x", "volumes": {"defaults": {"KVP": 120, "Modality": "CT"}}}}})
+    assert cfg.cohort_config(ok, "v")["volumes"] == {"defaults": {"KVP": 120, "Modality": "CT"}}
+    assert cfg.cohort_config(cfg.validate({"cohorts": {"d": {"root": "/x"}}}), "d")["volumes"] is None
+    for bad in ({"defaults": {"PatientID": "x"}}, {"defaults": {"KVP": "high"}}, {"formats": ["nifti"]}):
+        with pytest.raises(ValueError, match="cohorts/v/volumes"):
+            cfg.validate({"cohorts": {"v": {"root": "/x", "volumes": bad}}})
