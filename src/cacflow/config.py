@@ -84,12 +84,13 @@ def validate(config: dict, workflow_dir: Path | None = None) -> dict:
 
 def cohort_config(config: dict, cohort: str) -> dict:
     """The configuration as one cohort sees it: its ``selection`` overrides merged over the top-level rules, its
-    ``heart_regions`` table (or None), and ``models.segmentation`` narrowed to the scorers the cohort runs (its
-    ``segmentation`` list, if given)."""
+    ``heart_regions`` table (or None), its ``volumes`` section (or None: DICOM only), and ``models.segmentation``
+    narrowed to the scorers the cohort runs (its ``segmentation`` list, if given)."""
     merged = dict(config)
     c = config["cohorts"][cohort]
     merged["selection"] = {**config["selection"], **c.get("selection", {})}
     merged["heart_regions"] = c.get("heart_regions")
+    merged["volumes"] = c.get("volumes")
     chosen = c.get("segmentation")
     if chosen is not None and "models" in config:
         models = config["models"]

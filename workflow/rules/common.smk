@@ -77,13 +77,16 @@ def discover_root_state(wildcards):
 
 def discover_settings(wildcards):
     """Rerun trigger of a cohort's discovery: the settings it applies (the cohort's selection rules, shard size,
-    allowed identifying fields), so a changed rule re-selects that cohort's series."""
+    allowed identifying fields, volume-file defaults), so a changed rule re-selects that cohort's series."""
     c = cacflow.config.cohort_config(config, wildcards.cohort)
-    return {
+    settings = {
         "selection": c["selection"],
         "shard_size": config["sharding"]["shard_size"],
         "allowed_fields": config["privacy"]["allowed_fields"],
     }
+    if c["volumes"] is not None:  # only then: DICOM cohorts keep their settings (and are not rediscovered)
+        settings["volumes"] = c["volumes"]
+    return settings
 
 
 _MISSING = {}  # (cohort, shard index mtime) -> {shard: missing outputs}: checked once per cohort per DAG build

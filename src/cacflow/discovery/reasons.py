@@ -12,6 +12,9 @@ REASONS: dict[str, str] = {
     "missing_series_uid": "the file has no SeriesInstanceUID, so it cannot be grouped into a series",
     "pixel_data_truncated": "Pixel Data is shorter than Rows x Columns x BitsAllocated/8",
     "pixel_decode_failed": "the compressed pixel data could not be decoded",
+    "volume_file_unreadable": "a volume file (NIfTI, NRRD, MetaImage) cannot be read by SimpleITK (truncated, corrupt)",
+    "volume_data_missing": "a volume header (.mhd, .nhdr) names a pixel data file that is missing",
+    "sidecar_invalid": "a volume file's sidecar JSON is not a JSON object or a value has the wrong type",
     # series level
     "not_ct": "Modality is not CT",
     "not_ct_image_storage": "SOP class is not CT Image Storage (e.g. Enhanced CT, another modality's class)",
@@ -35,6 +38,11 @@ REASONS: dict[str, str] = {
     "contrast_enhanced": "a contrast agent is recorded; calcium scores on contrast CT are not valid",
     "not_preferred_reconstruction": "another reconstruction of the same study was preferred (kernel order)",
     "conversion_failed": "the series could not be converted (see message)",
+    "volume_not_3d": "a volume file is not one 3-D image (2-D, or 4-D such as a time series)",
+    "volume_pixel_type": "a volume file's pixel type cannot hold CT numbers (8-bit, vector/RGB or complex)",
+    "slice_thickness_unknown": "a volume file records no slice thickness (no sidecar SliceThickness, no cohort "
+                               "default), and the thickness rule needs it",
+    "not_hu": "a volume file's values are not HU (no value at or below -500 HU: unrescaled, a mask, not CT)",
     # scoring stage
     "heart_not_in_field_of_view": "no heart was found (no lungs or mediastinum in the scan: abdomen, head, ...)",
     "heart_region_implausible": "the heart region found has an implausible size or position",

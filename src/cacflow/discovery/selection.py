@@ -16,8 +16,16 @@ import pandas as pd
 
 from cacflow.discovery.kernels import DEFAULT_KERNEL_CLASSES, kernel_class
 from cacflow.discovery.reasons import REASONS, SELECTED
-from cacflow.imaging.geometry import axial_deviation_deg, check_spacing, order_slices, stack_tilt_deg
+from cacflow.imaging.geometry import (
+    axial_deviation_deg,
+    axis_obliquity_deg,
+    check_spacing,
+    lps_axis_order,
+    order_slices,
+    stack_tilt_deg,
+)
 from cacflow.io.dicom import CT_IMAGE_STORAGE, SECONDARY_CAPTURE_STORAGE
+from cacflow.io.volume_file import check_pixel_type
 
 _LOCALIZER_WORDS = re.compile(r"\b(scout|topogram|surview|localizer|locator|scanogram|pilot)\b", re.IGNORECASE)
 _SCREEN_TYPES = ("SCREEN SAVE", "DOSE_INFO", "DOSE INFO", "PATIENT_INFO", "REF_SURVIEW", "RESULTS", "DOSE REPORT")
@@ -74,6 +82,8 @@ def _distinct(values: pd.Series, ndigits: int = 3) -> int:
 
 def _series_row(files: pd.DataFrame, rules: SelectionRules) -> dict:
     """Summarise one series and apply the per-series rules in order; first failing rule wins."""
+    if "source_format" in files.columns and files["source_format"].notna().any():
+        return _volume_series_row(files, rules)
     first = files.iloc[0]
     modality = _mode(files["modality"])
     image_type = _mode(files["image_type"]) or ""
@@ -189,6 +199,93 @@ def _series_row(files: pd.DataFrame, rules: SelectionRules) -> dict:
                       f"selection.pixel_spacing_range_mm = [{lo:g}, {hi:g}]")
     if rules.exclude_contrast and row["contrast"]:
         return decide("contrast_enhanced", f"{name}: ContrastBolusAgent is recorded and "
+                      "selection.exclude_contrast is true")
+    row["reason"], row["message"] = SELECTED, f"{name}: eligible"
+    return row
+
+
+def _volume_series_row(files: pd.DataFrame, rules: SelectionRules) -> dict:
+    """Summarise a volume file (one file, one series) and apply the per-series rules that its header and sidecar
+    can answer, in the DICOM rules' order. Sizes and spacings are those of the grid reoriented to (x -> L,
+    y -> P, z -> S), as :func:`cacflow.io.volume_file.read_volume_file` stores it. A rule that needs a field
+    nobody gave (slice thickness) excludes the series and says so, instead of guessing."""
+    f = {k: (None if not isinstance(v, (list, np.ndarray)) and pd.isna(v) else v)
+         for k, v in files.iloc[0].items()}  # missing values as None
+    kernel = f["convolution_kernel"]
+    row: dict = {
+        "series_uid": f["series_uid"], "series_key": series_key(f["series_uid"]), "patient_id": f["patient_id"],
+        "study_uid": f["study_uid"], "study_date": f["study_date"], "series_number": None, "n_files": int(len(files)),
+        "modality": f["modality"], "sop_class_uid": None, "image_type": None, "manufacturer": f["manufacturer"],
+        "model": f["model"], "kernel": kernel, "kernel_class": kernel_class(kernel, rules.kernel_classes),
+        "kvp": f["kvp"], "tube_current_ma": f["tube_current_ma"], "exposure_mas": f["exposure_mas"],
+        "ctdi_vol": f["ctdi_vol"], "slice_thickness_mm": f["slice_thickness"],
+        "patient_position": f["patient_position"], "transfer_syntax": None, "rows": None, "columns": None,
+        "contrast": bool(isinstance(f["contrast_agent"], str)
+                         and f["contrast_agent"].strip().upper() not in ("", "NONE", "NO")),
+        "gantry_tilt_deg": None, "n_slices": None, "increment_mm": None, "z_extent_mm": None,
+        "pixel_spacing_row_mm": None, "pixel_spacing_col_mm": None, "axial_deviation_deg": None,
+        "source_format": f["source_format"], "unknown_fields": f["unknown_fields"],
+    }
+
+    def decide(reason: str, message: str) -> dict:
+        row["reason"], row["message"] = reason, message
+        return row
+
+    name = f"series {row['series_key']} ({f['source_format']} volume file)"
+    if len(files) > 1:  # cannot happen with derived UIDs; guards the one-file-one-series rule
+        return decide("inconsistent_geometry", f"{name}: {len(files)} files share one series UID")
+    modality = row["modality"]
+    if modality is not None and str(modality).upper() != "CT":
+        return decide("not_ct", f"{name}: Modality is {modality} (sidecar or volumes.defaults), not CT")
+    size = [int(n) for n in f["volume_size"]]
+    pixels = check_pixel_type(int(f["dimension"]), str(f["pixel_type"]), int(f["samples_per_pixel"]), size)
+    if pixels.reason is not None:
+        return decide(pixels.reason, f"{name}: {pixels.message}")
+    direction = np.asarray(f["direction"], dtype=float).reshape(3, 3)
+    spacing = [float(v) for v in f["volume_spacing"]]
+    normal = np.cross(direction[:, 0], direction[:, 1])
+    normal = normal / np.linalg.norm(normal)
+    shear = float(np.degrees(np.arccos(min(1.0, abs(float(direction[:, 2] @ normal))
+                                          / float(np.linalg.norm(direction[:, 2]))))))
+    row["gantry_tilt_deg"] = shear
+    if shear > rules.tilt_tolerance_deg:
+        return decide("gantry_tilt", f"{name}: the slice axis is {shear:.1f} deg from the normal of the image "
+                      f"plane (a sheared grid, as from a gantry tilt), above selection.tilt_tolerance_deg = "
+                      f"{rules.tilt_tolerance_deg:g}; resample the file to an orthogonal grid")
+    oblique = axis_obliquity_deg(direction)
+    row["axial_deviation_deg"] = oblique
+    order = lps_axis_order(direction)
+    if oblique > rules.axial_tolerance_deg or order is None:
+        return decide("not_axial", f"{name}: an image axis is {oblique:.1f} deg from the nearest patient axis "
+                      f"(oblique direction matrix), above selection.axial_tolerance_deg = "
+                      f"{rules.axial_tolerance_deg:g}; resample the file to an axis-aligned grid")
+    ix, iy, iz = order
+    row["columns"], row["rows"], row["n_slices"] = size[ix], size[iy], size[iz]
+    row["pixel_spacing_row_mm"], row["pixel_spacing_col_mm"] = spacing[iy], spacing[ix]
+    row["increment_mm"] = spacing[iz]
+    row["z_extent_mm"] = spacing[iz] * (size[iz] - 1)
+    fov = min(spacing[iy] * size[iy], spacing[ix] * size[ix])
+    if fov < rules.min_field_of_view_mm:
+        return decide("field_of_view_too_small", f"{name}: field of view {fov:.0f} mm ({size[iy]}x{size[ix]} "
+                      f"voxels of {spacing[iy]:.3f} mm) is below selection.min_field_of_view_mm = "
+                      f"{rules.min_field_of_view_mm:g}")
+    if size[iz] < rules.min_slices:
+        return decide("too_few_slices", f"{name}: {size[iz]} slices, below selection.min_slices = {rules.min_slices}")
+    thickness = row["slice_thickness_mm"]
+    if thickness is None or (isinstance(thickness, float) and np.isnan(thickness)):
+        return decide("slice_thickness_unknown", f"{name}: slice thickness unknown (a volume file does not record "
+                      f"it; the slice spacing {spacing[iz]:.2f} mm is not the thickness) and "
+                      "selection.max_slice_thickness_mm needs it; give SliceThickness in the file's sidecar JSON or "
+                      "in the cohort's volumes.defaults")
+    if float(thickness) > rules.max_slice_thickness_mm + 1e-6:
+        return decide("slice_too_thick", f"{name}: slice thickness {float(thickness):.2f} mm above "
+                      f"selection.max_slice_thickness_mm = {rules.max_slice_thickness_mm:g}")
+    lo, hi = rules.pixel_spacing_range_mm
+    if not (lo <= spacing[iy] <= hi and lo <= spacing[ix] <= hi):
+        return decide("pixel_spacing_out_of_range", f"{name}: pixel spacing {spacing[iy]:.3f} x {spacing[ix]:.3f} mm "
+                      f"outside selection.pixel_spacing_range_mm = [{lo:g}, {hi:g}]")
+    if rules.exclude_contrast and row["contrast"]:
+        return decide("contrast_enhanced", f"{name}: ContrastBolusAgent is given (sidecar or volumes.defaults) and "
                       "selection.exclude_contrast is true")
     row["reason"], row["message"] = SELECTED, f"{name}: eligible"
     return row

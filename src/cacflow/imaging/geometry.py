@@ -124,3 +124,31 @@ def check_spacing(positions_mm: np.ndarray, rel_tolerance: float = 0.1, duplicat
         f"slice spacing varies from {d.min():.2f} to {d.max():.2f} mm (median {inc:.2f} mm)",
         inc,
     )
+
+
+def axis_obliquity_deg(direction: np.ndarray) -> float:
+    """The largest angle (degrees) between an image axis and the patient axis (L, P or S) nearest to it.
+
+    ``direction`` has the unit vectors of the image axes as its columns (LPS). 0 for a grid whose axes lie along the
+    patient axes in any order or sign (axial, sagittal, coronal, flipped); an in-plane rotation of 10 degrees or a
+    slice plane tilted by 10 degrees gives 10.
+    """
+    d = np.asarray(direction, dtype=np.float64)
+    cols = d / np.linalg.norm(d, axis=0, keepdims=True)
+    return float(np.degrees(np.arccos(np.clip(np.abs(cols).max(axis=0), 0.0, 1.0))).max())
+
+
+def lps_axis_order(direction: np.ndarray) -> tuple[int, int, int] | None:
+    """For the patient axes (L, P, S) in turn, the image axis (0 = x, 1 = y, 2 = z) that lies nearest to it;
+    None when two image axes are nearest to the same patient axis (a grid oblique by about 45 degrees).
+
+    Reorienting the grid to (x -> L, y -> P, z -> S) permutes its sizes and spacings in this order.
+    """
+    d = np.abs(np.asarray(direction, dtype=np.float64))
+    nearest = d.argmax(axis=0)  # patient axis of each image axis
+    if len(set(nearest.tolist())) != 3:
+        return None
+    order = [0, 0, 0]
+    for image_axis, patient_axis in enumerate(nearest.tolist()):
+        order[patient_axis] = image_axis
+    return order[0], order[1], order[2]

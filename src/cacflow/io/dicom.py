@@ -106,6 +106,14 @@ class FileHeader:
     ctdi_vol: float | None = None
     has_pixel_data: bool | None = None
     pixel_data_length: int | None = None  # bytes, None when encapsulated or unknown
+    # volume files (cacflow.io.volume_file) only; None for DICOM files
+    source_format: str | None = None  # nifti | nrrd | metaimage
+    dimension: int | None = None  # image dimension (3 for a CT volume)
+    volume_size: list[int] | None = None  # voxels along the file's (x, y, z, ...) axes
+    volume_spacing: list[float] | None = None  # mm along the file's (x, y, z, ...) axes
+    direction: list[float] | None = None  # direction matrix, row-major, columns = image axes in LPS
+    pixel_type: str | None = None  # SimpleITK pixel type name
+    unknown_fields: str | None = None  # acquisition fields neither the sidecar nor the cohort defaults give
 
     def as_row(self) -> dict:
         """The record as a flat dict (lists kept as lists)."""

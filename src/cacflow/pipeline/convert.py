@@ -1,4 +1,4 @@
-"""DICOM series -> :class:`~cacflow.imaging.volume.Volume` (HU int16, geometry in LPS mm)."""
+"""DICOM series or volume file -> :class:`~cacflow.imaging.volume.Volume` (HU int16, geometry in LPS mm)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 from cacflow.imaging.geometry import check_spacing, order_slices
 from cacflow.imaging.volume import Volume
 from cacflow.io.dicom import DicomReadError, read_slice
+from cacflow.io.volume_file import is_volume_file, read_volume_file
 from cacflow.privacy import file_key
 
 #: Bump when the conversion output changes, so that finished scans are redone.
@@ -27,11 +28,18 @@ def convert_series(root: Path, rel_paths: list[str], metadata: dict | None = Non
         show_paths: name files by their relative path in error messages; otherwise by their ``file_key``
             (source paths are an identifying field, see :mod:`cacflow.privacy`).
 
+    A series of one volume file (NIfTI, NRRD, MetaImage, by its name's ending) is read with
+    :func:`cacflow.io.volume_file.read_volume_file` into the same record.
+
     Raises:
         DicomReadError: with a reason code when a slice cannot be decoded or the stack is not a regular volume.
+        VolumeReadError: with a reason code when a volume file cannot be used.
     """
     if not rel_paths:
         raise DicomReadError("no_pixel_data", "series has no image files")
+    if len(rel_paths) == 1 and is_volume_file(rel_paths[0]):
+        p = rel_paths[0]
+        return read_volume_file(Path(root) / p, label=p if show_paths else file_key(p), metadata=metadata)
     slices = [read_slice(Path(root) / p, label=p if show_paths else file_key(p)) for p in rel_paths]
     shapes = {s.hu.shape for s in slices}
     if len(shapes) != 1:

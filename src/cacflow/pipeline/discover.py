@@ -68,13 +68,17 @@ def run_discover(root: Path, layout: CohortLayout, config: dict, workers: int = 
     user_regions = read_heart_regions(Path(config["heart_regions"])) if config.get("heart_regions") else {}
     allowed = list(config.get("privacy", {}).get("allowed_fields", []))
     shard_size = int(config.get("sharding", {}).get("shard_size", 200))
-    raw = inventory(Path(root), workers=workers)
+    volumes = config.get("volumes")
+    raw = inventory(Path(root), workers=workers, volumes=volumes)
     if not (raw["error"].isna() & raw["has_pixel_data"].ne(False)).any():
-        raise NoDicomError(f"cohort {layout.cohort}: no DICOM image found under {root} ({len(raw)} file(s) read"
+        what = "DICOM image or volume file" if volumes is not None else "DICOM image"
+        raise NoDicomError(f"cohort {layout.cohort}: no {what} found under {root} ({len(raw)} file(s) read"
                            + (f"; reasons: {raw['error'].fillna('no pixel data').value_counts().to_dict()}"
                               if len(raw) else "")
                            + "); check the cohort's 'root' in the config (it must hold "
-                           "<participant>/<study>/<series>/<DICOM files>)")
+                           "<participant>/<study>/<series>/<DICOM files>"
+                           + (", or volume files (.nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd)" if volumes is not None
+                              else "; add a 'volumes' section to read NIfTI, NRRD or MetaImage files") + ")")
     inv = normalise_inventory(raw)
     manifest, file_excl = select_series(inv, rules, normalised=True)
     manifest = _anonymise_keys(manifest, allowed)
@@ -92,6 +96,9 @@ def run_discover(root: Path, layout: CohortLayout, config: dict, workers: int = 
         for _, r in manifest[manifest["shard"] == shard].iterrows():
             g = by_uid[r["series_uid"]]
             meta = {k: r.get(k) for k in ACQUISITION_FIELDS}
+            if isinstance(r.get("source_format"), str):  # volume files only: DICOM task tables are unchanged
+                meta["source_format"] = r["source_format"]
+                meta["unknown_fields"] = r.get("unknown_fields") if isinstance(r.get("unknown_fields"), str) else None
             if "PatientID" in allowed:
                 meta["patient_id"] = r.get("patient_id")
             if "SeriesInstanceUID" in allowed:

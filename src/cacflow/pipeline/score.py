@@ -46,6 +46,7 @@ from cacflow.io.heart_regions import UserRegion
 from cacflow.io.labels import LabelMapError, find_label_map, read_label_map
 from cacflow.io.sparse_mask import decode_mask
 from cacflow.io.tables import read_json, write_json, write_parquet
+from cacflow.io.volume_file import is_volume_file, volume_series_uid
 from cacflow.io.zarr_store import read_geometry, read_volume
 from cacflow.models.heart_box import USER
 from cacflow.pipeline.box_columns import box_from_row, has_box, lps_fields, lps_from_row
@@ -467,7 +468,9 @@ def load_score_tasks(layout: CohortLayout, shard: str, root: Path, config: dict,
         upstream = status.loc[r.series_key] if r.series_key in status.index else None
         label_path = label_stat = None
         if labels_dir is not None and len(r.paths):
-            ids = read_ids(Path(root) / r.paths[0])
+            # a volume file's series UID is derived from its path (cacflow.io.volume_file.volume_series_uid)
+            ids = (("", volume_series_uid(r.paths[0])) if is_volume_file(r.paths[0])
+                   else read_ids(Path(root) / r.paths[0]))
             found = find_label_map(labels_dir, ids[1]) if ids else None
             if found is not None:
                 st = found.stat()

@@ -1,4 +1,4 @@
-"""One preprocessing job: convert and resample every series of a shard in one process.
+"""One preprocessing job: convert (DICOM series or volume file) and resample every series of a shard in one process.
 
 The scans of a shard run in parallel with Dask (processes by default: pydicom parsing holds the GIL). Each scan
 keeps its volume in memory from DICOM decoding to resampling and writes per-scan outputs (Zarr stores and a status
@@ -24,6 +24,7 @@ from cacflow.imaging.resample import RESAMPLER_VERSION, ZGrid, resample_volume
 from cacflow.imaging.volume import Volume
 from cacflow.io.dicom import DicomReadError
 from cacflow.io.tables import read_json, write_json, write_parquet
+from cacflow.io.volume_file import VolumeReadError
 from cacflow.io.zarr_store import read_volume, remove_stale_temporaries, write_volume
 from cacflow.pipeline.convert import CONVERTER_VERSION, convert_series
 from cacflow.pipeline.layout import CohortLayout
@@ -125,7 +126,7 @@ def process_series(task: SeriesTask) -> dict:
         st.resample = "resampled" if "resampled" in results else ("up_to_date" if results else "not_run")
         if st.convert == "up_to_date" and st.resample in ("up_to_date", "not_run"):
             st.status = "skipped"
-    except DicomReadError as exc:
+    except (DicomReadError, VolumeReadError) as exc:
         st.status, st.reason, st.message = "excluded", exc.reason, f"series {task.series_key}: {exc.message}"
         st.convert = st.convert or "failed"
         stages = {"convert": {"fingerprint": conv_fp, "status": "excluded", "reason": exc.reason}}
