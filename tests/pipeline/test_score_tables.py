@@ -209,3 +209,41 @@ def test_bad_label_map_is_an_exclusion_not_a_crash(scored, tmp_path):
     assert (ref[ref["status"] == "scored"]["agatston"].notna()).all()
     for s in scored["shards"]:  # restore
         run_score_shard(layout, s, root, config, labels_dir=scored["truth"] / "labels", workers=1)
+
+
+def test_a_scan_whose_blood_pool_measures_contrast_is_scored_by_no_method(scored, tmp_path):
+    """The same scan with its heart's blood and myocardium raised by 420 HU (an arterial phase; no header says so),
+    its heart box from the inference stage: every method, the reference labels too, is excluded with the
+    blood-pool reading in the message and a QC picture; as it is, the scan is scored."""
+    from dataclasses import replace
+
+    from cacflow.imaging.contrast import CONTRAST_BLOOD_POOL_HU, blood_pool
+    from cacflow.imaging.heart_region import find_heart_region
+    from cacflow.io.zarr_store import read_volume, write_volume
+    from cacflow.pipeline.box_columns import box_fields
+    from cacflow.pipeline.score import CONTRAST_IMAGE, load_score_tasks, score_series
+
+    layout, root, config = scored["layout"], scored["root"], scored["config"]
+    task = next(t for t in load_score_tasks(layout, scored["shards"][0], root, config, scored["truth"] / "labels")
+                if t.volume_fingerprint is not None and t.label_path)
+    volume = read_volume(layout.volume(task.series_key, "scoring"))
+    region = find_heart_region(volume.hu, volume.spacing_zyx, np.asarray(volume.origin), volume.direction)
+    assert blood_pool(volume.hu, region.box_zyx).median_hu < 60  # unenhanced blood
+    # the inference stage's box (as a localizer would give it); its regression row does not matter here
+    inference = {"status": "excluded", "reason": "not_inferred", "message": "test", "heart_box_method": "localizer",
+                 "segmentation": None, **box_fields(region.box_zyx, region.box_lps_mm)}
+    hu = volume.hu.copy()
+    hu[region.mask & (hu > 0) & (hu < 100)] += 420
+    copy = CohortLayout(tmp_path / "results", "c")
+    write_volume(copy.volume(task.series_key, "scoring"), replace(volume, hu=hu))
+    shutil.copytree(layout.volume(task.series_key, "native"), copy.volume(task.series_key, "native"))
+    out = score_series(replace(task, results=str(copy.results), qc_pictures=True, inference=inference))
+    assert {r["method"] for r in out.scores} == {"classic_heart_region", "regression", "reference"}
+    assert all(r["status"] == "excluded" and r["reason"] == CONTRAST_IMAGE and r["agatston"] is None
+               for r in out.scores)
+    assert {e["method"] for e in out.exclusions} == {"classic_heart_region", "regression", "reference"}
+    assert f"limit {CONTRAST_BLOOD_POOL_HU:.0f} HU" in out.scores[0]["message"]
+    assert out.region["heart_region_status"] == "contrast_enhanced"
+    assert (copy.results / out.region["qc_picture"]).is_file()
+    as_is = score_series(replace(task, qc_pictures=False))  # the original volume
+    assert {r["status"] for r in as_is.scores} == {"scored"}

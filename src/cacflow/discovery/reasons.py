@@ -45,6 +45,8 @@ REASONS: dict[str, str] = {
     "not_hu": "a volume file's values are not HU (no value at or below -500 HU: unrescaled, a mask, not CT)",
     # scoring stage
     "heart_not_in_field_of_view": "no heart was found (no lungs or mediastinum in the scan: abdomen, head, ...)",
+    "contrast_enhanced_image": "the heart's blood pool measures contrast (median >= 150 HU in the core of its box), "
+                               "whatever the header records; calcium scores on contrast CT are not valid",
     "heart_region_implausible": "the heart region found has an implausible size or position",
     "user_heart_region_outside_volume": "the user-supplied heart box or mask holds no voxel of the scan",
     "user_heart_region_invalid": "the user-supplied heart mask cannot be read or is not in the series' geometry",

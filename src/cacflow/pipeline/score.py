@@ -16,6 +16,10 @@ Methods (all through :func:`cacflow.scoring.scan.score_scan` under one recorded 
   :func:`cacflow.scoring.robust_agatston.robust_score` instead: its levels replace HU (no HU gate, no vessels;
   mass null).
 
+A scan whose heart blood pool measures contrast (:mod:`cacflow.imaging.contrast`: median of the heart box's core
+at or above 150 HU) is scored by no method: every row is ``excluded`` with reason ``contrast_enhanced_image``,
+whatever its header says.
+
 Every scored row carries the second-reader flag of its scan (:mod:`cacflow.scoring.second_reader`): the automatic
 methods disagree on the five-class stratum.
 
@@ -39,6 +43,7 @@ from dask import delayed
 
 from cacflow import __version__
 from cacflow.config import section_hash
+from cacflow.imaging.contrast import CONTRAST_BLOOD_POOL_HU, BloodPool, blood_pool
 from cacflow.imaging.heart_region import HEURISTIC_VERSION, HeartNotFound, HeartRegion, find_heart_region
 from cacflow.imaging.resample import ZGrid, resample_labels
 from cacflow.io.dicom import read_ids
@@ -67,7 +72,7 @@ from cacflow.scoring.strata import SCHEMES
 log = logging.getLogger(__name__)
 
 #: Bump when the rows this stage writes change for the same inputs.
-SCORER_VERSION = 4  # 4: QC pictures of every method and of scans excluded at scoring
+SCORER_VERSION = 5  # 5: contrast recognised from the image (cacflow.imaging.contrast) excludes every method
 CLASSIC = "classic_heart_region"
 REFERENCE = "reference"
 REGRESSION = "regression"
@@ -315,6 +320,9 @@ def _score_series(task: ScoreTask) -> SeriesScores:
     origin, direction = np.asarray(volume.origin), np.asarray(volume.direction)
 
     box = inference_box(task)
+    pool = None if box is None else blood_pool(volume.hu, box)
+    if pool is not None and pool.contrast_enhanced:
+        return _contrast_excluded(task, layout, volume.hu, volume.spacing_zyx, None, box, pool)
     region: HeartRegion | None = None
     classic: ScanScore | None = None
     try:
@@ -324,6 +332,9 @@ def _score_series(task: ScoreTask) -> SeriesScores:
             region = HeartRegion(user.box_zyx, user.mask, user.box_lps_mm, USER, {})
         else:
             region = find_heart_region(volume.hu, volume.spacing_zyx, origin, direction)
+        pool = pool or blood_pool(volume.hu, region.box_zyx)
+        if pool is not None and pool.contrast_enhanced:
+            return _contrast_excluded(task, layout, volume.hu, volume.spacing_zyx, region, box, pool)
         mask, where = region.mask, region.method
         if box is not None and task.inference.get("heart_box_method") == "localizer":
             # the localizer's box bounds every scorer; the heuristic mask inside it keeps lung and bone out
@@ -379,6 +390,34 @@ def _score_series(task: ScoreTask) -> SeriesScores:
         except Exception as exc:  # a picture must never cost a score
             log.warning("series %s: QC picture failed: %s", task.series_key, type(exc).__name__)
     out.region = _region_row(task, region, region_status, region_reason, int(volume.hu.shape[0]), qc_rel)
+    return out
+
+
+#: Reason of every method's exclusion when the image shows contrast (:mod:`cacflow.imaging.contrast`).
+CONTRAST_IMAGE = "contrast_enhanced_image"
+
+
+def _contrast_excluded(task: ScoreTask, layout: CohortLayout, hu: np.ndarray, spacing: tuple[float, float, float],
+                       region: HeartRegion | None, box: tuple[int, int, int, int, int, int] | None,
+                       pool: BloodPool) -> SeriesScores:
+    """Every method of a contrast-enhanced scan excluded (reference labels too: the 130 HU threshold counts the
+    iodinated lumen), with the blood-pool reading in the message and the QC picture."""
+    out = SeriesScores()
+    msg = (f"series {task.series_key}: contrast enhanced: the heart's blood pool measures {pool.median_hu:.0f} HU "
+           f"(median of {pool.voxels} voxels in the core of its box; unenhanced blood is 30-60 HU, the limit "
+           f"{CONTRAST_BLOOD_POOL_HU:.0f} HU); calcium scores on contrast CT are not valid")
+    methods = ((CLASSIC,) + ((REGRESSION, *task.segmentation_methods) if task.inference else ())
+               + ((REFERENCE,) if task.label_path else ()))
+    for method in methods:
+        out.scores.append(_score_row(task, method, "excluded", reason=CONTRAST_IMAGE, message=msg))
+        out.exclusions.append(_exclusion(task, method, CONTRAST_IMAGE, msg))
+    qc_rel = None
+    if task.qc_pictures:
+        try:
+            qc_rel = _write_picture(task, layout, hu, spacing, region, None, box, {}, out.scores)
+        except Exception as exc:  # a picture must never cost a row
+            log.warning("series %s: QC picture failed: %s", task.series_key, type(exc).__name__)
+    out.region = _region_row(task, region, "contrast_enhanced", CONTRAST_IMAGE, int(hu.shape[0]), qc_rel)
     return out
 
 
