@@ -247,3 +247,48 @@ def test_a_scan_whose_blood_pool_measures_contrast_is_scored_by_no_method(scored
     assert (copy.results / out.region["qc_picture"]).is_file()
     as_is = score_series(replace(task, qc_pictures=False))  # the original volume
     assert {r["status"] for r in as_is.scores} == {"scored"}
+
+
+def test_calcium_inside_bone_is_recorded_and_not_counted(scored):
+    """A method's region holding a dense block of 12 mL (bone by its size) beside the scan's calcium: the block is
+    not counted and its lesions are written with guard 'bone'; the rest scores exactly as without the block."""
+    from cacflow.imaging.bone import bone_mask
+    from cacflow.imaging.heart_region import find_heart_region
+    from cacflow.io.zarr_store import read_volume
+    from cacflow.pipeline.score import BONE_GUARD, CLASSIC, SeriesScores, _guarded_score, load_score_tasks
+    from cacflow.scoring.agatston import AgatstonConvention
+    from cacflow.scoring.scan import score_scan
+
+    layout, root, config = scored["layout"], scored["root"], scored["config"]
+    task = next(t for t in load_score_tasks(layout, scored["shards"][0], root, config, None)
+                if t.volume_fingerprint is not None)
+    volume = read_volume(layout.volume(task.series_key, "scoring"))
+    origin, direction = np.asarray(volume.origin), np.asarray(volume.direction)
+    region = find_heart_region(volume.hu, volume.spacing_zyx, origin, direction).mask
+    convention = AgatstonConvention.from_dict(task.convention)
+    plain = score_scan(volume.hu, volume.spacing_zyx, origin, direction, region, convention=convention)
+    # the block: 4 slabs x 48 x 48 pixels of 700 HU, apart from the scan's calcium, half inside the region
+    hu = volume.hu.copy()
+    calcium_free = ~np.isin(np.arange(hu.shape[0]), [les.z_first for les in plain.lesions])
+    z = int(np.nonzero(calcium_free)[0][len(np.nonzero(calcium_free)[0]) // 2])
+    zs = slice(max(z - 2, 0), max(z - 2, 0) + 4)
+    ys, xs = np.nonzero(region[z])
+    y0, x0 = int(ys.mean()) - 24, int(xs.mean()) - 24
+    before_block = hu.copy()
+    hu[zs, y0:y0 + 48, x0:x0 + 48] = 700
+    block = hu != before_block
+    assert block.sum() * np.prod(volume.spacing_zyx) >= 10_000
+    bone = bone_mask(hu, volume.spacing_zyx)
+    assert bone[block].all()
+    out = SeriesScores()
+    guarded = _guarded_score(task, CLASSIC, hu, volume.spacing_zyx, origin, direction, region, bone, False,
+                             convention, out)
+    unguarded = score_scan(hu, volume.spacing_zyx, origin, direction, region, convention=convention)
+    assert unguarded.total.agatston > plain.total.agatston + 100  # the block would count without the guard
+    assert guarded.total.agatston == pytest.approx(plain.total.agatston)  # only if its calcium touches no block
+    rows = [les for les in out.lesions if les["method"] == CLASSIC]
+    assert rows and all(les["guard"] == BONE_GUARD for les in rows)
+    assert sum(les["n_voxels"] for les in rows) == int((block & region).sum())
+    # numbered after the counted lesions: (series, method, lesion_index) stays a key of the table
+    assert sorted(les["lesion_index"] for les in rows) == list(range(len(plain.lesions) + 1,
+                                                                      len(plain.lesions) + 1 + len(rows)))

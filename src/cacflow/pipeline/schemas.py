@@ -23,6 +23,7 @@ VESSEL_COLUMNS: tuple[str, ...] = ("series_key", "method", "vessel", "agatston",
 LESION_COLUMNS: tuple[str, ...] = (
     "series_key", "method", "lesion_index", "vessel", "z_first", "z_last", "n_slices", "n_voxels", "volume_mm3",
     "peak_hu", "mean_hu", "agatston", "mass_mg", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "convention_id",
+    "guard",
 )
 REGION_COLUMNS: tuple[str, ...] = (
     "series_key", "heart_region_method", "heart_region_status", "heart_region_reason", *HEART_BOX_LPS_COLUMNS,
@@ -45,7 +46,7 @@ TYPES: dict[str, dict[str, str]] = {
                 "z_first": "int64", "z_last": "int64", "n_slices": "int64", "n_voxels": "int64",
                 "volume_mm3": "float64", "peak_hu": "float64", "mean_hu": "float64", "agatston": "float64",
                 "mass_mg": "float64", "centroid_x_mm": "float64", "centroid_y_mm": "float64",
-                "centroid_z_mm": "float64", "convention_id": "string"},
+                "centroid_z_mm": "float64", "convention_id": "string", "guard": "string"},
     "regions": {"series_key": "string", "heart_region_method": "string", "heart_region_status": "string",
                 "heart_region_reason": "string", **{c: "Float64" for c in REGION_COLUMNS if c.startswith("heart_box")},
                 "heart_region_volume_ml": "Float64", "heart_region_confidence": "Float64",

@@ -16,6 +16,11 @@ Methods (all through :func:`cacflow.scoring.scan.score_scan` under one recorded 
   :func:`cacflow.scoring.robust_agatston.robust_score` instead: its levels replace HU (no HU gate, no vessels;
   mass null).
 
+Every automatic method's calcium passes the bone guard (:mod:`cacflow.imaging.bone`): calcium inside a 3-D structure at
+or above 130 HU of 10 mL or more (spine, ribs, sternum, scapulae) is not counted; each such lesion is still
+written to the ``lesions`` table, marked ``guard`` = ``bone``. The regression method has no lesions to guard (its
+per-slice outputs are guarded only by the heart box); the reference labels are not guarded.
+
 A scan whose heart blood pool measures contrast (:mod:`cacflow.imaging.contrast`: median of the heart box's core
 at or above 150 HU) is scored by no method: every row is ``excluded`` with reason ``contrast_enhanced_image``,
 whatever its header says.
@@ -43,6 +48,7 @@ from dask import delayed
 
 from cacflow import __version__
 from cacflow.config import section_hash
+from cacflow.imaging.bone import bone_mask
 from cacflow.imaging.contrast import CONTRAST_BLOOD_POOL_HU, BloodPool, blood_pool
 from cacflow.imaging.heart_region import HEURISTIC_VERSION, HeartNotFound, HeartRegion, find_heart_region
 from cacflow.imaging.resample import ZGrid, resample_labels
@@ -72,7 +78,7 @@ from cacflow.scoring.strata import SCHEMES
 log = logging.getLogger(__name__)
 
 #: Bump when the rows this stage writes change for the same inputs.
-SCORER_VERSION = 5  # 5: contrast recognised from the image (cacflow.imaging.contrast) excludes every method
+SCORER_VERSION = 6  # 6: the bone guard (cacflow.imaging.bone); 5: contrast recognised from the image
 CLASSIC = "classic_heart_region"
 REFERENCE = "reference"
 REGRESSION = "regression"
@@ -145,9 +151,12 @@ def _score_row(task: ScoreTask, method: str, status: str, score: ScanScore | Non
     return row
 
 
-def _detail_rows(task: ScoreTask, method: str, score: ScanScore, out: SeriesScores) -> None:
+def _detail_rows(task: ScoreTask, method: str, score: ScanScore, out: SeriesScores, guard: str | None = None,
+                 first_index: int = 1) -> None:
+    """Vessel and lesion rows of a method's score; with ``guard``, the lesions an anatomy guard removed (lesion
+    rows marked with the guard's name and numbered from ``first_index``, no vessel rows: they are not counted)."""
     cid = convention_id(task.convention)
-    for name, v in score.vessels.items():
+    for name, v in (score.vessels.items() if guard is None else ()):
         out.vessels.append({"series_key": task.series_key, "method": method, "vessel": name, "agatston": v.agatston,
                             "volume_mm3": v.volume_mm3, "mass_mg": v.mass_mg, "n_lesions": v.n_lesions,
                             "convention_id": cid})
@@ -155,11 +164,38 @@ def _detail_rows(task: ScoreTask, method: str, score: ScanScore, out: SeriesScor
     for les in score.lesions:
         x, y, z = les.centroid_lps_mm
         out.lesions.append({
-            "series_key": task.series_key, "method": method, "lesion_index": les.lesion_index,
+            "series_key": task.series_key, "method": method, "lesion_index": les.lesion_index + first_index - 1,
             "vessel": vessel_names.get(les.label), "z_first": les.z_first, "z_last": les.z_last,
             "n_slices": les.n_slices, "n_voxels": les.n_voxels, "volume_mm3": les.volume_mm3,
             "peak_hu": les.peak_hu, "mean_hu": les.mean_hu, "agatston": les.agatston, "mass_mg": les.mass_mg,
-            "centroid_x_mm": x, "centroid_y_mm": y, "centroid_z_mm": z, "convention_id": cid})
+            "centroid_x_mm": x, "centroid_y_mm": y, "centroid_z_mm": z, "convention_id": cid, "guard": guard})
+
+
+#: Guard name of the lesions removed as bone (:mod:`cacflow.imaging.bone`), in the ``lesions`` table's ``guard``.
+BONE_GUARD = "bone"
+
+
+def _split_bone(region: np.ndarray, bone: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """A method's region or label map (z, y, x) without the bone voxels, and its part inside bone (None when it has
+    none); both keep the map's values and type."""
+    removed = np.where(bone, region, np.zeros_like(region))
+    if not removed.any():
+        return region, None
+    return np.where(bone, np.zeros_like(region), region), removed
+
+
+def _guarded_score(task: ScoreTask, method: str, hu: np.ndarray, spacing: tuple[float, float, float],
+                   origin: np.ndarray, direction: np.ndarray, region: np.ndarray, bone: np.ndarray,
+                   vessel_labels: bool, convention: AgatstonConvention, out: SeriesScores) -> ScanScore:
+    """The method's score in its region without bone; the calcium it had inside bone is scored apart and
+    recorded as lesion rows with ``guard`` 'bone' (not counted in any total)."""
+    kept, removed = _split_bone(region, bone)
+    score = score_scan(hu, spacing, origin, direction, kept, vessel_labels=vessel_labels, convention=convention)
+    if removed is not None:  # numbered after the counted lesions, so (series, method, lesion_index) stays a key
+        in_bone = score_scan(hu, spacing, origin, direction, removed, vessel_labels=vessel_labels,
+                             convention=convention)
+        _detail_rows(task, method, in_bone, out, guard=BONE_GUARD, first_index=len(score.lesions) + 1)
+    return score
 
 
 def _exclusion(task: ScoreTask, method: str, reason: str, message: str) -> dict:
@@ -220,7 +256,7 @@ def _regression_row(task: ScoreTask) -> tuple[dict, dict | None]:
 
 
 def _segmentation_rows(task: ScoreTask, hu: np.ndarray, spacing: tuple[float, float, float], origin: np.ndarray,
-                       direction: np.ndarray, convention: AgatstonConvention, out: SeriesScores
+                       direction: np.ndarray, convention: AgatstonConvention, bone: np.ndarray, out: SeriesScores
                        ) -> dict[str, np.ndarray]:
     """Rows of every configured segmentation scorer from its label map in the scan's inference row (none when the
     inference stage did not run for the cohort, as for the regression method). Returns each HU-gated method's
@@ -249,15 +285,15 @@ def _segmentation_rows(task: ScoreTask, hu: np.ndarray, spacing: tuple[float, fl
             if labels.shape != hu.shape:
                 raise ValueError(f"mask shape {labels.shape} differs from the scoring grid {hu.shape}")
             if entry.get("kind") in LEVEL_KINDS:  # levels replace HU: no threshold of the scan's HU
-                t = robust_score(labels, spacing, origin, direction, convention).total
+                t = robust_score(_split_bone(labels, bone)[0], spacing, origin, direction, convention).total
                 totals = {"agatston": t.agatston, "volume_mm3": t.volume_mm3, "mass_mg": None,
                           "n_lesions": t.n_lesions}  # no lesion rows: their HU fields would be level stand-ins
                 out.scores.append(_score_row(task, method, "scored", region=inf.get("heart_box_method"),
                                              totals=totals, model=entry.get("model")))
                 continue
             region, vessel_labels = hu_region(entry.get("kind", "vessel_segmentation"), labels)
-            score = score_scan(hu, spacing, origin, direction, region, vessel_labels=vessel_labels,
-                               convention=convention)
+            score = _guarded_score(task, method, hu, spacing, origin, direction, region, bone, vessel_labels,
+                                   convention, out)
             out.scores.append(_score_row(task, method, "scored", score, region=inf.get("heart_box_method"),
                                          model=entry.get("model")))
             _detail_rows(task, method, score, out)
@@ -323,6 +359,7 @@ def _score_series(task: ScoreTask) -> SeriesScores:
     pool = None if box is None else blood_pool(volume.hu, box)
     if pool is not None and pool.contrast_enhanced:
         return _contrast_excluded(task, layout, volume.hu, volume.spacing_zyx, None, box, pool)
+    bone = bone_mask(volume.hu, volume.spacing_zyx)  # the anatomy guard of every automatic method
     region: HeartRegion | None = None
     classic: ScanScore | None = None
     try:
@@ -342,7 +379,8 @@ def _score_series(task: ScoreTask) -> SeriesScores:
             z0, z1, y0, y1, x0, x1 = box
             mask[z0:z1, y0:y1, x0:x1] = region.mask[z0:z1, y0:y1, x0:x1]
             where = "heuristic_in_localizer_box"
-        classic = score_scan(volume.hu, volume.spacing_zyx, origin, direction, mask, convention=convention)
+        classic = _guarded_score(task, CLASSIC, volume.hu, volume.spacing_zyx, origin, direction, mask, bone, False,
+                                 convention, out)
         out.scores.append(_score_row(task, CLASSIC, "scored", classic, region=where))
         _detail_rows(task, CLASSIC, classic, out)
         region_status, region_reason = "found", None
@@ -378,7 +416,7 @@ def _score_series(task: ScoreTask) -> SeriesScores:
             out.scores.append(_score_row(task, REFERENCE, "failed", reason="scoring_failed", message=msg))
             out.exclusions.append(_exclusion(task, REFERENCE, "scoring_failed", msg))
 
-    counted = _segmentation_rows(task, volume.hu, volume.spacing_zyx, origin, direction, convention, out)
+    counted = _segmentation_rows(task, volume.hu, volume.spacing_zyx, origin, direction, convention, bone, out)
 
     qc_rel = None
     if task.qc_pictures:
