@@ -190,18 +190,30 @@ def _series_row(files: pd.DataFrame, rules: SelectionRules) -> dict:
                       f"{name}: {len(images)} slices, below selection.min_slices = {rules.min_slices}")
     thickness = row["slice_thickness_mm"]
     thick = float(thickness) if thickness is not None else spacing.increment_mm
-    if thick > rules.max_slice_thickness_mm + 1e-6:
-        return decide("slice_too_thick", f"{name}: slice thickness {thick:.2f} mm above "
-                      f"selection.max_slice_thickness_mm = {rules.max_slice_thickness_mm:g}")
-    lo, hi = rules.pixel_spacing_range_mm
-    if not (lo <= float(ps[0]) <= hi and lo <= float(ps[1]) <= hi):
-        return decide("pixel_spacing_out_of_range", f"{name}: pixel spacing {float(ps[0]):.3f} mm outside "
-                      f"selection.pixel_spacing_range_mm = [{lo:g}, {hi:g}]")
-    if rules.exclude_contrast and row["contrast"]:
-        return decide("contrast_enhanced", f"{name}: ContrastBolusAgent is recorded and "
-                      "selection.exclude_contrast is true")
+    failed = _acquisition_rules(rules, name, thick, (float(ps[0]), float(ps[1])), bool(row["contrast"]),
+                                "is recorded")
+    if failed:
+        return decide(*failed)
     row["reason"], row["message"] = SELECTED, f"{name}: eligible"
     return row
+
+
+def _acquisition_rules(rules: SelectionRules, name: str, thickness_mm: float, pixel_spacing_mm: tuple[float, float],
+                       contrast: bool, contrast_source: str) -> tuple[str, str] | None:
+    """The last rules of a series, DICOM or volume file, in order: slice thickness (mm), in-plane pixel spacing
+    (row, column; mm), recorded contrast. Returns the first failing rule's (reason, message), or None."""
+    if thickness_mm > rules.max_slice_thickness_mm + 1e-6:
+        return "slice_too_thick", (f"{name}: slice thickness {thickness_mm:.2f} mm above "
+                                   f"selection.max_slice_thickness_mm = {rules.max_slice_thickness_mm:g}")
+    lo, hi = rules.pixel_spacing_range_mm
+    if not all(lo <= v <= hi for v in pixel_spacing_mm):
+        return "pixel_spacing_out_of_range", (f"{name}: pixel spacing {pixel_spacing_mm[0]:.3f} x "
+                                              f"{pixel_spacing_mm[1]:.3f} mm outside selection.pixel_spacing_range_mm "
+                                              f"= [{lo:g}, {hi:g}]")
+    if rules.exclude_contrast and contrast:
+        return "contrast_enhanced", (f"{name}: ContrastBolusAgent {contrast_source} and selection.exclude_contrast "
+                                     "is true")
+    return None
 
 
 def _volume_series_row(files: pd.DataFrame, rules: SelectionRules) -> dict:
@@ -277,16 +289,10 @@ def _volume_series_row(files: pd.DataFrame, rules: SelectionRules) -> dict:
                       f"it; the slice spacing {spacing[iz]:.2f} mm is not the thickness) and "
                       "selection.max_slice_thickness_mm needs it; give SliceThickness in the file's sidecar JSON or "
                       "in the cohort's volumes.defaults")
-    if float(thickness) > rules.max_slice_thickness_mm + 1e-6:
-        return decide("slice_too_thick", f"{name}: slice thickness {float(thickness):.2f} mm above "
-                      f"selection.max_slice_thickness_mm = {rules.max_slice_thickness_mm:g}")
-    lo, hi = rules.pixel_spacing_range_mm
-    if not (lo <= spacing[iy] <= hi and lo <= spacing[ix] <= hi):
-        return decide("pixel_spacing_out_of_range", f"{name}: pixel spacing {spacing[iy]:.3f} x {spacing[ix]:.3f} mm "
-                      f"outside selection.pixel_spacing_range_mm = [{lo:g}, {hi:g}]")
-    if rules.exclude_contrast and row["contrast"]:
-        return decide("contrast_enhanced", f"{name}: ContrastBolusAgent is given (sidecar or volumes.defaults) and "
-                      "selection.exclude_contrast is true")
+    failed = _acquisition_rules(rules, name, float(thickness), (spacing[iy], spacing[ix]), bool(row["contrast"]),
+                                "is given (sidecar or volumes.defaults)")
+    if failed:
+        return decide(*failed)
     row["reason"], row["message"] = SELECTED, f"{name}: eligible"
     return row
 
