@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from cacflow import config as cfg
+from cacflow.imaging.bone import bone_mask
 from cacflow.io.sparse_mask import decode_mask
 from cacflow.io.zarr_store import read_volume
 from cacflow.models.checkpoint import CheckpointError, load_checkpoint, read_card
@@ -333,8 +334,10 @@ def test_segmentation_masks_flow_from_inference_to_score_rows(trained, small_coh
             for name, scorer in scorers.items():
                 np.testing.assert_array_equal(decode_mask(json.loads(inf["segmentation"])[name]["mask"]),
                                               scorer.predict_box(volume.hu, box))
+            # every method's calcium passes the bone guard: what lies in bone is not counted
+            bone = bone_mask(volume.hu, volume.spacing_zyx)
             expected = score_scan(volume.hu, volume.spacing_zyx, np.asarray(volume.origin), volume.direction,
-                                  labels, vessel_labels=True, convention=convention)
+                                  np.where(bone, 0, labels), vessel_labels=True, convention=convention)
             assert row["status"] == "scored" and row["model"] == entry["model"]
             assert row["agatston"] == pytest.approx(expected.total.agatston)
             v = frames["vessels"].query("series_key == @key and method == 'unetpp'").set_index("vessel")
@@ -345,7 +348,8 @@ def test_segmentation_masks_flow_from_inference_to_score_rows(trained, small_coh
             entry = json.loads(inf["segmentation"])["levels"]
             assert entry["kind"] == "calcium_levels"
             lev = decode_mask(entry["mask"])
-            robust = robust_score(lev, volume.spacing_zyx, np.asarray(volume.origin), volume.direction, convention)
+            robust = robust_score(np.where(bone, 0, lev), volume.spacing_zyx, np.asarray(volume.origin),
+                                  volume.direction, convention)
             lrow = scores.query("series_key == @key and method == 'levels'").iloc[0]
             assert lrow["status"] == "scored" and lrow["agatston"] == pytest.approx(robust.total.agatston)
             assert pd.isna(lrow["mass_mg"])
@@ -356,12 +360,17 @@ def test_segmentation_masks_flow_from_inference_to_score_rows(trained, small_coh
                 cor = decode_mask(entry["mask"])
                 assert not cor[volume.hu < 130].any() and set(np.unique(cor)) <= {0, 1, 2}
                 expected = score_scan(volume.hu, volume.spacing_zyx, np.asarray(volume.origin), volume.direction,
-                                      cor == 1, convention=convention)
+                                      (cor == 1) & ~bone, convention=convention)
                 crow = scores.query("series_key == @key and method == @method").iloc[0]
                 assert crow["status"] == "scored" and crow["agatston"] == pytest.approx(expected.total.agatston)
                 assert frames["vessels"].query("series_key == @key and method == @method").empty
                 les = frames["lesions"].query("series_key == @key and method == @method")
-                assert len(les) == expected.total.n_lesions and les["vessel"].isna().all()
+                counted = les[les["guard"].isna()]
+                assert len(counted) == expected.total.n_lesions and les["vessel"].isna().all()
+                # what the guard removed is listed, marked, and was in bone
+                assert set(les["guard"].dropna()) <= {"bone"}
+                if (les["guard"] == "bone").any():
+                    assert ((cor == 1) & bone).any()
         # the second-reader flag: automatic methods' strata, the same on every row of a scan
         for key, g in scores.groupby("series_key"):
             auto = g[(g["status"] == "scored") & (g["method"] != "reference")]
