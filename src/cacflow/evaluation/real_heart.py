@@ -47,8 +47,8 @@ def heart_box_against_read(volume: Volume, read_box: LpsBox, localizer: HeartLoc
     coverage of the read box, IoU, and the localizer's status and confidence."""
     scoring = resample_volume(volume, grid, "scoring")
     origin = np.asarray(scoring.origin)
-    own = localizer.locate(scoring.hu, scoring.spacing_zyx, origin, scoring.direction)
     choice = choose_heart_box(localizer, scoring.hu, scoring.spacing_zyx, origin, scoring.direction)
+    own = choice.localizer  # the localizer's own answer, whether or not the pipeline uses its box
     row = {"localizer_status": own.status, "localizer_confidence": round(float(own.confidence), 3),
            **_box_figures("localizer", own.box_lps_mm, read_box),
            "chosen_method": choice.method, "chosen_reason": choice.reason,

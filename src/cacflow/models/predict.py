@@ -29,8 +29,8 @@ from cacflow.models.localizer import (
     plane_slices,
 )
 from cacflow.models.regression import (
-    TARGET_TRANSFORM,
     RegressionNet,
+    check_target_transform,
     decode_outputs,
     fit_box,
     slices_to_input,
@@ -170,9 +170,10 @@ class SliceRegressor:
     @classmethod
     def load(cls, directory: Path, device: str | torch.device = "auto", batch_size: int = 64) -> SliceRegressor:
         payload, card = load_checkpoint(directory, "regressor")
-        if payload["transform"] != TARGET_TRANSFORM:
-            raise CheckpointError(f"{directory}: a regressor trained on {payload['transform']!r} targets; cacflow "
-                                  f"reads {TARGET_TRANSFORM!r} targets only (retrain: snakemake train_regressor)")
+        try:
+            check_target_transform(payload["transform"], str(directory))
+        except ValueError as exc:
+            raise CheckpointError(str(exc)) from None
         net = RegressionNet(**payload["arch"])
         net.load_state_dict(payload["state"])
         return cls(net, card, device if isinstance(device, torch.device) else pick_device(device), batch_size,

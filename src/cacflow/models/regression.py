@@ -51,6 +51,13 @@ def calcium_window_channel(hu: torch.Tensor) -> torch.Tensor:
     return ((hu - lo) / (hi - lo)).clamp(0.0, 1.0)
 
 
+def check_target_transform(transform: str, where: str) -> None:
+    """Refuse a regressor checkpoint whose targets are not :data:`TARGET_TRANSFORM` (``where`` names it)."""
+    if transform != TARGET_TRANSFORM:
+        raise ValueError(f"{where}: a regressor trained on {transform!r} targets; cacflow reads "
+                         f"{TARGET_TRANSFORM!r} targets only (retrain: snakemake train_regressor, init_from: '')")
+
+
 def encode_targets(y: np.ndarray) -> np.ndarray:
     """Per-slice targets (n, 2) [Agatston, volume mm³] -> what the network regresses: ``ln(1 + y)``."""
     return np.log1p(np.clip(np.asarray(y, dtype=np.float32), 0.0, None))

@@ -28,7 +28,13 @@ from cacflow.imaging.resample import ZGrid
 from cacflow.models.checkpoint import CheckpointError
 from cacflow.models.heart_box import choose_heart_box
 from cacflow.models.predict import HeartLocalizer, SliceRegressor
-from cacflow.models.regression import INPUT_SIZE, TARGET_TRANSFORM, RegressionNet, encode_targets, slices_to_input
+from cacflow.models.regression import (
+    INPUT_SIZE,
+    RegressionNet,
+    check_target_transform,
+    encode_targets,
+    slices_to_input,
+)
 from cacflow.scoring.agatston import AgatstonConvention
 from cacflow.scoring.regression_rule import regression_totals
 from cacflow.training.common import best_by_strata, starting_checkpoint
@@ -228,9 +234,10 @@ def initial_state(hp: RegressorHyper) -> tuple[RegressorHyper, dict | None, dict
     if not hp.init_from:
         return hp, None, None
     payload, origin = starting_checkpoint(hp.init_from, "regressor", "training.regressor.init_from")
-    if payload["transform"] != TARGET_TRANSFORM:
-        raise CheckpointError(f"training.regressor.init_from: {hp.init_from} regresses {payload['transform']!r} "
-                              f"targets, cacflow {TARGET_TRANSFORM!r} ones; start from scratch (init_from: '')")
+    try:
+        check_target_transform(payload["transform"], f"training.regressor.init_from: {hp.init_from}")
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
     arch = payload["arch"]
     hp = replace(hp, widths=tuple(arch["widths"]), hidden=tuple(arch["hidden"]))
     return hp, payload["state"], origin
