@@ -170,10 +170,7 @@ class SliceRegressor:
     @classmethod
     def load(cls, directory: Path, device: str | torch.device = "auto", batch_size: int = 64) -> SliceRegressor:
         payload, card = load_checkpoint(directory, "regressor")
-        try:
-            check_target_transform(payload["transform"], str(directory))
-        except ValueError as exc:
-            raise CheckpointError(str(exc)) from None
+        check_target_transform(payload["transform"], str(directory))
         net = RegressionNet(**payload["arch"])
         net.load_state_dict(payload["state"])
         return cls(net, card, device if isinstance(device, torch.device) else pick_device(device), batch_size,

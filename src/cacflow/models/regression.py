@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cacflow.models.checkpoint import CheckpointError
 from cacflow.models.layers import conv_pool_stack
 
 #: Network input size (pixels); crops larger than this are centre-cropped (recorded in the QC fields).
@@ -52,10 +53,14 @@ def calcium_window_channel(hu: torch.Tensor) -> torch.Tensor:
 
 
 def check_target_transform(transform: str, where: str) -> None:
-    """Refuse a regressor checkpoint whose targets are not :data:`TARGET_TRANSFORM` (``where`` names it)."""
+    """Refuse a regressor checkpoint whose targets are not :data:`TARGET_TRANSFORM` (``where`` names it).
+
+    Raises:
+        CheckpointError: naming ``where`` and the fix.
+    """
     if transform != TARGET_TRANSFORM:
-        raise ValueError(f"{where}: a regressor trained on {transform!r} targets; cacflow reads "
-                         f"{TARGET_TRANSFORM!r} targets only (retrain: snakemake train_regressor, init_from: '')")
+        raise CheckpointError(f"{where}: a regressor trained on {transform!r} targets; cacflow reads "
+                              f"{TARGET_TRANSFORM!r} targets only (retrain: snakemake train_regressor, init_from: '')")
 
 
 def encode_targets(y: np.ndarray) -> np.ndarray:

@@ -25,7 +25,6 @@ import torch
 
 from cacflow.evaluation.agreement import agreement
 from cacflow.imaging.resample import ZGrid
-from cacflow.models.checkpoint import CheckpointError
 from cacflow.models.heart_box import choose_heart_box
 from cacflow.models.predict import HeartLocalizer, SliceRegressor
 from cacflow.models.regression import (
@@ -234,10 +233,7 @@ def initial_state(hp: RegressorHyper) -> tuple[RegressorHyper, dict | None, dict
     if not hp.init_from:
         return hp, None, None
     payload, origin = starting_checkpoint(hp.init_from, "regressor", "training.regressor.init_from")
-    try:
-        check_target_transform(payload["transform"], f"training.regressor.init_from: {hp.init_from}")
-    except ValueError as exc:
-        raise CheckpointError(str(exc)) from None
+    check_target_transform(payload["transform"], f"training.regressor.init_from: {hp.init_from}")
     arch = payload["arch"]
     hp = replace(hp, widths=tuple(arch["widths"]), hidden=tuple(arch["hidden"]))
     return hp, payload["state"], origin
